@@ -1,0 +1,1 @@
+"""sr2bit pipeline: SwinIR-light model, data, metrics, evaluation and the `python -m pipeline` CLI."""

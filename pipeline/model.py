@@ -1,0 +1,388 @@
+"""SwinIR-light (Liang et al., ICCVW 2021, arXiv 2108.10257), written for quantization and export.
+
+Same parameters and state-dict keys as the official SwinIR code, so the official
+``002_lightweightSR_DIV2K_s64w8_SwinIR-S_x{2,3,4}.pth`` checkpoints load, but:
+
+- the relative-position bias and the shifted-window mask are computed in ``forward`` for the
+  actual (padded) input size: no size-specific buffers, any input size, one mask per forward
+  shared by every shifted block, and export-friendly (no data-dependent Python control flow);
+- the operands of the two attention matmuls pass through named identity modules
+  (``bmm1_q`` after the ``head_dim**-0.5`` scaling, ``bmm1_k``, ``bmm2_attn`` after softmax,
+  ``bmm2_v``) that calibration replaces with quantizers; the q/k/v projections are the three
+  60-row slices of ``attn.qkv``, which calibration splits into three quantized linears;
+- inputs are mirror-padded (``cat([x, flip(x)])``, the SwinIR/2DQuant test code) to a multiple
+  of the window size and the output is cropped back.
+
+Dimensions: ``B`` batch, ``C`` channels (embed dim), ``H, W`` feature height/width,
+``L = H*W`` tokens, ``N = ws*ws`` tokens per window, ``nW`` windows per image, ``h`` heads.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = ["SwinIR", "SwinIRConfig", "VARIANTS", "build_model", "mirror_pad"]
+
+MASK_VALUE = -100.0  # the official code masks cross-region logits with -100, not -inf
+
+
+@dataclass(frozen=True)
+class SwinIRConfig:
+    """Architecture of a SwinIR model with ``pixelshuffledirect`` upsampler and ``1conv`` residual."""
+
+    scale: int = 4
+    embed_dim: int = 60
+    depths: tuple[int, ...] = (6, 6, 6, 6)
+    num_heads: tuple[int, ...] = (6, 6, 6, 6)
+    window_size: int = 8
+    mlp_ratio: float = 2.0
+    img_range: float = 1.0
+    rgb_mean: tuple[float, float, float] = (0.4488, 0.4371, 0.4040)
+    drop_path_rate: float = 0.0
+
+    def __post_init__(self):
+        if self.scale not in (2, 3, 4):
+            raise ValueError(f"scale must be 2, 3 or 4, got {self.scale!r}")
+        if len(self.depths) != len(self.num_heads):
+            raise ValueError(f"depths {self.depths} and num_heads {self.num_heads} differ in length")
+        for heads in self.num_heads:
+            if self.embed_dim % heads:
+                raise ValueError(f"embed_dim {self.embed_dim} is not divisible by {heads} heads")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> SwinIRConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown SwinIRConfig keys {sorted(unknown)}; allowed {sorted(known)}")
+        tuples = {k: tuple(v) for k, v in data.items() if isinstance(v, list)}
+        return cls(**{**data, **tuples})
+
+
+# Named variants: "light" is the paper's SwinIR-light; "tiny" keeps every code path for fast tests.
+VARIANTS: dict[str, dict] = {
+    "light": {},
+    "tiny": {"embed_dim": 12, "depths": (2, 2), "num_heads": (2, 2)},
+}
+
+
+def build_model(variant: str = "light", scale: int = 4, **overrides) -> SwinIR:
+    """Build a named SwinIR variant (``light`` or ``tiny``) at ``scale``."""
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown model variant {variant!r}; allowed {sorted(VARIANTS)}")
+    return SwinIR(SwinIRConfig(scale=scale, **{**VARIANTS[variant], **overrides}))
+
+
+# ----------------------------------------------------------------------------------------------
+# Helpers (pure functions of shapes and tensors)
+
+
+def mirror_pad(x: torch.Tensor, multiple: int) -> torch.Tensor:
+    """Pad (B, 3, H, W) at the bottom/right to multiples of ``multiple`` by mirror concatenation.
+
+    This is the SwinIR/2DQuant test-time padding ``cat([x, flip(x)])[..., :H + pad]``, which repeats
+    the edge pixel (numpy's 'symmetric'), unlike ``F.pad(mode='reflect')``. Images smaller than
+    the padding are mirrored repeatedly (1 px -> 2 -> 4 -> 8).
+    """
+    for dim in (2, 3):
+        size = x.shape[dim]
+        target = -(-size // multiple) * multiple
+        while x.shape[dim] < target:
+            x = torch.cat([x, torch.flip(x, [dim])], dim)
+        if x.shape[dim] != target:
+            x = x.narrow(dim, 0, target)
+    return x
+
+
+def window_partition(x: torch.Tensor, ws: int) -> torch.Tensor:
+    """(B, H, W, C) -> (B*nW, ws*ws, C), windows in row-major order."""
+    b, h, w, c = x.shape
+    x = x.view(b, h // ws, ws, w // ws, ws, c)
+    return x.permute(0, 1, 3, 2, 4, 5).reshape(-1, ws * ws, c)
+
+
+def window_reverse(windows: torch.Tensor, ws: int, h: int, w: int) -> torch.Tensor:
+    """(B*nW, ws*ws, C) -> (B, H, W, C), the inverse of :func:`window_partition`."""
+    c = windows.shape[-1]
+    x = windows.view(-1, h // ws, w // ws, ws, ws, c)
+    return x.permute(0, 1, 3, 2, 4, 5).reshape(-1, h, w, c)
+
+
+def cyclic_shift(x: torch.Tensor, shift: int) -> torch.Tensor:
+    """``torch.roll(x, (shift, shift), dims=(1, 2))`` on (B, H, W, C), written as slices + concat.
+
+    Slices and concat lower to every backend (XNNPACK has no kernel for the gather that
+    ``roll`` decomposes into).
+    """
+    h, w = x.shape[1], x.shape[2]
+    sh, sw = shift % h, shift % w
+    if sh:
+        x = torch.cat([x[:, h - sh :], x[:, : h - sh]], dim=1)
+    if sw:
+        x = torch.cat([x[:, :, w - sw :], x[:, :, : w - sw]], dim=2)
+    return x
+
+
+def relative_position_index(ws: int) -> torch.Tensor:
+    """(N*N,) int64 index into the (2ws-1)^2 bias table, as in the official code."""
+    coords = torch.stack(torch.meshgrid(torch.arange(ws), torch.arange(ws), indexing="ij")).flatten(1)  # 2, N
+    rel = (coords[:, :, None] - coords[:, None, :]).permute(1, 2, 0)  # N, N, 2
+    rel = rel + (ws - 1)
+    return (rel[..., 0] * (2 * ws - 1) + rel[..., 1]).reshape(-1)
+
+
+def shifted_window_mask(h: int, w: int, ws: int, shift: int, device=None) -> torch.Tensor:
+    """Additive attention mask (nW, N, N) for shifted windows of an (h, w) feature map.
+
+    Tokens from different regions of the shifted map get ``MASK_VALUE`` (-100), like the official
+    ``calculate_mask``; built from ``arange`` comparisons so it traces to a handful of ops.
+    """
+    rows = torch.arange(h, device=device)
+    cols = torch.arange(w, device=device)
+    # Region id 0, 1, 2 along each axis: [0, h-ws), [h-ws, h-shift), [h-shift, h).
+    row_region = (rows >= h - ws).long() + (rows >= h - shift).long()
+    col_region = (cols >= w - ws).long() + (cols >= w - shift).long()
+    region = (row_region[:, None] * 3 + col_region[None, :]).to(torch.float32)  # H, W
+    region_windows = window_partition(region[None, :, :, None], ws).squeeze(-1)  # nW, N
+    different = region_windows[:, None, :] != region_windows[:, :, None]
+    return different.to(torch.float32) * MASK_VALUE
+
+
+def stochastic_depth(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
+    """Drop whole residual branches per sample with probability ``p`` (training only)."""
+    if p == 0.0 or not training:
+        return x
+    keep = x.new_empty((x.shape[0],) + (1,) * (x.dim() - 1)).bernoulli_(1 - p)
+    return x * keep / (1 - p)
+
+
+# ----------------------------------------------------------------------------------------------
+# Modules, bottom-up
+
+
+class Mlp(nn.Module):
+    """fc1 -> GELU -> fc2 on (B, L, C) tokens."""
+
+    def __init__(self, dim: int, hidden: int):
+        super().__init__()
+        self.fc1 = nn.Linear(dim, hidden)
+        self.act = nn.GELU()
+        self.fc2 = nn.Linear(hidden, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.act(self.fc1(x)))
+
+
+class WindowAttention(nn.Module):
+    """Multi-head self-attention inside ws x ws windows with a learned relative-position bias.
+
+    ``qkv`` rows are [q; k; v] (60 rows each for SwinIR-light). The four ``bmm*`` identities mark
+    the matmul operands that quantization wraps.
+    """
+
+    def __init__(self, dim: int, window_size: int, num_heads: int):
+        super().__init__()
+        self.dim, self.window_size, self.num_heads = dim, window_size, num_heads
+        self.scale = (dim // num_heads) ** -0.5
+        self.relative_position_bias_table = nn.Parameter(torch.zeros((2 * window_size - 1) ** 2, num_heads))
+        self.register_buffer("relative_position_index", relative_position_index(window_size), persistent=False)
+        self.qkv = nn.Linear(dim, dim * 3)
+        self.proj = nn.Linear(dim, dim)
+        self.bmm1_q = nn.Identity()
+        self.bmm1_k = nn.Identity()
+        self.bmm2_attn = nn.Identity()
+        self.bmm2_v = nn.Identity()
+        nn.init.trunc_normal_(self.relative_position_bias_table, std=0.02)
+
+    def relative_position_bias(self) -> torch.Tensor:
+        """(h, N, N) bias gathered from the (2ws-1)^2 x h table."""
+        n = self.window_size**2
+        bias = self.relative_position_bias_table[self.relative_position_index]  # N*N, h
+        return bias.view(n, n, self.num_heads).permute(2, 0, 1)
+
+    def uses_fused_attention(self) -> bool:
+        """True while no matmul operand is wrapped: then one fused SDPA kernel computes attention."""
+        return all(type(m) is nn.Identity for m in (self.bmm1_q, self.bmm1_k, self.bmm2_attn, self.bmm2_v))
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """x: (B*nW, N, C); mask: (nW, N, N) additive or None. Returns (B*nW, N, C)."""
+        bn, n, c = x.shape
+        heads = self.num_heads
+        qkv = self.qkv(x).reshape(bn, n, 3, heads, c // heads).permute(2, 0, 3, 1, 4)  # 3, B*nW, h, N, d
+        q, k, v = qkv.unbind(0)
+        bias = self.relative_position_bias()  # h, N, N
+        if self.uses_fused_attention():
+            # Same maths as below in one kernel, about 2x faster on CPU; bias and mask are one additive term.
+            if mask is not None:
+                bias = bias + mask[:, None]  # nW, h, N, N
+                if bn != mask.shape[0]:  # batch > 1: SDPA's fused kernel needs a 4-D mask
+                    bias = bias.repeat(bn // mask.shape[0], 1, 1, 1)  # B*nW, h, N, N
+            else:
+                bias = bias[None]  # a 4-D mask keeps SDPA on its fused kernel
+            x = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, scale=self.scale)
+        else:
+            q = self.bmm1_q(q * self.scale)
+            k = self.bmm1_k(k)
+            v = self.bmm2_v(v)
+            attn = q @ k.transpose(-2, -1) + bias  # B*nW, h, N, N
+            if mask is not None:
+                nw = mask.shape[0]
+                attn = (attn.view(bn // nw, nw, heads, n, n) + mask[None, :, None]).view(bn, heads, n, n)
+            x = self.bmm2_attn(attn.softmax(dim=-1)) @ v
+        return self.proj(x.transpose(1, 2).reshape(bn, n, c))
+
+
+class SwinTransformerBlock(nn.Module):
+    """LN -> (shifted) window attention -> residual -> LN -> MLP -> residual, on (B, L, C)."""
+
+    def __init__(self, dim: int, num_heads: int, window_size: int, shift: int, mlp_ratio: float, drop_path: float):
+        super().__init__()
+        self.window_size, self.shift, self.drop_path = window_size, shift, drop_path
+        self.norm1 = nn.LayerNorm(dim)
+        self.attn = WindowAttention(dim, window_size, num_heads)
+        self.norm2 = nn.LayerNorm(dim)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio))
+
+    def forward(self, x: torch.Tensor, hw: tuple[int, int], mask: torch.Tensor | None) -> torch.Tensor:
+        """x: (B, L, C); ``mask`` is used only by shifted blocks."""
+        h, w = hw
+        b, _, c = x.shape
+        ws = self.window_size
+        y = self.norm1(x).view(b, h, w, c)
+        if self.shift:
+            y = cyclic_shift(y, -self.shift)
+        y = self.attn(window_partition(y, ws), mask if self.shift else None)
+        y = window_reverse(y, ws, h, w)
+        if self.shift:
+            y = cyclic_shift(y, self.shift)
+        x = x + stochastic_depth(y.reshape(b, h * w, c), self.drop_path, self.training)
+        return x + stochastic_depth(self.mlp(self.norm2(x)), self.drop_path, self.training)
+
+
+class BasicLayer(nn.Module):
+    """A stack of Swin blocks alternating regular and shifted windows; its output is a DQC feature."""
+
+    def __init__(self, dim: int, depth: int, num_heads: int, window_size: int, mlp_ratio: float, drop_path: list[float]):
+        super().__init__()
+        self.blocks = nn.ModuleList(
+            SwinTransformerBlock(dim, num_heads, window_size, 0 if i % 2 == 0 else window_size // 2, mlp_ratio, drop_path[i])
+            for i in range(depth)
+        )
+
+    def forward(self, x: torch.Tensor, hw: tuple[int, int], mask: torch.Tensor | None) -> torch.Tensor:
+        for block in self.blocks:
+            x = block(x, hw, mask)
+        return x
+
+
+class RSTB(nn.Module):
+    """Residual Swin Transformer Block: Swin blocks, a 3x3 conv, and a residual connection."""
+
+    def __init__(self, dim: int, depth: int, num_heads: int, window_size: int, mlp_ratio: float, drop_path: list[float]):
+        super().__init__()
+        self.residual_group = BasicLayer(dim, depth, num_heads, window_size, mlp_ratio, drop_path)
+        self.conv = nn.Conv2d(dim, dim, 3, 1, 1)
+
+    def forward(self, x: torch.Tensor, hw: tuple[int, int], mask: torch.Tensor | None) -> torch.Tensor:
+        b, _, c = x.shape
+        y = self.residual_group(x, hw, mask)
+        y = y.transpose(1, 2).reshape(b, c, *hw)  # B, C, H, W
+        return self.conv(y).flatten(2).transpose(1, 2) + x
+
+
+class PatchEmbed(nn.Module):
+    """(B, C, H, W) -> LayerNorm'd (B, L, C) tokens (patch size 1)."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.norm = nn.LayerNorm(dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.norm(x.flatten(2).transpose(1, 2))
+
+
+class SwinIR(nn.Module):
+    """SwinIR with the lightweight (``pixelshuffledirect``) upsampler.
+
+    ``forward`` takes (B, 3, H, W) RGB in [0, 1] of any size and returns (B, 3, H*s, W*s).
+    """
+
+    def __init__(self, config: SwinIRConfig):
+        super().__init__()
+        self.config = config
+        dim, ws = config.embed_dim, config.window_size
+        self.register_buffer("mean", torch.tensor(config.rgb_mean).view(1, 3, 1, 1), persistent=False)
+        self.conv_first = nn.Conv2d(3, dim, 3, 1, 1)
+        self.patch_embed = PatchEmbed(dim)
+        rates = torch.linspace(0, config.drop_path_rate, sum(config.depths)).tolist()
+        starts = [sum(config.depths[:i]) for i in range(len(config.depths))]
+        self.layers = nn.ModuleList(
+            RSTB(dim, depth, heads, ws, config.mlp_ratio, rates[start : start + depth])
+            for depth, heads, start in zip(config.depths, config.num_heads, starts)
+        )
+        self.norm = nn.LayerNorm(dim)
+        self.conv_after_body = nn.Conv2d(dim, dim, 3, 1, 1)
+        self.upsample = nn.Sequential(nn.Conv2d(dim, 3 * config.scale**2, 3, 1, 1), nn.PixelShuffle(config.scale))
+        self.apply(_init_weights)
+
+    @property
+    def scale(self) -> int:
+        return self.config.scale
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) with H, W multiples of the window -> (B, C, H, W) after the Swin body."""
+        b, c, h, w = x.shape
+        ws = self.config.window_size
+        mask = shifted_window_mask(h, w, ws, ws // 2, x.device) if any(d > 1 for d in self.config.depths) else None
+        tokens = self.patch_embed(x)
+        for layer in self.layers:
+            tokens = layer(tokens, (h, w), mask)
+        return self.norm(tokens).transpose(1, 2).reshape(b, c, h, w)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[2], x.shape[3]
+        x = mirror_pad(x, self.config.window_size)
+        x = (x - self.mean) * self.config.img_range
+        x = self.conv_first(x)
+        x = self.conv_after_body(self.forward_features(x)) + x
+        x = self.upsample(x) / self.config.img_range + self.mean
+        s = self.config.scale
+        if x.shape[2] != h * s or x.shape[3] != w * s:
+            x = x[:, :, : h * s, : w * s]
+        return x
+
+    def flops(self, h: int, w: int) -> dict[str, int]:
+        """MAC counts at an (h, w) LR input, by SwinIR's own ``flops()`` conventions (2DQuant §6).
+
+        Returns ``{"linear": ..., "conv": ..., "other": ...}`` where ``linear`` is Linear + BMM.
+        """
+        c, ws = self.config.embed_dim, self.config.window_size
+        n, hw = ws * ws, h * w
+        nw = hw // n
+        linear = 0
+        for depth, heads in zip(self.config.depths, self.config.num_heads):
+            per_window = n * c * 3 * c + heads * n * (c // heads) * n * 2 + n * c * c
+            linear += depth * (nw * per_window + 2 * hw * c * int(c * self.config.mlp_ratio))
+        conv = hw * 3 * c * 9 + hw * 3 * c * c + len(self.config.depths) * hw * c * c * 9
+        # The upsampler term ignores the scale, as SwinIR's flops() does.
+        other = hw * c + sum(self.config.depths) * 2 * c * hw + hw * c * 3 * 9
+        return {"linear": linear, "conv": conv, "other": other}
+
+
+def _init_weights(module: nn.Module) -> None:
+    """SwinIR's initialisation: truncated-normal linears, unit LayerNorms, PyTorch-default convs."""
+    if isinstance(module, nn.Linear):
+        nn.init.trunc_normal_(module.weight, std=0.02)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+    elif isinstance(module, nn.LayerNorm):
+        nn.init.ones_(module.weight)
+        nn.init.zeros_(module.bias)

@@ -1,0 +1,1 @@
+"""sr2bit deployment targets: one module per backend behind one small interface."""
