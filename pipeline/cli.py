@@ -1,0 +1,168 @@
+"""The ``python -m pipeline`` command line: parses options and calls library functions, nothing more.
+
+Commands: ``eval`` (benchmark PSNR/SSIM of SwinIR, bicubic or a fake-quantized model), ``train-fp``
+(train the reference SwinIR-light).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import platform
+import shlex
+import sys
+from pathlib import Path
+
+import torch
+
+from pipeline.checkpoint import CheckpointError
+from pipeline.data import DatasetError
+from pipeline.images import ImageReadError
+from pipeline.paths import DATA_ENV_VAR, data_root
+
+log = logging.getLogger("pipeline")
+
+# Errors that are the user's input, not a bug: printed as one line, exit status 2.
+USER_ERRORS: tuple[type[Exception], ...] = (CheckpointError, DatasetError, ImageReadError, FileNotFoundError, ValueError)
+
+
+def _default_benchmarks() -> list[Path]:
+    root = data_root(required=False)
+    folders = [root / "benchmark" / name for name in ("Set5", "Set14")] if root else []
+    folders = [f for f in folders if f.is_dir()]
+    if not folders:
+        raise FileNotFoundError(f"no --data given and no Set5/Set14 under the shared data folder (set {DATA_ENV_VAR})")
+    return folders
+
+
+def _device(name: str) -> torch.device:
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda requested, but no CUDA device is available (this torch build: "
+                         f"{torch.__version__}); use --device cpu")
+    return torch.device(name)
+
+
+def _run_notes(args: argparse.Namespace, weights_line: str) -> list[str]:
+    return [
+        f"weights: {weights_line}",
+        f"command: `python -m pipeline {shlex.join(sys.argv[1:])}`",
+        f"host: {platform.machine()} {platform.system()}, device {args.device}, torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads",
+    ]
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from pipeline.evaluate import bicubic_upscaler, evaluate, model_upscaler, to_markdown, write_json
+    from pipeline.weights import load_model
+
+    device = _device(args.device)
+    folders = args.data or _default_benchmarks()
+    if args.model == "bicubic":
+        upscaler, weights_line, title = bicubic_upscaler(args.scale), "none (MATLAB-compatible bicubic)", "Bicubic"
+    else:
+        model, info = load_model(args.weights, args.scale, device)
+        upscaler, weights_line, title = model_upscaler(model, device), info.describe(), "SwinIR-light FP32"
+    results = evaluate(
+        upscaler, folders, args.scale, tile=args.tile, overlap=args.tile_overlap,
+        save_dir=args.save_images, on_error=args.on_error, progress=not args.quiet,
+    )
+    notes = _run_notes(args, weights_line)
+    sys.stdout.write(to_markdown(results, f"{title} x{args.scale}", notes))
+    if args.json:
+        write_json(results, args.json, {"title": title, "notes": notes, "tile": args.tile})
+    return 0
+
+
+def _default_train_folders() -> list[Path]:
+    root = data_root(required=True)
+    folders = sorted(p for p in (root / "train").iterdir() if p.is_dir())
+    if not folders:
+        raise FileNotFoundError(f"no training folders under {root / 'train'}; pass --hr")
+    return folders
+
+
+def cmd_train_fp(args: argparse.Namespace) -> int:
+    from pipeline.train import TrainConfig, train
+
+    _device(args.device)
+    hr = args.hr or _default_train_folders()
+    val = None if args.no_val else (args.val or data_root(required=True) / "benchmark" / "Set5")
+    config = TrainConfig(
+        scale=args.scale, hr_folders=tuple(str(f) for f in hr), val_folder=str(val) if val else None,
+        lr_patch=args.patch, batch_size=args.batch_size, steps=args.steps, learning_rate=args.lr,
+        warmup_steps=args.warmup, seed=args.seed, validate_every=args.validate_every,
+        checkpoint_every=args.checkpoint_every, bf16=args.bf16, compile=args.compile,
+    )
+    result = train(config, args.run_dir, device=args.device, progress=not args.quiet, until_step=args.until_step)
+    print(f"trained to step {result['step']} in {result['wall_s']:.0f} s; best validation PSNR "
+          f"{result['best_psnr']:.3f} dB; weights: {Path(args.run_dir) / 'best.safetensors'}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m pipeline", description="sr2bit: 2/3/4-bit SwinIR-light for phones.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    ev = sub.add_parser("eval", help="PSNR/SSIM (Y channel) on benchmark folders",
+                        description="Upscale benchmark LR images and score them against HR (2DQuant protocol: "
+                                    "uint8 output, Y channel, `scale` px border cropped, mean per set).")
+    ev.add_argument("--model", choices=("swinir", "bicubic"), default="swinir",
+                    help="swinir (default) or the MATLAB-compatible bicubic baseline")
+    ev.add_argument("--weights", default=None,
+                    help="weights file (.pth official/plain state dict, or .safetensors), 'official' to download the "
+                         "SwinIR release file (needs internet, cached), or omit for the shipped sr2bit model")
+    ev.add_argument("--scale", type=int, choices=(2, 3, 4), default=4, help="upscaling factor (default 4)")
+    ev.add_argument("--data", nargs="+", type=Path, default=None,
+                    help=f"benchmark folders (HR/ + LR_bicubic/X<s>/, or HR images only); default Set5 and Set14 "
+                         f"from ${DATA_ENV_VAR} (default ../shared/data)")
+    ev.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="where the model runs (default cpu)")
+    ev.add_argument("--tile", type=int, default=None,
+                    help="LR tile size for tiled inference with bounded memory (e.g. 128); default: whole images")
+    ev.add_argument("--tile-overlap", type=int, default=16, help="LR overlap between tiles (default 16)")
+    ev.add_argument("--json", type=Path, default=None, help="also write per-image and per-set scores to this JSON file")
+    ev.add_argument("--save-images", type=Path, default=None, metavar="DIR", help="write SR images to DIR/<set>/<name>.png")
+    ev.add_argument("--on-error", choices=("skip", "raise"), default="skip",
+                    help="unreadable or too-small images: skip with a warning (default) or stop")
+    ev.add_argument("--quiet", action="store_true", help="no progress bar")
+    ev.set_defaults(func=cmd_eval)
+
+    tr = sub.add_parser("train-fp", help="train the full-precision SwinIR-light reference model",
+                        description="Train SwinIR-light from scratch on HR folders (LR made with MATLAB bicubic on the "
+                                    "fly). Re-running with the same --run-dir resumes from its last.pt.")
+    tr.add_argument("--run-dir", type=Path, required=True, help="folder for last.pt, best.safetensors and log.jsonl")
+    tr.add_argument("--scale", type=int, choices=(2, 3, 4), default=4, help="upscaling factor (default 4)")
+    tr.add_argument("--hr", nargs="+", type=Path, default=None,
+                    help="HR training folders (searched recursively); default: every folder in <data>/train")
+    tr.add_argument("--val", type=Path, default=None,
+                    help="validation benchmark folder (default <data>/benchmark/Set5)")
+    tr.add_argument("--no-val", action="store_true", help="no validation; best.safetensors is the last model")
+    tr.add_argument("--steps", type=int, default=100_000, help="total optimizer steps (default 100000)")
+    tr.add_argument("--until-step", type=int, default=None,
+                    help="stop (with a checkpoint) at this step; the schedule still follows --steps")
+    tr.add_argument("--batch-size", type=int, default=16, help="crops per step (default 16)")
+    tr.add_argument("--patch", type=int, default=64, help="LR crop size; HR crops are patch*scale (default 64)")
+    tr.add_argument("--lr", type=float, default=5e-4, help="peak Adam learning rate, cosine-decayed (default 5e-4)")
+    tr.add_argument("--warmup", type=int, default=200, help="linear warm-up steps (default 200)")
+    tr.add_argument("--seed", type=int, default=0, help="seed for weights init and crops (default 0)")
+    tr.add_argument("--validate-every", type=int, default=500, help="steps between validations (default 500)")
+    tr.add_argument("--checkpoint-every", type=int, default=200, help="steps between checkpoints (default 200)")
+    tr.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="default cpu")
+    tr.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=False, help="bf16 autocast (CUDA)")
+    tr.add_argument("--compile", action=argparse.BooleanOptionalAction, default=False, help="torch.compile the model")
+    tr.add_argument("--quiet", action="store_true", help="no progress bar")
+    tr.set_defaults(func=cmd_train_fp)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return args.func(args)
+    except USER_ERRORS as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
