@@ -1,12 +1,13 @@
 """The ``python -m pipeline`` command line: parses options and calls library functions, nothing more.
 
 Commands: ``eval`` (benchmark PSNR/SSIM of SwinIR, bicubic or a fake-quantized model), ``train-fp``
-(train the reference SwinIR-light).
+(train the reference SwinIR-light), ``calibrate`` (quantization bounds file).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import platform
 import shlex
@@ -58,10 +59,21 @@ def cmd_eval(args: argparse.Namespace) -> int:
     device = _device(args.device)
     folders = args.data or _default_benchmarks()
     if args.model == "bicubic":
+        if args.bounds:
+            raise ValueError("--bounds applies to --model swinir, not bicubic")
         upscaler, weights_line, title = bicubic_upscaler(args.scale), "none (MATLAB-compatible bicubic)", "Bicubic"
     else:
         model, info = load_model(args.weights, args.scale, device)
-        upscaler, weights_line, title = model_upscaler(model, device), info.describe(), "SwinIR-light FP32"
+        weights_line, title = info.describe(), "SwinIR-light FP32"
+        if args.bounds:
+            from calibration.bounds import apply_bounds_, load_bounds
+
+            bounds = load_bounds(args.bounds)
+            apply_bounds_(model, bounds, expected_weights_sha256=info.sha256)
+            model.to(device)
+            title = f"SwinIR-light {bounds.quant_config.label()} fake-quant ({bounds.method})"
+            weights_line += f"; bounds: {args.bounds} ({bounds.method}, {bounds.settings.get('selection', 'no DQC')})"
+        upscaler = model_upscaler(model, device)
     results = evaluate(
         upscaler, folders, args.scale, tile=args.tile, overlap=args.tile_overlap,
         save_dir=args.save_images, on_error=args.on_error, progress=not args.quiet,
@@ -99,6 +111,54 @@ def cmd_train_fp(args: argparse.Namespace) -> int:
     return 0
 
 
+def _default_calib_folders() -> list[Path]:
+    folder = data_root(required=True) / "calib" / "DF2K_LR_bicubic" / "X4"
+    if not folder.is_dir():
+        raise FileNotFoundError(f"no calibration folder {folder}; pass --calib DIR")
+    return [folder]
+
+
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    from calibration.bounds import save_bounds
+    from calibration.config import DobiConfig, MinMaxConfig, PercentileConfig, QuantConfig
+    from calibration.dqc import DQC_PRESETS
+    from pipeline.calibrate import calibrate
+    from pipeline.weights import load_model
+
+    device = _device(args.device)
+    quant = QuantConfig(weight_bits=args.weight_bits or args.bits,
+                        act_bits=None if args.act_bits == 16 else (args.act_bits or args.bits))
+    init = {
+        "minmax": MinMaxConfig(),
+        "percentile": PercentileConfig(percentile=args.percentile),
+        "dobi": DobiConfig(variant=args.dobi_variant, all_two_sided=args.all_two_sided),
+        "2dquant": DobiConfig(variant=args.dobi_variant, all_two_sided=args.all_two_sided),
+    }[args.method]
+    dqc = None
+    if args.method == "2dquant":
+        overrides = {k: v for k, v in (("iterations", args.iters), ("batch_size", args.batch_size)) if v is not None}
+        dqc = dataclasses.replace(DQC_PRESETS[args.dqc_preset], **overrides)
+    model, info = load_model(args.weights, args.scale, device)
+    out = args.out or Path("bounds") / f"{info.name}-{quant.label().lower()}-{args.method}.safetensors"
+    result = calibrate(
+        model, args.method, quant, args.calib or _default_calib_folders(), weights_name=info.name, init=init, dqc=dqc,
+        seed=args.seed, device=device, run_dir=args.run_dir, select_on=args.select_on, progress=not args.quiet,
+    )
+    path = save_bounds(result.bounds, out)
+    if args.plot:
+        from pipeline.plots import plot_calibration
+
+        for png in plot_calibration(model, result, args.plot):
+            log.info("wrote %s", png)
+    print(f"wrote {path}: {len(result.bounds.quantizers)} quantizers, {quant.label()}, method {result.bounds.method}, "
+          f"weights {info.describe()}")
+    if result.dqc:
+        print(f"DQC: {len(result.dqc.losses)} steps in {result.dqc.wall_s:.0f} s on {device}, loss "
+              f"{result.dqc.losses[0]:.3e} -> {result.dqc.losses[-1]:.3e}, kept step {result.dqc.kept_step} "
+              f"({result.dqc.selection})")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m pipeline", description="sr2bit: 2/3/4-bit SwinIR-light for phones.")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -112,6 +172,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--weights", default=None,
                     help="weights file (.pth official/plain state dict, or .safetensors), 'official' to download the "
                          "SwinIR release file (needs internet, cached), or omit for the shipped sr2bit model")
+    ev.add_argument("--bounds", type=Path, default=None,
+                    help="bounds file from `calibrate`: evaluate the fake-quantized model (must match --weights)")
     ev.add_argument("--scale", type=int, choices=(2, 3, 4), default=4, help="upscaling factor (default 4)")
     ev.add_argument("--data", nargs="+", type=Path, default=None,
                     help=f"benchmark folders (HR/ + LR_bicubic/X<s>/, or HR images only); default Set5 and Set14 "
@@ -152,6 +214,44 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--compile", action=argparse.BooleanOptionalAction, default=False, help="torch.compile the model")
     tr.add_argument("--quiet", action="store_true", help="no progress bar")
     tr.set_defaults(func=cmd_train_fp)
+
+    ca = sub.add_parser("calibrate", help="calibrate quantization bounds and write a bounds file",
+                        description="Quantize SwinIR-light (q/k/v/proj/fc1/fc2 inputs and weights, the attention-matmul "
+                                    "operands: 384 per-tensor quantizers) and calibrate their bounds with MinMax, "
+                                    "Percentile, DOBI or 2DQuant (DOBI + DQC). Writes a self-describing bounds file.")
+    ca.add_argument("--method", choices=("minmax", "percentile", "dobi", "2dquant"), default="2dquant",
+                    help="bound calibration method (default 2dquant = DOBI then DQC)")
+    ca.add_argument("--bits", type=int, choices=(2, 3, 4, 8), default=4, help="bits of weights and activations (default 4)")
+    ca.add_argument("--weight-bits", type=int, choices=(2, 3, 4, 8), default=None, help="override weight bits")
+    ca.add_argument("--act-bits", type=int, choices=(2, 3, 4, 8, 16), default=None,
+                    help="override activation bits; 16 keeps activations in float (weights only, e.g. W4A16)")
+    ca.add_argument("--weights", default=None, help="FP weights (as for eval); default the shipped model")
+    ca.add_argument("--scale", type=int, choices=(2, 3, 4), default=4, help="upscaling factor (default 4)")
+    ca.add_argument("--calib", nargs="+", type=Path, default=None,
+                    help="folders of LR calibration images (default <data>/calib/DF2K_LR_bicubic/X4)")
+    ca.add_argument("--seed", type=int, default=0, help="seed of the calibration crops (default 0)")
+    ca.add_argument("--percentile", type=float, default=0.01,
+                    help="percentile method: clip below p%% and above (100-p)%% (default 0.01)")
+    ca.add_argument("--dobi-variant", choices=("paper", "code"), default="paper",
+                    help="DOBI candidate grid: the paper's Alg. 1 (default) or the released code's")
+    ca.add_argument("--all-two-sided", action=argparse.BooleanOptionalAction, default=False,
+                    help="search both bounds of every quantizer, as the released code does (default: the paper's "
+                         "upper-only search for post-softmax and post-GELU tensors)")
+    ca.add_argument("--dqc-preset", choices=("paper", "code", "cpu"), default="cpu",
+                    help="DQC settings: paper (batch 32, 3000 it, cosine), code (batch 16, 4000 it, constant), "
+                         "cpu (batch 4, 200 it, cosine; default)")
+    ca.add_argument("--iters", type=int, default=None, help="override the preset's DQC iterations")
+    ca.add_argument("--batch-size", type=int, default=None, help="override the preset's DQC batch size")
+    ca.add_argument("--select-on", type=Path, default=None,
+                    help="benchmark folder to select the best DQC step on (the paper uses Set5, a test set: results "
+                         "are then optimistic); default: keep the last step")
+    ca.add_argument("--run-dir", type=Path, default=None, help="DQC checkpoint folder; re-running resumes from it")
+    ca.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="where DQC runs (default cpu)")
+    ca.add_argument("--out", type=Path, default=None, help="bounds file to write (default bounds/<weights>-<wXaY>-<method>.safetensors)")
+    ca.add_argument("--plot", type=Path, default=None, metavar="DIR",
+                    help="write PNGs: fraction of each tensor inside [l, u] (before/after DQC) and the DQC loss curve")
+    ca.add_argument("--quiet", action="store_true", help="no progress bar")
+    ca.set_defaults(func=cmd_calibrate)
     return parser
 
 

@@ -1,0 +1,175 @@
+"""Per-tensor asymmetric fake quantization with learnable bounds: the 2DQuant quantizer (paper Eq. 1-2).
+
+2DQuant (Liu et al., NeurIPS 2024, https://arxiv.org/abs/2406.06649) quantizes every tensor with two
+free per-tensor bounds ``lower`` (l) and ``upper`` (u) and ``bits`` (b):
+
+    s   = (u - l) / (2^b - 1)              step
+    v_c = clip(v, l, u)
+    v_r = round((v_c - l) / s)  in {0, ..., 2^b - 1}   (half to even, like ``torch.round``)
+    v_q = s * v_r + l
+
+There is no zero point, so 0 is generally not on the grid. Training the bounds (DQC) needs the
+gradients of paper Eq. 2, which :func:`fake_quantize` produces from three pieces:
+
+- a clip with custom bound gradients (:class:`BoundedClip`),
+- a straight-through round (:class:`RoundSTE`),
+- and ``s = (u - l) / (2^b - 1)`` left to autograd, which contributes the LSQ-like terms
+  ``d v_q/d u = d v_c/d u + v_r/(2^b-1) - (v_c-l)/(u-l)`` and
+  ``d v_q/d l = d v_c/d l - v_r/(2^b-1) + (v_c-l)/(u-l)``.
+
+The functions here are pure and stateless; :mod:`calibration.quantizer` holds the bounds.
+``lower`` and ``upper`` are 0-d or shape-(1,) tensors (per-tensor quantization).
+"""
+
+from __future__ import annotations
+
+import torch
+
+__all__ = [
+    "ALLOWED_BITS",
+    "BoundedClip",
+    "RoundSTE",
+    "check_bits",
+    "dequantize",
+    "fake_quantize",
+    "grid",
+    "quantize",
+    "step_size",
+]
+
+# 2/3/4 bits are the paper's settings; 8 bits is the usual sanity baseline.
+ALLOWED_BITS = (2, 3, 4, 8)
+
+
+def check_bits(bits: object) -> int:
+    """Return ``bits`` if it is one of :data:`ALLOWED_BITS`, else raise ``ValueError``."""
+    if isinstance(bits, bool) or not isinstance(bits, int) or bits not in ALLOWED_BITS:
+        raise ValueError(f"bits must be one of {ALLOWED_BITS}, got {bits!r}")
+    return bits
+
+
+def step_size(lower: torch.Tensor, upper: torch.Tensor, bits: int) -> torch.Tensor:
+    """The grid step ``s = (upper - lower) / (2^bits - 1)``, differentiable in both bounds."""
+    return (upper - lower) / (2**bits - 1)
+
+
+def grid(lower: torch.Tensor, upper: torch.Tensor, bits: int) -> torch.Tensor:
+    """The ``2^bits`` representable values ``lower + k * (upper - lower) / (2^bits - 1)``.
+
+    Example: ``grid(-1, 2, bits=2)`` has step 3/3 = 1 and is ``[-1., 0., 1., 2.]``;
+    ``grid(0.1, 0.4, bits=2)`` is ``[0.1, 0.2, 0.3, 0.4]`` (0 is not representable).
+
+    Args:
+        lower, upper: 0-d or (1,) float tensors (or Python floats) with ``lower < upper``.
+        bits: one of :data:`ALLOWED_BITS`.
+
+    Returns:
+        (2^bits,) tensor in the dtype of the bounds, increasing, first ``lower``, last ``upper``
+        (up to rounding).
+    """
+    lower, upper = torch.as_tensor(lower), torch.as_tensor(upper)
+    codes = torch.arange(2 ** check_bits(bits), dtype=lower.dtype, device=lower.device)
+    return lower.reshape(()) + codes * step_size(lower, upper, bits).reshape(())
+
+
+def quantize(x: torch.Tensor, lower: torch.Tensor, upper: torch.Tensor, bits: int) -> torch.Tensor:
+    """Integer codes ``round((clip(x, l, u) - l) / s)`` (half to even).
+
+    Args:
+        x: float tensor of any shape.
+        lower, upper: 0-d or (1,) tensors, ``lower < upper``.
+        bits: one of :data:`ALLOWED_BITS`.
+
+    Returns:
+        uint8 tensor of ``x``'s shape with values in ``[0, 2^bits - 1]``.
+    """
+    check_bits(bits)
+    lower, upper = _scalar(lower, x), _scalar(upper, x)
+    codes = torch.round((torch.clamp(x, lower, upper) - lower) / step_size(lower, upper, bits))
+    return codes.clamp_(0, 2**bits - 1).to(torch.uint8)
+
+
+def dequantize(codes: torch.Tensor, lower: torch.Tensor, upper: torch.Tensor, bits: int) -> torch.Tensor:
+    """Grid values ``l + codes * s`` of integer ``codes`` (the inverse of :func:`quantize` on the grid).
+
+    Returns:
+        float tensor of ``codes``' shape in the dtype of ``lower``.
+    """
+    check_bits(bits)
+    lower = torch.as_tensor(lower)
+    lower, upper = lower.reshape(()), torch.as_tensor(upper, dtype=lower.dtype, device=lower.device).reshape(())
+    return codes.to(lower.dtype) * step_size(lower, upper, bits) + lower
+
+
+def fake_quantize(x: torch.Tensor, lower: torch.Tensor, upper: torch.Tensor, bits: int) -> torch.Tensor:
+    """``s * round((clip(x, l, u) - l) / s) + l`` with the paper's gradients (Eq. 2).
+
+    Equal in value to ``dequantize(quantize(x, ...), ...)``. Gradients: to ``x`` where
+    ``l <= x <= u``; to ``lower`` and ``upper`` the sums of the per-element Eq. 2 terms (see the
+    module docstring and :class:`BoundedClip` for the convention at ``x == l`` and ``x == u``).
+
+    Args:
+        x: float tensor of any shape.
+        lower, upper: 0-d or (1,) tensors with ``lower < upper`` (typically learnable Parameters).
+        bits: one of :data:`ALLOWED_BITS`.
+
+    Returns:
+        Tensor of ``x``'s shape and dtype whose values lie on :func:`grid`.
+    """
+    check_bits(bits)
+    clipped = BoundedClip.apply(x, lower, upper)
+    s = step_size(lower, upper, bits).reshape(())
+    lo = lower.reshape(())
+    return RoundSTE.apply((clipped - lo) / s) * s + lo
+
+
+class BoundedClip(torch.autograd.Function):
+    """``clip(x, lower, upper)`` with gradients for both bounds (2DQuant App. C, the released code's clip).
+
+    Backward, for upstream gradient ``g``:
+
+    - ``dx = g`` where ``lower <= x <= upper``, else 0;
+    - ``d lower = sum(g where x <= lower)``, ``d upper = sum(g where x >= upper)``.
+
+    Convention at equality: an element exactly on a bound sends its gradient to both ``x`` and that
+    bound, as the released 2DQuant code does (its masks are ``x > min_val`` zeroed for the lower
+    bound and ``l <= x <= u`` kept for ``x``). After MinMax/DOBI initialisation this concerns only
+    the extreme elements.
+    """
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, lower: torch.Tensor, upper: torch.Tensor) -> torch.Tensor:
+        lo, hi = lower.reshape(()).to(x.dtype), upper.reshape(()).to(x.dtype)
+        ctx.save_for_backward(x, lo, hi)
+        ctx.bound_shapes = (lower.shape, upper.shape)
+        return torch.clamp(x, lo, hi)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        x, lo, hi = ctx.saved_tensors
+        below, above = x <= lo, x >= hi
+        grad_x = grad_lower = grad_upper = None
+        if ctx.needs_input_grad[0]:
+            grad_x = grad * ((x >= lo) & (x <= hi))
+        if ctx.needs_input_grad[1]:
+            grad_lower = (grad * below).sum().reshape(ctx.bound_shapes[0])
+        if ctx.needs_input_grad[2]:
+            grad_upper = (grad * above).sum().reshape(ctx.bound_shapes[1])
+        return grad_x, grad_lower, grad_upper
+
+
+class RoundSTE(torch.autograd.Function):
+    """``torch.round`` (half to even) with the straight-through (identity) gradient."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        return torch.round(x)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        return grad
+
+
+def _scalar(bound: torch.Tensor | float, like: torch.Tensor) -> torch.Tensor:
+    """A bound as a 0-d tensor in ``like``'s dtype and device."""
+    return torch.as_tensor(bound, dtype=like.dtype, device=like.device).reshape(())
