@@ -28,7 +28,9 @@ from calibration.dqc import DQC_PRESETS
 from pipeline.calibrate import calibrate
 from pipeline.cost import compression_ratio, flop_speedup
 from pipeline.evaluate import bicubic_upscaler, evaluate, model_upscaler
+from pipeline.model import build_model
 from pipeline.paths import benchmark_dir, data_root
+from pipeline.plots import plot_calibration
 from pipeline.weights import load_model
 
 PAPER_FILE = Path(__file__).with_name("paper_table3.txt")
@@ -72,7 +74,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--hardware", default=f"{platform.machine()} CPU ({torch.get_num_threads()} threads)",
                         help="description of the machine, for the report")
     parser.add_argument("--bounds-dir", type=Path, required=True, help="where the bounds files go")
-    parser.add_argument("--out", type=Path, required=True, help="Markdown report")
+    parser.add_argument("--out", type=Path, required=True, help="Markdown report (rewritten after every row)")
+    parser.add_argument("--plot-dir", type=Path, default=None, help="coverage and loss plots of the 2dquant rows")
     args = parser.parse_args(argv)
 
     folders = args.data or [benchmark_dir("Set5"), benchmark_dir("Set14")]
@@ -81,14 +84,14 @@ def main(argv: list[str] | None = None) -> None:
     dqc = dataclasses.replace(DQC_PRESETS[args.dqc_preset], **{
         k: v for k, v in (("iterations", args.iters), ("batch_size", args.batch_size)) if v is not None})
     paper = paper_numbers(args.scale)
-    rows: list[tuple[str, str, str, dict, dict, str]] = []  # (label, paper method, bits, ours, paper, note)
 
     model, info = load_model(args.weights, args.scale, args.device)
     fp = {r.dataset: r for r in evaluate(model_upscaler(model, args.device), folders, args.scale, progress=False)}
-    rows.append(("FP32", "FP SwinIR-light", "32", fp, paper.get(("FP SwinIR-light", "32"), {}), ""))
+    report = Report(args, argv, info, calib, datasets, dqc, fp, paper)
+    rows, timings = report.rows, report.timings  # (label, paper method, bits, ours, paper, note), Markdown lines
+    rows.append(("FP32", "FP", "32", fp, paper.get(("FP", "32"), {}), ""))
     bic = {r.dataset: r for r in evaluate(bicubic_upscaler(args.scale), folders, args.scale, progress=False)}
     rows.append(("Bicubic", "Bicubic", "–", bic, paper.get(("Bicubic", "–"), {}), ""))
-    timings = []
     for bits in args.bits:
         for key in args.methods:
             if key == "2dquant" and args.dqc_bits and bits not in args.dqc_bits:
@@ -105,8 +108,33 @@ def main(argv: list[str] | None = None) -> None:
             rows.append((label, paper_label, str(bits), ours, paper.get((paper_label, str(bits)), {}), note))
             timings.append(f"| {label} | {bits} | {seconds:.0f} s | `{path}` |")
             print(f"W{bits}A{bits} {label}: " + ", ".join(f"{d} {ours[d].psnr:.2f}" for d in datasets), flush=True)
+            if args.plot_dir and result.dqc:
+                plot_calibration(model, result, args.plot_dir / f"w{bits}a{bits}-{key}")
+            report.write()
+    print("\n".join(report.write()))
 
-    fp_model, _ = load_model(args.weights, args.scale)
+
+@dataclasses.dataclass
+class Report:
+    """Everything the Markdown report shows; ``write`` runs after every row, so a long run is never lost."""
+
+    args: argparse.Namespace
+    argv: list[str] | None
+    info: object
+    calib: list[Path]
+    datasets: list[str]
+    dqc: object
+    fp: dict
+    paper: dict
+    rows: list = dataclasses.field(default_factory=list)
+    timings: list[str] = dataclasses.field(default_factory=list)
+
+    def write(self) -> list[str]:
+        return _render(**{f.name: getattr(self, f.name) for f in dataclasses.fields(self)})
+
+
+def _render(args, argv, info, calib, datasets, dqc, fp, paper, rows, timings) -> list[str]:
+    fp_model = build_model("light", args.scale)
     lines = [
         f"# 2DQuant Table 3 layout, SwinIR-light x{args.scale}: ours vs the paper",
         "",
@@ -121,7 +149,7 @@ def main(argv: list[str] | None = None) -> None:
         "| method | bits | " + " | ".join(f"{d} ours | Δ | {d} paper | Δ" for d in datasets) + " | note |",
         "|---|---|" + "---|---|---|---|" * len(datasets) + "---|",
     ]
-    paper_fp = paper.get(("FP SwinIR-light", "32"), {})
+    paper_fp = paper.get(("FP", "32"), {})
     for label, _, bits, ours, theirs, note in rows:
         cells = []
         for d in datasets:
@@ -138,7 +166,7 @@ def main(argv: list[str] | None = None) -> None:
     lines += timings
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    return lines
 
 
 if __name__ == "__main__":

@@ -71,7 +71,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
             bounds = load_bounds(args.bounds)
             apply_bounds_(model, bounds, expected_weights_sha256=info.sha256)
             model.to(device)
-            title = f"SwinIR-light {bounds.quant_config.label()} fake-quant ({bounds.method})"
+            title = f"SwinIR-light {bounds.quant_config.label} fake-quant ({bounds.method})"
             weights_line += f"; bounds: {args.bounds} ({bounds.method}, {bounds.settings.get('selection', 'no DQC')})"
         upscaler = model_upscaler(model, device)
     results = evaluate(
@@ -139,7 +139,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         overrides = {k: v for k, v in (("iterations", args.iters), ("batch_size", args.batch_size)) if v is not None}
         dqc = dataclasses.replace(DQC_PRESETS[args.dqc_preset], **overrides)
     model, info = load_model(args.weights, args.scale, device)
-    out = args.out or Path("bounds") / f"{info.name}-{quant.label().lower()}-{args.method}.safetensors"
+    out = args.out or Path("bounds") / f"{info.name}-{quant.label.lower()}-{args.method}.safetensors"
     result = calibrate(
         model, args.method, quant, args.calib or _default_calib_folders(), weights_name=info.name, init=init, dqc=dqc,
         seed=args.seed, device=device, run_dir=args.run_dir, select_on=args.select_on, progress=not args.quiet,
@@ -150,7 +150,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
         for png in plot_calibration(model, result, args.plot):
             log.info("wrote %s", png)
-    print(f"wrote {path}: {len(result.bounds.quantizers)} quantizers, {quant.label()}, method {result.bounds.method}, "
+    print(f"wrote {path}: {len(result.bounds.quantizers)} quantizers, {quant.label}, method {result.bounds.method}, "
           f"weights {info.describe()}")
     if result.dqc:
         print(f"DQC: {len(result.dqc.losses)} steps in {result.dqc.wall_s:.0f} s on {device}, loss "

@@ -232,10 +232,10 @@ class WindowAttention(nn.Module):
             q = self.bmm1_q(q * self.scale)
             k = self.bmm1_k(k)
             v = self.bmm2_v(v)
-            attn = q @ k.transpose(-2, -1) + bias  # B*nW, h, N, N
+            attn = (q @ k.transpose(-2, -1)).add_(bias)  # B*nW, h, N, N; in place: fewer big buffers
             if mask is not None:
                 nw = mask.shape[0]
-                attn = (attn.view(bn // nw, nw, heads, n, n) + mask[None, :, None]).view(bn, heads, n, n)
+                attn.view(bn // nw, nw, heads, n, n).add_(mask[None, :, None])
             x = self.bmm2_attn(attn.softmax(dim=-1)) @ v
         return self.proj(x.transpose(1, 2).reshape(bn, n, c))
 

@@ -81,7 +81,7 @@ def plot_calibration(model: nn.Module, result, out_dir: str | os.PathLike) -> li
         ax.set_ylabel("% of tensor inside [l, u]")
         ax.grid(alpha=0.3)
     axes[0].legend(loc="lower left")
-    fig.suptitle(f"Bound coverage on the calibration batch: {result.bounds.quant_config.label()}, {result.bounds.method}")
+    fig.suptitle(f"Bound coverage on the calibration batch: {result.bounds.quant_config.label}, {result.bounds.method}")
     fig.tight_layout()
     paths = [out_dir / "bounds_coverage.png"]
     fig.savefig(paths[0], dpi=120)

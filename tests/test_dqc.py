@@ -130,3 +130,14 @@ def test_calibrate_2dquant_writes_a_self_describing_bounds_file(calib_folder, tm
     assert bounds.method == "dobi+dqc" and bounds.settings["selection"] == "last"
     assert bounds.settings["dqc"]["iterations"] == 12 and bounds.seed == 0
     assert len(bounds.quantizers) == 16 * 4
+
+
+def test_calibration_plots(calib_folder, tmp_path):
+    from pipeline.plots import plot_calibration
+
+    model = build_model("tiny", 2)
+    result = calibrate(model, "2dquant", QuantConfig(4, 4), [calib_folder], weights_name="tiny",
+                       dqc=dataclasses.replace(TINY_DQC, iterations=3), num_crops=4, crop_size=16, progress=False)
+    paths = plot_calibration(model, result, tmp_path)
+    assert [p.name for p in paths] == ["bounds_coverage.png", "dqc_loss.png"]
+    assert all(p.stat().st_size > 10_000 for p in paths)

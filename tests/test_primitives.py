@@ -119,8 +119,7 @@ def test_equality_convention_sends_gradient_to_x_and_bound():
     l = torch.tensor(0.0, requires_grad=True)
     u = torch.tensor(1.0, requires_grad=True)
     x = torch.tensor([0.0, 0.5, 1.0], requires_grad=True)
-    from calibration.primitives import BoundedClip
-
-    BoundedClip.apply(x, l, u).sum().backward()
+    fake_quantize(x, l, u, 2).sum().backward()
     assert x.grad.tolist() == [1.0, 1.0, 1.0]
-    assert float(l.grad) == 1.0 and float(u.grad) == 1.0
+    # x = 0.5 sits on t = 1.5, rounded to 2: e = (2 - 1.5) / 3 pushes lower down and upper up.
+    assert float(l.grad) == pytest.approx(1.0 - 0.5 / 3) and float(u.grad) == pytest.approx(1.0 + 0.5 / 3)
