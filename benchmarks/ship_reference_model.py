@@ -24,7 +24,16 @@ from pipeline.paths import benchmark_dir
 from pipeline.weights import MODEL_ZOO, load_model, shipped_name
 
 
-def _card(name: str, config: dict, log: list[dict], results, info, hardware: str) -> str:
+def _wall_time_s(log: list[dict]) -> float:
+    """Training wall time; logs written before wall time was carried across resumes restart at 0 per session."""
+    total = 0.0
+    for record, following in zip(log, log[1:] + [None]):
+        if following is None or following["wall_s"] < record["wall_s"]:
+            total += record["wall_s"]
+    return total
+
+
+def _card(name: str, config: dict, log: list[dict], results, info, hardware: str, note: str) -> str:
     last = log[-1]
     vals = [r for r in log if "val_psnr" in r]
     best = max(vals, key=lambda r: r["val_psnr"]) if vals else None
@@ -50,7 +59,8 @@ SwinIR-light x{scale} (embed 60, depths 6x4, heads 6, window 8, pixelshuffledire
 | steps | {last['step']} of {config['steps']} (batch {config['batch_size']}, LR patch {config['lr_patch']}, HR patch {config['lr_patch'] * scale}) |
 | optimiser | Adam lr {config['learning_rate']} (warm-up {config['warmup_steps']}, cosine to {config['min_learning_rate']}), betas {tuple(config['betas'])}, grad clip {config['grad_clip']}, L1 loss, seed {config['seed']} |
 | hardware | {hardware} |
-| wall time | {last['wall_s'] / 60:.0f} min |
+| wall time | {_wall_time_s(log) / 60:.0f} min (up to the last logged step of each session) |
+| note | {note or "-"} |
 | kept checkpoint | {f"step {best['step']}, best Set5 validation PSNR {best['val_psnr']:.2f} dB (Set5 is also a test set: its number is optimistic by selection)" if best else "last step"} |
 
 ## Scores (Y channel, border = scale, uint8 output, mirror padding; `python -m pipeline eval --scale {scale}`)
@@ -77,6 +87,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--run-dir", type=Path, required=True, help="train-fp run folder (best.safetensors, last.pt, log.jsonl)")
     parser.add_argument("--scale", type=int, choices=(2, 3, 4), required=True)
     parser.add_argument("--hardware", required=True, help="what the run trained on, for the card")
+    parser.add_argument("--note", default="", help="anything else the card must say about the run")
     args = parser.parse_args(argv)
 
     name = shipped_name(args.scale)
@@ -89,7 +100,7 @@ def main(argv: list[str] | None = None) -> None:
     tmp.replace(target)
     model, info = load_model(None, args.scale)
     results = evaluate(model_upscaler(model), [benchmark_dir("Set5"), benchmark_dir("Set14")], args.scale)
-    card = _card(name, config, log, results, info, args.hardware)
+    card = _card(name, config, log, results, info, args.hardware, args.note)
     (MODEL_ZOO / f"{name}.md").write_text(card)
     print(card)
 

@@ -8,7 +8,8 @@ optional bf16 autocast and ``torch.compile`` on CUDA. A run directory holds:
   ``checkpoint_every`` steps, on Ctrl-C and at the end; ``train`` resumes from it bit-identically
   (same crops, same updates) on the same device;
 - ``best.safetensors``: params-only weights of the best Set5 validation PSNR so far;
-- ``log.jsonl``: one JSON line per logged step (loss, learning rate, validation PSNR, time).
+- ``log.jsonl``: one JSON line per logged step (loss, learning rate, validation PSNR, wall time
+  summed over resumed sessions).
 """
 
 from __future__ import annotations
@@ -74,8 +75,9 @@ class TrainConfig:
         return self.min_learning_rate + (self.learning_rate - self.min_learning_rate) * cosine
 
 
-def _state(model, optimizer, sampler, step, best_psnr, config) -> dict:
+def _state(model, optimizer, sampler, step, best_psnr, config, wall_s) -> dict:
     return {
+        "wall_s": wall_s,
         "config": dataclasses.asdict(config),
         "model": model.state_dict(),
         "optimizer": optimizer.state_dict(),
@@ -113,7 +115,7 @@ def train(
     sampler = CropSampler(hr_folders=config.hr_folders, scale=config.scale, lr_size=config.lr_patch, seed=config.seed)
     if config.val_folder:
         load_benchmark(config.val_folder, config.scale)  # fail now, not after an hour of training
-    step, best_psnr = 0, -math.inf
+    step, best_psnr, previous_wall_s = 0, -math.inf, 0.0
     last = run_dir / "last.pt"
     if last.is_file():
         state = torch.load(last, map_location="cpu", weights_only=False)
@@ -122,11 +124,15 @@ def train(
         optimizer.load_state_dict(state["optimizer"])
         sampler.load_state_dict(state["sampler"])
         torch.set_rng_state(state["torch_rng"])
-        step, best_psnr = state["step"], state["best_psnr"]
+        step, best_psnr, previous_wall_s = state["step"], state["best_psnr"], state.get("wall_s", 0.0)
         log.info("resumed %s at step %d (best Set5 PSNR %.2f)", last, step, best_psnr)
     forward = torch.compile(model) if config.compile else model
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.bf16)
     start, losses = time.perf_counter(), []
+
+    def elapsed() -> float:  # training wall time, summed over resumed sessions
+        return previous_wall_s + time.perf_counter() - start
+
     bar = tqdm(total=config.steps, initial=step, desc="train", unit="step", disable=not progress)
     try:
         with (run_dir / "log.jsonl").open("a") as log_file:
@@ -156,21 +162,21 @@ def train(
                         _save_weights(model, run_dir / "best.safetensors")
                     log.info("step %d: validation PSNR %.3f dB (best %.3f)", step, psnr, best_psnr)
                 if record:
-                    record["wall_s"] = round(time.perf_counter() - start, 1)
+                    record["wall_s"] = round(elapsed(), 1)
                     log_file.write(json.dumps(record) + "\n")
                     log_file.flush()
                 if step % config.checkpoint_every == 0:
-                    atomic_torch_save(_state(model, optimizer, sampler, step, best_psnr, config), last)
+                    atomic_torch_save(_state(model, optimizer, sampler, step, best_psnr, config, elapsed()), last)
     except KeyboardInterrupt:
         log.warning("interrupted at step %d: saving %s", step, last)
-        atomic_torch_save(_state(model, optimizer, sampler, step, best_psnr, config), last)
+        atomic_torch_save(_state(model, optimizer, sampler, step, best_psnr, config, elapsed()), last)
         raise
     finally:
         bar.close()
-    atomic_torch_save(_state(model, optimizer, sampler, step, best_psnr, config), last)
+    atomic_torch_save(_state(model, optimizer, sampler, step, best_psnr, config, elapsed()), last)
     if not config.val_folder:
         _save_weights(model, run_dir / "best.safetensors")
-    return {"step": step, "best_psnr": best_psnr, "wall_s": time.perf_counter() - start}
+    return {"step": step, "best_psnr": best_psnr, "wall_s": elapsed()}
 
 
 _RESUME_FREE = {"steps", "validate_every", "checkpoint_every", "log_every"}

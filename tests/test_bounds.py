@@ -27,13 +27,7 @@ from pipeline.checkpoint import weights_sha256
 from pipeline.model import build_model
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """These tensors are small: one thread avoids OpenMP start-up and contention on shared cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _tiny(seed: int = 0):

@@ -13,13 +13,7 @@ from calibration.quantizer import Distribution, Quantizer, Role
 
 K = 100
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """These tensors are small: one thread avoids OpenMP start-up and contention on shared cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 

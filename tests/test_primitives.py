@@ -12,13 +12,7 @@ BITS = [2, 3, 4, 8]
 # (lower, upper): straddling 0, all positive (l > 0), all negative (u < 0), narrow.
 BOUNDS = [(-1.0, 2.0), (0.3, 1.7), (-2.5, -0.4), (-0.05, 0.02)]
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """These tensors are small: one thread avoids OpenMP start-up and contention on shared cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 

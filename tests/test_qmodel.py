@@ -33,13 +33,7 @@ BLOCK_NAMES = [
 ]  # fmt: skip
 EXPONENTIAL = {"attn.bmm2_attn", "mlp.fc2.act"}
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """These tensors are small: one thread avoids OpenMP start-up and contention on shared cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 
