@@ -60,15 +60,17 @@ def test_loss_matches_released_code_scaling():
     assert distillation_loss(out_q, out_q, fq, fq, DqcConfig()).item() == 0.0
 
 
-@pytest.mark.parametrize("scaling", ["code", "paper"])
-def test_only_bounds_train_and_loss_falls(scaling):
+# The code's 1/numel scaling puts gradients near Adam's eps, so its steps are damped: it must still
+# lower the loss, the paper's scaling by more (measured 0.86-0.95 and 0.75-0.80 at 1-2 threads).
+@pytest.mark.parametrize("scaling, max_ratio", [("code", 0.99), ("paper", 0.9)])
+def test_only_bounds_train_and_loss_falls(scaling, max_ratio):
     model = _dobi_model()
     weights = {n: p.detach().clone() for n, p in model.named_parameters() if not n.endswith(("lower", "upper"))}
     before = _bounds(model)
     batch = torch.rand(2, 3, 16, 16)
     config = dataclasses.replace(TINY_DQC, iterations=30, loss_scaling=scaling, schedule="constant")
     result = distill_bounds_(model, lambda n: batch, config, progress=False)
-    assert np.mean(result.losses[-5:]) < 0.9 * np.mean(result.losses[:5])
+    assert np.mean(result.losses[-5:]) < max_ratio * np.mean(result.losses[:5])
     assert all(torch.equal(p, weights[n]) for n, p in model.named_parameters() if n in weights)
     assert _bounds(model) != before
     assert all(lo < hi for lo, hi in _bounds(model).values())
