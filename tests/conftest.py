@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from pipeline.paths import data_root
 
@@ -29,3 +31,18 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+def write_wave_images(folder: Path, count: int, height: int, width: int, noise: float = 0.0) -> Path:
+    """Smooth synthetic RGB photos (random plane waves, optional Gaussian noise) as PNGs in ``folder``.
+
+    Easy to super-resolve, so a few training or DQC steps visibly change the loss; seeded.
+    """
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:height, 0:width] / max(height, width)
+    for i in range(count):
+        f = rng.uniform(1, 4, size=(3, 2))
+        img = np.stack([0.5 + 0.4 * np.sin(2 * np.pi * (f[c, 0] * xx + f[c, 1] * yy) + i) for c in range(3)], -1)
+        img = np.clip(img + rng.normal(0, noise, img.shape), 0, 1) if noise else img
+        Image.fromarray((img * 255).round().astype(np.uint8)).save(folder / f"img{i}.png")
+    return folder

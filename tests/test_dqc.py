@@ -7,13 +7,13 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from calibration.bounds import load_bounds
 from calibration.config import QuantConfig
 from calibration.dqc import DqcConfig, distill_bounds_, distillation_loss
 from calibration.observe import calibrate_
 from calibration.qmodel import quantize_, quantizers
+from conftest import write_wave_images
 from pipeline.calibrate import calibrate
 from pipeline.data import CropSampler
 from pipeline.model import build_model
@@ -23,14 +23,7 @@ TINY_DQC = DqcConfig(iterations=12, batch_size=2, lr_patch=16, checkpoint_every=
 
 @pytest.fixture(scope="module")
 def calib_folder(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("calib")
-    rng = np.random.default_rng(0)
-    yy, xx = np.mgrid[0:40, 0:48] / 40.0
-    for i in range(3):
-        img = np.stack([0.5 + 0.3 * np.sin(7 * xx * (c + 1) + 5 * yy + i) for c in range(3)], -1)
-        img = np.clip(img + rng.normal(0, 0.05, img.shape), 0, 1)
-        Image.fromarray((img * 255).round().astype(np.uint8)).save(folder / f"c{i}.png")
-    return folder
+    return write_wave_images(tmp_path_factory.mktemp("calib"), count=3, height=40, width=48, noise=0.05)
 
 
 def _dobi_model(bits=3):

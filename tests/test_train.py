@@ -5,26 +5,17 @@ from __future__ import annotations
 import dataclasses
 import json
 
-import numpy as np
 import pytest
 import torch
-from PIL import Image
 from safetensors.torch import load_file
 
+from conftest import write_wave_images
 from pipeline.train import TrainConfig, train
 
 
 @pytest.fixture(scope="module")
 def hr_folder(tmp_path_factory):
-    """Smooth synthetic photos: easy to super-resolve, so a few steps visibly lower the loss."""
-    folder = tmp_path_factory.mktemp("hr")
-    rng = np.random.default_rng(0)
-    yy, xx = np.mgrid[0:96, 0:96] / 96.0
-    for i in range(4):
-        f = rng.uniform(1, 4, size=(3, 2))
-        img = np.stack([0.5 + 0.4 * np.sin(2 * np.pi * (f[c, 0] * xx + f[c, 1] * yy) + i) for c in range(3)], -1)
-        Image.fromarray((img * 255).round().astype(np.uint8)).save(folder / f"img{i}.png")
-    return folder
+    return write_wave_images(tmp_path_factory.mktemp("hr"), count=4, height=96, width=96)
 
 
 def _config(folder, **overrides) -> TrainConfig:
