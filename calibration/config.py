@@ -80,7 +80,7 @@ class QuantConfig(_Serializable):
     Args:
         weight_bits: bits of every weight quantizer (2, 3, 4 or 8).
         act_bits: bits of every activation quantizer, or None for weights only (W4A16: no
-            activation quantizer is inserted and attention keeps its fused kernel). The paper uses
+            activation quantizer is inserted, the attention operands stay FP). The paper uses
             ``act_bits == weight_bits``; other pairs (e.g. W4A8) are allowed.
     """
 

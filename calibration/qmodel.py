@@ -10,8 +10,7 @@ and residuals stay FP32.
 :func:`quantize_` swaps modules: ``attn.qkv`` -> :class:`QuantQKV` (three :class:`QuantLinear` on
 row slices of the same Parameter), ``attn.proj``/``mlp.fc1``/``mlp.fc2`` -> :class:`QuantLinear`
 (holding the original Parameters), and the identity hooks ``attn.bmm1_q``/``bmm1_k``/``bmm2_v``/
-``bmm2_attn`` -> activation :class:`Quantizer`. Once a hook is a quantizer, ``WindowAttention``
-takes its explicit-matmul path. The original modules are kept aside, so :func:`dequantize_` and
+``bmm2_attn`` -> activation :class:`Quantizer`. The original modules are kept aside, so :func:`dequantize_` and
 :func:`quantization_disabled` (the FP teacher of DQC, bit-identical to the unquantized model) just
 swap them back.
 
@@ -259,7 +258,7 @@ def quantization_disabled(model: nn.Module) -> Iterator[nn.Module]:
     """Run ``model`` as the original FP model inside the block (the DQC teacher, no second copy).
 
     The original modules are swapped back in for the duration, so the output is bit-identical to
-    the unquantized model (fused attention included), and the quantized modules return on exit,
+    the unquantized model, and the quantized modules return on exit,
     also after an exception.
     """
     state = _state(model)

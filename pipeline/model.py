@@ -23,7 +23,6 @@ import dataclasses
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 __all__ = ["SwinIR", "SwinIRConfig", "VARIANTS", "build_model", "mirror_pad"]
@@ -208,35 +207,21 @@ class WindowAttention(nn.Module):
         bias = self.relative_position_bias_table[self.relative_position_index]  # N*N, h
         return bias.view(n, n, self.num_heads).permute(2, 0, 1)
 
-    def uses_fused_attention(self) -> bool:
-        """True while no matmul operand is wrapped: then one fused SDPA kernel computes attention."""
-        return all(type(m) is nn.Identity for m in (self.bmm1_q, self.bmm1_k, self.bmm2_attn, self.bmm2_v))
-
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """x: (B*nW, N, C); mask: (nW, N, N) additive or None. Returns (B*nW, N, C)."""
         bn, n, c = x.shape
         heads = self.num_heads
         qkv = self.qkv(x).reshape(bn, n, 3, heads, c // heads).permute(2, 0, 3, 1, 4)  # 3, B*nW, h, N, d
         q, k, v = qkv.unbind(0)
-        bias = self.relative_position_bias()  # h, N, N
-        if self.uses_fused_attention():
-            # Same maths as below in one kernel, about 2x faster on CPU; bias and mask are one additive term.
-            if mask is not None:
-                bias = bias + mask[:, None]  # nW, h, N, N
-                if bn != mask.shape[0]:  # batch > 1: SDPA's fused kernel needs a 4-D mask
-                    bias = bias.repeat(bn // mask.shape[0], 1, 1, 1)  # B*nW, h, N, N
-            else:
-                bias = bias[None]  # a 4-D mask keeps SDPA on its fused kernel
-            x = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, scale=self.scale)
-        else:
-            q = self.bmm1_q(q * self.scale)
-            k = self.bmm1_k(k)
-            v = self.bmm2_v(v)
-            attn = (q @ k.transpose(-2, -1)).add_(bias)  # B*nW, h, N, N; in place: fewer big buffers
-            if mask is not None:
-                nw = mask.shape[0]
-                attn.view(bn // nw, nw, heads, n, n).add_(mask[None, :, None])
-            x = self.bmm2_attn(attn.softmax(dim=-1)) @ v
+        q = self.bmm1_q(q * self.scale)
+        k = self.bmm1_k(k)
+        v = self.bmm2_v(v)
+        # Bias and mask are added in place: each fresh (B*nW, h, N, N) buffer costs page faults on a CPU.
+        attn = (q @ k.transpose(-2, -1)).add_(self.relative_position_bias())  # B*nW, h, N, N
+        if mask is not None:
+            nw = mask.shape[0]
+            attn.view(bn // nw, nw, heads, n, n).add_(mask[None, :, None])
+        x = self.bmm2_attn(attn.softmax(dim=-1)) @ v
         return self.proj(x.transpose(1, 2).reshape(bn, n, c))
 
 

@@ -68,7 +68,7 @@ def test_placement_names_and_distributions():
         assert q.distribution is (Distribution.EXPONENTIAL if local in EXPONENTIAL else Distribution.BELL)
     attn = model.layers[0].residual_group.blocks[0].attn
     assert isinstance(attn.qkv, QuantQKV) and isinstance(attn.proj, QuantLinear)
-    assert attn.bmm2_attn is table[f"{BLOCK}.attn.bmm2_attn"] and not attn.uses_fused_attention()
+    assert attn.bmm2_attn is table[f"{BLOCK}.attn.bmm2_attn"]
     assert quant_config(model) == QuantConfig()
 
 
@@ -149,7 +149,7 @@ def test_weights_only_config(calib_batch):
     table = quantizers(model)
     assert len(table) == 24 and all(q.role is Role.WEIGHT for q in table.values())
     attn = model.layers[0].residual_group.blocks[0].attn
-    assert attn.uses_fused_attention() and attn.qkv.q.act_quant is None
+    assert isinstance(attn.bmm2_attn, torch.nn.Identity) and attn.qkv.q.act_quant is None
     with torch.no_grad():
         assert 20 < _psnr(model(x), ref) < 100
 
