@@ -28,6 +28,7 @@ from tqdm import tqdm
 
 from calibration.config import _Serializable
 from calibration.qmodel import quantization_disabled, quantizers
+from calibration.quantizer import Distribution
 from pipeline.checkpoint import atomic_torch_save
 
 __all__ = ["DQC_PRESETS", "DqcConfig", "DqcResult", "distill_bounds_", "distillation_loss"]
@@ -53,6 +54,11 @@ class DqcConfig(_Serializable):
         lr_patch: LR crop size (64).
         checkpoint_every: steps between resumable checkpoints when a run directory is given.
         select_every: steps between evaluations on the selection folder, if any.
+        train_exponential_lower: also train the lower bound of EXPONENTIAL quantizers (post-softmax
+            map, fc2 input), as the released code does. The paper's DOBI keeps those at the tensor
+            minimum; DQC can then raise the softmax lower bound above 0, which clips the masked
+            (about 0) probabilities of shifted windows up to it and leaks attention across the mask.
+            False keeps them where DOBI put them.
     """
 
     iterations: int = 3000
@@ -65,6 +71,7 @@ class DqcConfig(_Serializable):
     lr_patch: int = 64
     checkpoint_every: int = 50
     select_every: int = 100
+    train_exponential_lower: bool = True
 
     def __post_init__(self):
         object.__setattr__(self, "betas", tuple(self.betas))
@@ -76,6 +83,8 @@ class DqcConfig(_Serializable):
             raise ValueError(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
         if self.loss_scaling not in LOSS_SCALINGS:
             raise ValueError(f"loss_scaling must be one of {LOSS_SCALINGS}, got {self.loss_scaling!r}")
+        if not isinstance(self.train_exponential_lower, bool):
+            raise ValueError(f"train_exponential_lower must be True or False, got {self.train_exponential_lower!r}")
         if not self.learning_rate > 0:
             raise ValueError(f"learning_rate must be > 0, got {self.learning_rate!r}")
 
@@ -168,7 +177,12 @@ def distill_bounds_(
     """
     device = torch.device(device)
     model.to(device).eval()
-    bounds = [p for q in quantizers(model).values() for p in (q.lower, q.upper)]
+    bounds = [
+        p
+        for q in quantizers(model).values()
+        for p in (q.lower, q.upper)
+        if config.train_exponential_lower or not (p is q.lower and q.distribution is Distribution.EXPONENTIAL)
+    ]
     frozen = {p: p.requires_grad for p in model.parameters()}
     for p in model.parameters():
         p.requires_grad_(False)

@@ -137,6 +137,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     dqc = None
     if args.method == "2dquant":
         overrides = {k: v for k, v in (("iterations", args.iters), ("batch_size", args.batch_size)) if v is not None}
+        overrides["train_exponential_lower"] = args.train_exponential_lower
         dqc = dataclasses.replace(DQC_PRESETS[args.dqc_preset], **overrides)
     model, info = load_model(args.weights, args.scale, device)
     out = args.out or Path("bounds") / f"{info.name}-{quant.label.lower()}-{args.method}.safetensors"
@@ -242,6 +243,10 @@ def build_parser() -> argparse.ArgumentParser:
                          "cpu (batch 4, 200 it, cosine; default)")
     ca.add_argument("--iters", type=int, default=None, help="override the preset's DQC iterations")
     ca.add_argument("--batch-size", type=int, default=None, help="override the preset's DQC batch size")
+    ca.add_argument("--train-exponential-lower", action=argparse.BooleanOptionalAction, default=True,
+                    help="DQC also trains the lower bound of the post-softmax and fc2-input quantizers (released code; "
+                         "default). --no-train-exponential-lower keeps DOBI's lower bound, so masked attention "
+                         "probabilities are not clipped up above 0")
     ca.add_argument("--select-on", type=Path, default=None,
                     help="benchmark folder to select the best DQC step on (the paper uses Set5, a test set: results "
                          "are then optimistic); default: keep the last step")

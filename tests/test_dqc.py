@@ -70,6 +70,20 @@ def test_only_bounds_train_and_loss_falls(scaling, max_ratio):
     assert all(p.requires_grad for p in model.parameters())  # restored afterwards
 
 
+def test_exponential_lower_bounds_can_be_frozen():
+    from calibration.quantizer import Distribution
+
+    model = _dobi_model()
+    before = _bounds(model)
+    config = dataclasses.replace(TINY_DQC, iterations=5, train_exponential_lower=False)
+    distill_bounds_(model, lambda n: torch.rand(n, 3, 16, 16), config, progress=False)
+    after = _bounds(model)
+    exponential = {n for n, q in quantizers(model).items() if q.distribution is Distribution.EXPONENTIAL}
+    assert len(exponential) == 4 * 2  # bmm2_attn and fc2.act in each of the tiny model's 4 blocks
+    assert all(after[n][0] == before[n][0] and after[n][1] != before[n][1] for n in exponential)
+    assert all(after[n] != before[n] for n in set(after) - exponential)
+
+
 def test_selection_keeps_the_best_step():
     model = _dobi_model()
     scores = iter([1.0, 3.0, 2.0])
