@@ -4,7 +4,7 @@
 
 Starts both runs from the committed W4A4 DOBI bounds of the shipped model, runs 30 DQC steps of the
 `cpu` preset with the same crops, and prints Set5/Set14 PSNR and how much of each post-softmax tensor
-lies inside its bounds (on the 32 DOBI calibration crops). Output: reports/dqc_exponential_lower.md.
+lies inside its bounds (on the 32 DOBI calibration crops). Committed result: reports/dqc_exponential_lower.md.
 """
 
 import dataclasses, torch
