@@ -70,6 +70,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--dqc-preset", choices=sorted(DQC_PRESETS), default="cpu")
     parser.add_argument("--iters", type=int, default=None, help="override the preset's DQC iterations")
     parser.add_argument("--batch-size", type=int, default=None, help="override the preset's DQC batch size")
+    parser.add_argument("--dqc-bf16", action=argparse.BooleanOptionalAction, default=False,
+                        help="DQC forwards under bf16 autocast (CUDA)")
+    parser.add_argument("--dqc-compile", action=argparse.BooleanOptionalAction, default=False,
+                        help="torch.compile the Swin blocks during DQC")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--hardware", default=f"{platform.machine()} CPU ({torch.get_num_threads()} threads)",
                         help="description of the machine, for the report")
@@ -81,7 +85,7 @@ def main(argv: list[str] | None = None) -> None:
     folders = args.data or [benchmark_dir("Set5"), benchmark_dir("Set14")]
     calib = args.calib or [data_root() / "calib" / "DF2K_LR_bicubic" / "X4"]
     datasets = [f.name for f in folders]
-    dqc = dataclasses.replace(DQC_PRESETS[args.dqc_preset], **{
+    dqc = dataclasses.replace(DQC_PRESETS[args.dqc_preset], bf16=args.dqc_bf16, compile=args.dqc_compile, **{
         k: v for k, v in (("iterations", args.iters), ("batch_size", args.batch_size)) if v is not None})
     paper = paper_numbers(args.scale)
 
@@ -92,25 +96,27 @@ def main(argv: list[str] | None = None) -> None:
     rows.append(("FP32", "FP", "32", fp, paper.get(("FP", "32"), {}), ""))
     bic = {r.dataset: r for r in evaluate(bicubic_upscaler(args.scale), folders, args.scale, progress=False)}
     rows.append(("Bicubic", "Bicubic", "–", bic, paper.get(("Bicubic", "–"), {}), ""))
-    for bits in args.bits:
-        for key in args.methods:
-            if key == "2dquant" and args.dqc_bits and bits not in args.dqc_bits:
-                continue
-            label, paper_label, method, init = METHODS[key]
-            model, info = load_model(args.weights, args.scale, args.device)
-            start = time.perf_counter()
-            result = calibrate(model, method, QuantConfig(bits, bits), calib, weights_name=info.name, init=init,
-                               dqc=dqc if method == "2dquant" else None, device=args.device, progress=False)
-            seconds = time.perf_counter() - start
-            path = save_bounds(result.bounds, args.bounds_dir / f"x{args.scale}-w{bits}a{bits}-{key}.safetensors")
-            ours = {r.dataset: r for r in evaluate(model_upscaler(model, args.device), folders, args.scale, progress=False)}
-            note = f"{len(result.dqc.losses)} it x batch {dqc.batch_size}, {result.dqc.selection}" if result.dqc else ""
-            rows.append((label, paper_label, str(bits), ours, paper.get((paper_label, str(bits)), {}), note))
-            timings.append(f"| {label} | {bits} | {seconds:.0f} s | `{path}` |")
-            print(f"W{bits}A{bits} {label}: " + ", ".join(f"{d} {ours[d].psnr:.2f}" for d in datasets), flush=True)
-            if args.plot_dir and result.dqc:
-                plot_calibration(model, result, args.plot_dir / f"w{bits}a{bits}-{key}")
-            report.write()
+    # The fast initialisations first, DQC last: a run cut short still has a complete table of the rest.
+    todo = [(bits, key) for bits in args.bits for key in args.methods if key != "2dquant"]
+    todo += [(bits, "2dquant") for bits in args.bits
+             if "2dquant" in args.methods and (not args.dqc_bits or bits in args.dqc_bits)]
+    for bits, key in todo:
+        label, paper_label, method, init = METHODS[key]
+        model, info = load_model(args.weights, args.scale, args.device)
+        start = time.perf_counter()
+        result = calibrate(model, method, QuantConfig(bits, bits), calib, weights_name=info.name, init=init,
+                           dqc=dqc if method == "2dquant" else None, device=args.device, progress=False)
+        seconds = time.perf_counter() - start
+        path = save_bounds(result.bounds, args.bounds_dir / f"x{args.scale}-w{bits}a{bits}-{key}.safetensors")
+        ours = {r.dataset: r for r in evaluate(model_upscaler(model, args.device), folders, args.scale, progress=False)}
+        note = f"{len(result.dqc.losses)} it x batch {dqc.batch_size}, {result.dqc.selection}" if result.dqc else ""
+        rows.append((label, paper_label, str(bits), ours, paper.get((paper_label, str(bits)), {}), note))
+        speed = f", {len(result.dqc.losses) / result.dqc.wall_s:.2f} DQC it/s" if result.dqc else ""
+        timings.append(f"| {label} | {bits} | {seconds:.0f} s{speed} | `{path}` |")
+        print(f"W{bits}A{bits} {label}: " + ", ".join(f"{d} {ours[d].psnr:.2f}" for d in datasets), flush=True)
+        if args.plot_dir and result.dqc:
+            plot_calibration(model, result, args.plot_dir / f"w{bits}a{bits}-{key}")
+        report.write()
     print("\n".join(report.write()))
 
 
@@ -151,6 +157,9 @@ def _render(args, argv, info, calib, datasets, dqc, fp, paper, rows, timings) ->
         "|---|---|" + "---|---|---|---|" * len(datasets) + "---|",
     ]
     paper_fp = paper.get(("FP", "32"), {})
+    bits_order = ["32", "–"] + [str(b) for b in args.bits]
+    labels = [m[0] for m in METHODS.values()]
+    rows = sorted(rows, key=lambda r: (bits_order.index(r[2]), labels.index(r[0]) if r[0] in labels else -1))
     for label, _, bits, ours, theirs, note in rows:
         cells = []
         for d in datasets:

@@ -30,6 +30,7 @@ from calibration.config import _Serializable
 from calibration.qmodel import quantization_disabled, quantizers
 from calibration.quantizer import Distribution
 from pipeline.checkpoint import atomic_torch_save
+from pipeline.model import compiled_blocks
 
 __all__ = ["DQC_PRESETS", "DqcConfig", "DqcResult", "distill_bounds_", "distillation_loss"]
 
@@ -59,6 +60,8 @@ class DqcConfig(_Serializable):
             minimum; DQC can then raise the softmax lower bound above 0, which clips the masked
             (about 0) probabilities of shifted windows up to it and leaks attention across the mask.
             False keeps them where DOBI put them.
+        bf16: bf16 autocast for the forwards (CUDA; the quantizers still round on an fp32 grid).
+        compile: ``torch.compile`` the Swin blocks (:func:`pipeline.model.compiled_blocks`).
     """
 
     iterations: int = 3000
@@ -72,6 +75,8 @@ class DqcConfig(_Serializable):
     checkpoint_every: int = 50
     select_every: int = 100
     train_exponential_lower: bool = True
+    bf16: bool = False
+    compile: bool = False
 
     def __post_init__(self):
         object.__setattr__(self, "betas", tuple(self.betas))
@@ -83,8 +88,9 @@ class DqcConfig(_Serializable):
             raise ValueError(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
         if self.loss_scaling not in LOSS_SCALINGS:
             raise ValueError(f"loss_scaling must be one of {LOSS_SCALINGS}, got {self.loss_scaling!r}")
-        if not isinstance(self.train_exponential_lower, bool):
-            raise ValueError(f"train_exponential_lower must be True or False, got {self.train_exponential_lower!r}")
+        for name in ("train_exponential_lower", "bf16", "compile"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
         if not self.learning_rate > 0:
             raise ValueError(f"learning_rate must be > 0, got {self.learning_rate!r}")
 
@@ -212,35 +218,39 @@ def distill_bounds_(
             "step": step, "losses": losses, "best": best,
         }, state_path)
 
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.bf16)
     start = time.perf_counter()
     bar = tqdm(total=config.iterations, initial=step, desc="DQC", unit="it", disable=not progress)
     try:
-        while step < config.iterations:
-            for group in optimizer.param_groups:
-                group["lr"] = config.learning_rate_at(step)
-            lr = sample_lr(config.batch_size).to(device)
-            with _residual_group_outputs(model) as feats:
-                with torch.no_grad(), quantization_disabled(model):
-                    out_fp = model(lr)
-                feats_fp = list(feats)
+        with _residual_group_outputs(model) as feats:  # registered once: no recompiles for hook changes
+            while step < config.iterations:
+                for group in optimizer.param_groups:
+                    group["lr"] = config.learning_rate_at(step)
+                lr = sample_lr(config.batch_size).to(device, non_blocking=True)
                 feats.clear()
-                out_q = model(lr)
-                loss = distillation_loss(out_q, out_fp, feats, feats_fp, config)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            _keep_ordered_(model)
-            step += 1
-            losses.append(loss.item())
-            bar.update(1)
-            bar.set_postfix(loss=f"{losses[-1]:.3e}")
-            if select is not None and (step % config.select_every == 0 or step == config.iterations):
-                score = select(model)
-                log.info("DQC step %d: selection PSNR %.3f dB", step, score)
-                if score > best[0]:
-                    best = (score, step, _bounds_state(model))
-            if step % config.checkpoint_every == 0:
-                checkpoint()
+                with compiled_blocks(model, config.compile):  # per step: selection evaluates other sizes
+                    with autocast, torch.no_grad(), quantization_disabled(model):
+                        out_fp = model(lr).float()
+                    feats_fp = [f.float() for f in feats]
+                    feats.clear()
+                    with autocast:
+                        out_q = model(lr).float()
+                    loss = distillation_loss(out_q, out_fp, [f.float() for f in feats], feats_fp, config)
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                optimizer.step()
+                _keep_ordered_(model)
+                step += 1
+                losses.append(loss.item())
+                bar.update(1)
+                bar.set_postfix(loss=f"{losses[-1]:.3e}")
+                if select is not None and (step % config.select_every == 0 or step == config.iterations):
+                    score = select(model)
+                    log.info("DQC step %d: selection PSNR %.3f dB", step, score)
+                    if score > best[0]:
+                        best = (score, step, _bounds_state(model))
+                if step % config.checkpoint_every == 0:
+                    checkpoint()
     except KeyboardInterrupt:
         log.warning("DQC interrupted at step %d", step)
         checkpoint()
@@ -267,11 +277,17 @@ def _load_bounds_(model: nn.Module, state: dict[str, tuple[float, float]]) -> No
 
 @torch.no_grad()
 def _keep_ordered_(model: nn.Module) -> None:
-    """Keep ``lower < upper`` after a step: a collapsed range would make the step size zero."""
-    for q in quantizers(model).values():
-        if not q.lower < q.upper:
-            mid = (q.lower + q.upper) / 2
-            eps = torch.clamp(mid.abs() * 1e-4, min=1e-6)
-            q.lower.copy_(mid - eps)
-            q.upper.copy_(mid + eps)
+    """Keep ``lower < upper`` after a step: a collapsed range would make the step size zero.
 
+    One check over all bounds (one device sync), then a fix of the rare crossed pair.
+    """
+    qs = list(quantizers(model).values())
+    gaps = torch._foreach_sub([q.upper for q in qs], [q.lower for q in qs])  # a few fused kernels, not 384
+    crossed = torch.stack(gaps).reshape(-1) <= 0
+    if not crossed.any():
+        return
+    for q in (qs[i] for i in crossed.nonzero().reshape(-1).tolist()):
+        mid = (q.lower + q.upper) / 2
+        eps = torch.clamp(mid.abs() * 1e-4, min=1e-6)
+        q.lower.copy_(mid - eps)
+        q.upper.copy_(mid + eps)

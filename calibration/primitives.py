@@ -117,6 +117,8 @@ def fake_quantize(x: torch.Tensor, lower: torch.Tensor, upper: torch.Tensor, bit
     Returns:
         Tensor of ``x``'s shape and dtype whose values lie on :func:`grid`.
     """
+    if x.dtype in (torch.float16, torch.bfloat16):  # autocast: round on the fp32 grid, hand back x's dtype
+        return FakeQuantize.apply(x.float(), lower, upper, check_bits(bits)).to(x.dtype)
     return FakeQuantize.apply(x, lower, upper, check_bits(bits))
 
 
@@ -160,10 +162,11 @@ class FakeQuantize(torch.autograd.Function):
             t = torch.clamp(x, lo, hi).sub_(lo).div_((hi - lo) / n)
             e = torch.round(t).sub_(t).div_(n)  # v_r/n - (v_c-l)/(u-l)
             step_term = torch.dot(grad.reshape(-1), e.reshape(-1))
+            # Masked sums without boolean indexing, which would wait for the GPU on every quantizer.
             if ctx.needs_input_grad[1]:
-                grad_lower = (grad[below].sum() - step_term).reshape(ctx.bound_shapes[0])
+                grad_lower = (torch.where(below, grad, 0.0).sum() - step_term).reshape(ctx.bound_shapes[0])
             if ctx.needs_input_grad[2]:
-                grad_upper = (grad[above].sum() + step_term).reshape(ctx.bound_shapes[1])
+                grad_upper = (torch.where(above, grad, 0.0).sum() + step_term).reshape(ctx.bound_shapes[1])
         return grad_x, grad_lower, grad_upper, None
 
 

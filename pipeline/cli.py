@@ -104,8 +104,10 @@ def cmd_train_fp(args: argparse.Namespace) -> int:
         lr_patch=args.patch, batch_size=args.batch_size, steps=args.steps, learning_rate=args.lr,
         warmup_steps=args.warmup, seed=args.seed, validate_every=args.validate_every,
         checkpoint_every=args.checkpoint_every, bf16=args.bf16, compile=args.compile,
+        init_weights=str(args.init_weights) if args.init_weights else None,
     )
-    result = train(config, args.run_dir, device=args.device, progress=not args.quiet, until_step=args.until_step)
+    result = train(config, args.run_dir, device=args.device, progress=not args.quiet, until_step=args.until_step,
+                   workers=args.workers)
     print(f"trained to step {result['step']} in {result['wall_s']:.0f} s; best validation PSNR "
           f"{result['best_psnr']:.3f} dB; weights: {Path(args.run_dir) / 'best.safetensors'}")
     return 0
@@ -213,6 +215,10 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="default cpu")
     tr.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=False, help="bf16 autocast (CUDA)")
     tr.add_argument("--compile", action=argparse.BooleanOptionalAction, default=False, help="torch.compile the model")
+    tr.add_argument("--init-weights", type=Path, default=None,
+                    help="fine-tune from these weights (e.g. the shipped model) instead of a random init")
+    tr.add_argument("--workers", type=int, default=0,
+                    help="processes preparing crops ahead (0: in the training process); same crops either way")
     tr.add_argument("--quiet", action="store_true", help="no progress bar")
     tr.set_defaults(func=cmd_train_fp)
 

@@ -19,13 +19,15 @@ Dimensions: ``B`` batch, ``C`` channels (embed dim), ``H, W`` feature height/wid
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-__all__ = ["SwinIR", "SwinIRConfig", "VARIANTS", "build_model", "mirror_pad"]
+__all__ = ["SwinIR", "SwinIRConfig", "VARIANTS", "build_model", "compiled_blocks", "mirror_pad"]
 
 MASK_VALUE = -100.0  # the official code masks cross-region logits with -100, not -inf
 
@@ -250,6 +252,25 @@ class SwinTransformerBlock(nn.Module):
             y = cyclic_shift(y, self.shift)
         x = x + stochastic_depth(y.reshape(b, h * w, c), self.drop_path, self.training)
         return x + stochastic_depth(self.mlp(self.norm2(x)), self.drop_path, self.training)
+
+
+@contextlib.contextmanager
+def compiled_blocks(model: nn.Module, enabled: bool = True) -> Iterator[nn.Module]:
+    """``torch.compile`` every Swin block of ``model`` for the duration of the context (training loops).
+
+    Regional compilation: the 24 blocks share one code object, so dynamo builds a graph per block
+    *kind* (shifted or not, quantized or FP, grad or no-grad), not per block, and compiling takes
+    a minute instead of several for the whole unrolled model. The blocks are plain again on exit,
+    so evaluation at new image sizes does not recompile.
+    """
+    blocks = [m for m in model.modules() if isinstance(m, SwinTransformerBlock)] if enabled else []
+    for block in blocks:
+        block.forward = torch.compile(block.forward)  # instance attribute shadows the class method
+    try:
+        yield model
+    finally:
+        for block in blocks:
+            block.__dict__.pop("forward", None)
 
 
 class BasicLayer(nn.Module):

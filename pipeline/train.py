@@ -4,9 +4,10 @@ Random HR crops from natural-image folders (never the benchmark sets), LR made o
 the MATLAB-compatible bicubic, dihedral augmentation, L1 loss, Adam with a cosine schedule,
 optional bf16 autocast and ``torch.compile`` on CUDA. A run directory holds:
 
-- ``last.pt``: model, optimizer, schedule, step, RNG and sampler state, written atomically every
+- ``last.pt``: model, optimizer, schedule, step and RNG state, written atomically every
   ``checkpoint_every`` steps, on Ctrl-C and at the end; ``train`` resumes from it bit-identically
-  (same crops, same updates) on the same device;
+  (same crops, same updates) on the same device. The crops of step ``i`` depend only on the seed
+  and ``i`` (:class:`~pipeline.data.PairStream`), whatever the number of data workers;
 - ``best.safetensors``: params-only weights of the best Set5 validation PSNR so far;
 - ``log.jsonl``: one JSON line per logged step (loss, learning rate, validation PSNR, wall time
   summed over resumed sessions).
@@ -26,10 +27,10 @@ import torch
 from safetensors.torch import save_file
 from tqdm import tqdm
 
-from pipeline.checkpoint import atomic_torch_save
-from pipeline.data import CropSampler, load_benchmark
+from pipeline.checkpoint import atomic_torch_save, load_weights_, read_state_dict
+from pipeline.data import PairStream, load_benchmark
 from pipeline.evaluate import evaluate, model_upscaler
-from pipeline.model import SwinIR, build_model
+from pipeline.model import SwinIR, build_model, compiled_blocks
 
 __all__ = ["TrainConfig", "train"]
 
@@ -58,6 +59,7 @@ class TrainConfig:
     log_every: int = 20
     bf16: bool = False
     compile: bool = False
+    init_weights: str | None = None  # start from these weights (fine-tuning) instead of a random init
 
     def __post_init__(self):
         if not self.hr_folders:
@@ -75,13 +77,12 @@ class TrainConfig:
         return self.min_learning_rate + (self.learning_rate - self.min_learning_rate) * cosine
 
 
-def _state(model, optimizer, sampler, step, best_psnr, config, wall_s) -> dict:
+def _state(model, optimizer, step, best_psnr, config, wall_s) -> dict:
     return {
         "wall_s": wall_s,
         "config": dataclasses.asdict(config),
         "model": model.state_dict(),
         "optimizer": optimizer.state_dict(),
-        "sampler": sampler.state_dict(),
         "torch_rng": torch.get_rng_state(),
         "step": step,
         "best_psnr": best_psnr,
@@ -98,21 +99,30 @@ def _validate(model: SwinIR, folder: str, scale: int, device: torch.device) -> f
 
 
 def train(
-    config: TrainConfig, run_dir: str | Path, device: str = "cpu", progress: bool = True, until_step: int | None = None
+    config: TrainConfig,
+    run_dir: str | Path,
+    device: str = "cpu",
+    progress: bool = True,
+    until_step: int | None = None,
+    workers: int = 0,
 ) -> dict:
     """Train (or resume) in ``run_dir``; returns ``{"step", "best_psnr", "wall_s"}``.
 
     Resuming requires the same config, except ``steps`` (extending a run re-shapes the remaining
     cosine schedule) and the logging/validation intervals. ``until_step`` stops early (checkpoint
     written), e.g. to split a run across sessions; the schedule still follows ``config.steps``.
+    ``workers`` processes prepare the crops ahead (needed to keep a GPU busy; no effect on results).
     """
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     device = torch.device(device)
     torch.manual_seed(config.seed)
-    model = build_model(config.variant, config.scale).to(device).train()
+    model = build_model(config.variant, config.scale)
+    if config.init_weights:
+        load_weights_(model, read_state_dict(config.init_weights))
+    model.to(device).train()
     optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate, betas=config.betas)
-    sampler = CropSampler(hr_folders=config.hr_folders, scale=config.scale, lr_size=config.lr_patch, seed=config.seed)
+    sampler_args = dict(hr_folders=config.hr_folders, scale=config.scale, lr_size=config.lr_patch, seed=config.seed)
     if config.val_folder:
         load_benchmark(config.val_folder, config.scale)  # fail now, not after an hour of training
     step, best_psnr, previous_wall_s = 0, -math.inf, 0.0
@@ -122,11 +132,9 @@ def train(
         _check_resumable(state["config"], config)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
-        sampler.load_state_dict(state["sampler"])
         torch.set_rng_state(state["torch_rng"])
         step, best_psnr, previous_wall_s = state["step"], state["best_psnr"], state.get("wall_s", 0.0)
         log.info("resumed %s at step %d (best Set5 PSNR %.2f)", last, step, best_psnr)
-    forward = torch.compile(model) if config.compile else model
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.bf16)
     start, losses = time.perf_counter(), []
 
@@ -134,14 +142,15 @@ def train(
         return previous_wall_s + time.perf_counter() - start
 
     bar = tqdm(total=config.steps, initial=step, desc="train", unit="step", disable=not progress)
+    batches = PairStream(sampler_args, config.batch_size, start=step, workers=workers)
     try:
         with (run_dir / "log.jsonl").open("a") as log_file:
             while step < min(config.steps, until_step or config.steps):
-                lr_batch, hr_batch = sampler.sample_pairs(config.batch_size)
+                lr_batch, hr_batch = next(batches)
                 for group in optimizer.param_groups:
                     group["lr"] = config.learning_rate_at(step)
-                with autocast:
-                    loss = torch.nn.functional.l1_loss(forward(lr_batch.to(device)).float(), hr_batch.to(device))
+                with autocast, compiled_blocks(model, config.compile):  # not around validation: new sizes
+                    loss = torch.nn.functional.l1_loss(model(lr_batch.to(device)).float(), hr_batch.to(device))
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
@@ -166,14 +175,15 @@ def train(
                     log_file.write(json.dumps(record) + "\n")
                     log_file.flush()
                 if step % config.checkpoint_every == 0:
-                    atomic_torch_save(_state(model, optimizer, sampler, step, best_psnr, config, elapsed()), last)
+                    atomic_torch_save(_state(model, optimizer, step, best_psnr, config, elapsed()), last)
     except KeyboardInterrupt:
         log.warning("interrupted at step %d: saving %s", step, last)
-        atomic_torch_save(_state(model, optimizer, sampler, step, best_psnr, config, elapsed()), last)
+        atomic_torch_save(_state(model, optimizer, step, best_psnr, config, elapsed()), last)
         raise
     finally:
         bar.close()
-    atomic_torch_save(_state(model, optimizer, sampler, step, best_psnr, config, elapsed()), last)
+        batches.close()
+    atomic_torch_save(_state(model, optimizer, step, best_psnr, config, elapsed()), last)
     if not config.val_folder:
         _save_weights(model, run_dir / "best.safetensors")
     return {"step": step, "best_psnr": best_psnr, "wall_s": elapsed()}

@@ -7,9 +7,11 @@ import json
 
 import pytest
 import torch
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 
 from conftest import write_wave_images
+from pipeline.data import PairStream
+from pipeline.model import build_model
 from pipeline.train import TrainConfig, train
 
 
@@ -39,6 +41,28 @@ def test_resume_is_bit_identical(hr_folder, tmp_path):
     a, b = load_file(straight / "best.safetensors"), load_file(interrupted / "best.safetensors")
     assert a.keys() == b.keys()
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_worker_processes_draw_the_same_batches(hr_folder):
+    args = dict(hr_folders=[str(hr_folder)], scale=2, lr_size=16, seed=3)
+    with PairStream(args, 3, start=7) as inline, PairStream(args, 3, start=7, workers=2) as pooled:
+        for _ in range(3):
+            (lr_a, hr_a), (lr_b, hr_b) = next(inline), next(pooled)
+            assert torch.equal(lr_a, lr_b) and torch.equal(hr_a, hr_b)
+    with PairStream(args, 3, start=7) as again, PairStream(args, 3, start=8) as resumed:
+        first, second = next(again), next(again)
+        assert torch.equal(second[1], next(resumed)[1])  # a resumed stream continues where it stopped
+        assert not torch.equal(first[1], second[1])
+
+
+def test_fine_tuning_starts_from_the_given_weights(hr_folder, tmp_path):
+    init = tmp_path / "init.safetensors"
+    model = build_model("tiny", 2)
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(init))
+    train(_config(hr_folder, steps=1, learning_rate=1e-12, warmup_steps=1, init_weights=str(init)), tmp_path / "run",
+          progress=False)
+    tuned = load_file(tmp_path / "run" / "best.safetensors")
+    assert all(torch.allclose(tuned[k], v, atol=1e-6) for k, v in model.state_dict().items())
 
 
 def test_resume_with_other_settings_is_refused(hr_folder, tmp_path):
