@@ -44,6 +44,9 @@ def _card(name: str, config: dict, log: list[dict], results, info, hardware: str
         f"python -m pipeline train-fp --run-dir runs/{name} --scale {scale} --steps {config['steps']} "
         f"--batch-size {config['batch_size']} --patch {config['lr_patch']} --lr {config['learning_rate']} "
         f"--warmup {config['warmup_steps']} --seed {config['seed']}"
+        + "".join(f" --{flag}" for flag in ("bf16", "compile") if config.get(flag))
+        + (f" --init-weights pipeline/model_zoo/{Path(config['init_weights']).name}" if config.get("init_weights") else "")
+        + " --hr " + " ".join(f"$SR2BIT_DATA/train/{f.name}" for f in folders)
     )
     rows = "\n".join(f"| {r.dataset} | x{r.scale} | {r.psnr:.2f} | {r.ssim:.4f} |" for r in results)
     return f"""# {name}
@@ -56,6 +59,7 @@ SwinIR-light x{scale} (embed 60, depths 6x4, heads 6, window 8, pixelshuffledire
 | weights | `{name}.safetensors`, fp32 params only, params sha256 `{info.sha256}` |
 | training data | HR crops from {counts} (`../shared/data/train`; no benchmark image) |
 | LR | made on the fly with the MATLAB-compatible bicubic (`pipeline.imresize`) |
+| starting point | {f"`{Path(config['init_weights']).name}` as it was then (fine-tuned)" if config.get("init_weights") else "random init"} |
 | steps | {last['step']} of {config['steps']} (batch {config['batch_size']}, LR patch {config['lr_patch']}, HR patch {config['lr_patch'] * scale}) |
 | optimiser | Adam lr {config['learning_rate']} (warm-up {config['warmup_steps']}, cosine to {config['min_learning_rate']}), betas {tuple(config['betas'])}, grad clip {config['grad_clip']}, L1 loss, seed {config['seed']} |
 | hardware | {hardware} |
