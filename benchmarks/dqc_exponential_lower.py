@@ -2,7 +2,8 @@
 
     python -m benchmarks.dqc_exponential_lower
 
-Starts both runs from the committed W4A4 DOBI bounds of the shipped model, runs 30 DQC steps of the
+Starts both runs from the committed W4A4 DOBI bounds of the CPU draft model (the shipped model when this
+ran; extract it with `git show a6aa46e:pipeline/model_zoo/swinir-light-x4-sr2bit.safetensors > draft-x4.safetensors`), runs 30 DQC steps of the
 `cpu` preset with the same crops, and prints Set5/Set14 PSNR and how much of each post-softmax tensor
 lies inside its bounds (on the 32 DOBI calibration crops). Committed result: reports/dqc_exponential_lower.md.
 """
@@ -17,10 +18,11 @@ from pipeline.evaluate import evaluate, model_upscaler
 from pipeline.plots import bounds_coverage
 from pipeline.weights import load_model
 calib=["../shared/data/calib/DF2K_LR_bicubic/X4"]; sets=["../shared/data/benchmark/Set5", "../shared/data/benchmark/Set14"]
-dobi = load_bounds("reports/bounds/x4-w4a4-dobi.safetensors")
+DRAFT = "draft-x4.safetensors"  # the weights these bounds were made for (see the docstring)
+dobi = load_bounds("reports/bounds/cpu-draft/x4-w4a4-dobi.safetensors")
 batch = CropSampler(lr_folders=calib, scale=4, lr_size=64, seed=0).sample_lr(32)
 for train_lower in (True, False):
-    m, info = load_model(None, 4)
+    m, info = load_model(DRAFT, 4)
     apply_bounds_(m, dobi)
     s = CropSampler(lr_folders=calib, scale=4, lr_size=64, seed=1)
     cfg = dataclasses.replace(DQC_PRESETS["cpu"], iterations=30, train_exponential_lower=train_lower)

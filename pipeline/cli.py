@@ -1,7 +1,8 @@
 """The ``python -m pipeline`` command line: parses options and calls library functions, nothing more.
 
 Commands: ``eval`` (benchmark PSNR/SSIM of SwinIR, bicubic or a fake-quantized model), ``train-fp``
-(train the reference SwinIR-light), ``calibrate`` (quantization bounds file).
+(train the reference SwinIR-light), ``calibrate`` (quantization bounds file), ``build`` (deployable
+artifact from the model and a bounds file).
 """
 
 from __future__ import annotations
@@ -24,7 +25,9 @@ from pipeline.paths import DATA_ENV_VAR, data_root
 log = logging.getLogger("pipeline")
 
 # Errors that are the user's input, not a bug: printed as one line, exit status 2.
-USER_ERRORS: tuple[type[Exception], ...] = (CheckpointError, DatasetError, ImageReadError, FileNotFoundError, ValueError)
+USER_ERRORS: tuple[type[Exception], ...] = (
+    CheckpointError, DatasetError, ImageReadError, FileNotFoundError, FileExistsError, ValueError,
+)
 
 
 def _default_benchmarks() -> list[Path]:
@@ -162,6 +165,27 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_build(args: argparse.Namespace) -> int:
+    from pipeline.build import build, summary_table
+    from pipeline.weights import load_model
+
+    model, info = load_model(args.weights, args.scale)
+    out = args.out or Path("build") / f"{info.name}-{args.target}-w{args.bits}-t{args.tile}"
+    if args.bounds is None:
+        log.info("no --bounds given: calibrating W%dA%d with DOBI first", args.bits, args.bits)
+    score_on = None
+    if args.score:
+        root = data_root(required=False)
+        score_on = args.score_on or (root / "benchmark" / "Set5" if root else None)
+        if score_on is None or not Path(score_on).is_dir():
+            raise FileNotFoundError(f"no benchmark folder to score the simulation on ({score_on}); "
+                                    "pass --score-on DIR or --no-score")
+    result = build(model, info.name, args.target, args.bits, out, bounds_path=args.bounds, tile=args.tile,
+                   force=args.force, calib_folders=args.calib, score_on=score_on)
+    print(summary_table(result))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m pipeline", description="sr2bit: 2/3/4-bit SwinIR-light for phones.")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -263,6 +287,26 @@ def build_parser() -> argparse.ArgumentParser:
                     help="write PNGs: fraction of each tensor inside [l, u] (before/after DQC) and the DQC loss curve")
     ca.add_argument("--quiet", action="store_true", help="no progress bar")
     ca.set_defaults(func=cmd_calibrate)
+
+    bu = sub.add_parser("build", help="lower the quantized model to a deployable artifact (Core ML, ...)",
+                        description="Turn the FP model plus a bounds file (calibrating with DOBI first when none is "
+                                    "given) into a verified artifact folder: the artifact and a manifest.json. "
+                                    "Quantized linear weights are stored exactly on their calibrated grids.")
+    bu.add_argument("--target", required=True, help="backend: coreml")
+    bu.add_argument("--bits", type=int, default=4, help="weight bits, 2, 3, 4 or 8 (default 4); must match --bounds")
+    bu.add_argument("--bounds", type=Path, default=None, help="bounds file from `pipeline calibrate` (default: run DOBI)")
+    bu.add_argument("--weights", default=None, help="FP weights (as for eval); default the shipped model")
+    bu.add_argument("--scale", type=int, choices=(2, 3, 4), default=4, help="upscaling factor (default 4)")
+    bu.add_argument("--tile", type=int, default=64, help="fixed LR input side of the artifact, a multiple of 8 (default 64)")
+    bu.add_argument("--calib", nargs="+", type=Path, default=None,
+                    help="LR calibration folders when no --bounds is given (default <data>/calib/DF2K_LR_bicubic/X4)")
+    bu.add_argument("--out", type=Path, default=None,
+                    help="output folder (default build/<weights>-<target>-w<bits>-t<tile>)")
+    bu.add_argument("--force", action="store_true", help="replace an existing output folder")
+    bu.add_argument("--score", action=argparse.BooleanOptionalAction, default=True,
+                    help="score the PyTorch simulation of the artifact (same tiles) into the manifest (default on)")
+    bu.add_argument("--score-on", type=Path, default=None, help="benchmark folder for --score (default <data>/benchmark/Set5)")
+    bu.set_defaults(func=cmd_build)
     return parser
 
 

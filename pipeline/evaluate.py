@@ -24,6 +24,7 @@ from pipeline.data import ImagePair, dataset_name, load_benchmark
 from pipeline.images import save_rgb, to_tensor, to_uint8
 from pipeline.imresize import imresize
 from pipeline.metrics import ImageScore, psnr_y, ssim_y, summarize
+from pipeline.model import mirror_pad
 from pipeline.tiling import upscale_tiled
 
 __all__ = ["Upscaler", "DatasetResult", "evaluate", "model_upscaler", "bicubic_upscaler", "to_markdown", "write_json"]
@@ -51,6 +52,24 @@ def model_upscaler(model: torch.nn.Module, device: str | torch.device = "cpu") -
     def run(lr: torch.Tensor) -> torch.Tensor:
         with torch.inference_mode():
             return model(lr.to(device)).float().cpu()
+
+    return run
+
+
+def fixed_shape_upscaler(run_tile: Upscaler, tile: int, scale: int) -> Upscaler:
+    """Run a fixed-input-shape artifact (tile x tile) on tiles of at most that size.
+
+    Deployed artifacts take one shape; :func:`pipeline.tiling.tile_plan` gives smaller tiles on
+    images narrower than the tile. Those are mirror-padded (the model's own padding,
+    :func:`pipeline.model.mirror_pad`) up to ``tile`` and the output is cropped back. The apps
+    do the same, so the PyTorch simulation of a build and the artifact see identical inputs.
+    """
+
+    def run(lr: torch.Tensor) -> torch.Tensor:
+        h, w = lr.shape[-2:]
+        if h > tile or w > tile:
+            raise ValueError(f"a {h}x{w} tile does not fit the artifact's {tile}x{tile} input; evaluate with tile={tile}")
+        return run_tile(mirror_pad(lr, tile))[..., : h * scale, : w * scale]
 
     return run
 

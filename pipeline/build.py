@@ -1,0 +1,167 @@
+"""``build``: FP model + bounds file -> a verified deployment artifact folder (artifact + ``manifest.json``).
+
+The folder is assembled in a hidden temporary sibling and renamed into place only after the
+artifact has been lowered, read back and verified, so a failure or Ctrl-C never leaves a
+half-written build behind (the temporary folder is removed). Without a bounds file the model is
+calibrated first (DOBI, the 2DQuant initialisation; DQC needs a GPU to be practical and is run
+with ``pipeline calibrate`` beforehand).
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from calibration.bounds import Bounds, BoundsError, load_bounds
+from calibration.config import QuantConfig
+from pipeline.checkpoint import file_sha256, weights_sha256
+from pipeline.model import SwinIR
+from targets import TargetError, get_target
+from targets.base import deploy_model
+
+__all__ = ["MANIFEST_VERSION", "BuildResult", "build", "summary_table"]
+
+MANIFEST_VERSION = 1
+
+
+@dataclass
+class BuildResult:
+    folder: Path
+    manifest: dict[str, Any]
+
+
+def _folder_bytes(path: Path) -> int:
+    return path.stat().st_size if path.is_file() else sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def build(
+    model: SwinIR,
+    weights_name: str,
+    target: str,
+    bits: int,
+    out: str | os.PathLike,
+    *,
+    bounds: Bounds | None = None,
+    bounds_path: str | os.PathLike | None = None,
+    tile: int = 64,
+    force: bool = False,
+    calib_folders: list[str | os.PathLike] | None = None,
+    score_on: str | os.PathLike | None = None,
+    overlap: int = 16,
+) -> BuildResult:
+    """Lower ``model`` with its bounds to ``target`` and write ``out/`` (artifact + manifest.json).
+
+    Args:
+        model: the FP SwinIR (not modified).
+        weights_name: how the manifest names the weights.
+        target: backend name (:data:`targets.BACKENDS`).
+        bits: weight bit width; must match the bounds file and the backend.
+        out: the folder to create; an existing one is replaced only with ``force``.
+        bounds / bounds_path: the calibration result (a path is also hashed into the manifest);
+            with neither, DOBI W<bits>A<bits> bounds are computed from ``calib_folders``.
+        tile: fixed LR input side of the artifact.
+        score_on: a benchmark folder (e.g. Set5) on which the PyTorch simulation of the artifact
+            (fake-quantized weights, float activations, the artifact's tiles via
+            :func:`pipeline.evaluate.fixed_shape_upscaler`) is scored into the manifest, the
+            number an on-device run of the artifact should reproduce.
+        overlap: LR overlap of those tiles.
+
+    Raises:
+        TargetError: unknown target, missing backend package, unsupported bits or tile.
+        BoundsError: the bounds are for another model or another bit width.
+        FileExistsError: ``out`` exists and ``force`` is False.
+    """
+    backend = get_target(target)
+    if bits not in backend.bits:
+        raise TargetError(f"target {target!r} stores {', '.join(map(str, backend.bits))}-bit weights, not {bits!r}")
+    out = Path(out)
+    if out.exists() and not force:
+        raise FileExistsError(f"{out} exists; choose another --out or pass --force to replace it")
+    if bounds is None and bounds_path is not None:
+        bounds = load_bounds(bounds_path)
+    if bounds is None:
+        from pipeline.calibrate import calibrate
+        from pipeline.paths import data_root
+
+        folders = calib_folders or [data_root() / "calib" / "DF2K_LR_bicubic" / "X4"]
+        bounds = calibrate(copy.deepcopy(model), "dobi", QuantConfig(bits, bits), folders,
+                           weights_name=weights_name, progress=False).bounds
+    if bounds.quant_config.weight_bits != bits:
+        raise BoundsError(f"the bounds file quantizes weights to {bounds.quant_config.weight_bits} bits, "
+                          f"but --bits {bits} was asked for")
+    deploy, palettized = deploy_model(model, bounds)
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.parent / f".{out.name}.building-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        artifact = tmp / f"model{backend.extension}"
+        described = backend.lower(deploy, palettized, tile, artifact)
+        verification = backend.verify(artifact, palettized)
+        if score_on is not None:
+            verification["simulation"] = _score_simulation(deploy, score_on, tile, overlap)
+        manifest = {
+            "manifest_version": MANIFEST_VERSION,
+            "target": backend.name,
+            **described,
+            "artifact": artifact.name,
+            "artifact_bytes": _folder_bytes(artifact),
+            "scale": model.scale,
+            "tile": tile,
+            "weight_bits": bits,
+            "bits_per_tensor": {w.path: w.bits for w in palettized},
+            "grids": {w.path: {"quantizers": list(w.quantizers), "lower": w.lowers.tolist(), "upper": w.uppers.tolist()}
+                      for w in palettized},
+            "weights": {"name": weights_name, "sha256": weights_sha256(model)},
+            "bounds": {"file": str(bounds_path) if bounds_path else None,
+                       "sha256": file_sha256(bounds_path) if bounds_path else None,
+                       "method": bounds.method, "quant_config": bounds.quant_config.to_dict()},
+            "tool_versions": backend.tool_versions(),
+            "verification": verification,
+            "created_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        }
+        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
+        if out.exists():
+            shutil.rmtree(out)
+        tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return BuildResult(out, manifest)
+
+
+def _score_simulation(deploy: SwinIR, folder, tile: int, overlap: int) -> dict[str, Any]:
+    from pipeline.evaluate import evaluate, fixed_shape_upscaler, model_upscaler
+
+    upscaler = fixed_shape_upscaler(model_upscaler(deploy), tile, deploy.scale)
+    (result,) = evaluate(upscaler, [folder], deploy.scale, tile=tile, overlap=overlap, progress=False)
+    return {"dataset": result.dataset, "psnr": result.psnr, "ssim": result.ssim, "tile": tile, "overlap": overlap,
+            "what": "PyTorch fp32, fake-quantized weights, float activations, artifact-sized tiles"}
+
+
+def summary_table(result: BuildResult) -> str:
+    """The few lines ``pipeline build`` prints at the end."""
+    m = result.manifest
+    v = m["verification"]
+    rows = [
+        ("artifact", str(result.folder / m["artifact"])),
+        ("target", f"{m['target']} ({m.get('deployment_target', '')})"),
+        ("input", f"{m['input']['name']} {m['input']['shape']} {m['input']['dtype']}"),
+        ("weights", f"{m['weights']['name']} (sha256 {m['weights']['sha256'][:12]})"),
+        ("quantized linears", f"{v['palettized_linears']}/{v['quantized_linears']} palettized, "
+                              f"indices {v['index_dtypes']}, tables == calibrated grid"),
+        ("size", f"{m['artifact_bytes'] / 1e6:.2f} MB"),
+    ]
+    if "simulation" in v:
+        sim = v["simulation"]
+        rows.append(("simulated PSNR", f"{sim['dataset']} {sim['psnr']:.2f} dB / SSIM {sim['ssim']:.4f} "
+                                       f"(fp32 PyTorch, {sim['tile']}px tiles, overlap {sim['overlap']})"))
+    width = max(len(k) for k, _ in rows)
+    return "\n".join(f"{k:<{width}}  {val}" for k, val in rows)

@@ -1,0 +1,215 @@
+"""Core ML target: an ML program (.mlpackage, iOS18 / macOS15) whose quantized linears are exact lookup tables.
+
+Every quantized Linear weight becomes a ``constexpr_lut_to_dense`` whose table *is* the calibrated
+grid ``l + k (u - l) / (2^b - 1)`` (uint2/uint3/uint4 indices; one table per q/k/v row group of
+``attn.qkv``). It is built by coremltools' own PyTorch route: the fake-quantized weight plus
+``_COREML_/weight/lut`` and ``_COREML_/weight/compression_type`` buffers on the module
+(../shared/docs/deployment.md §4.3, route A); coremltools then picks, for every weight value, the
+table entry it equals. Convolutions, biases and activations stay fp16 (``compute_precision``).
+
+Core ML cannot run on Linux, so :meth:`CoreMLTarget.verify` reads the saved package back (MIL
+program and weight file), decompresses every table and requires it to equal the fp16 cast of the
+fake-quantized weight, value for value, and the table to equal the fp16 grid.
+``apps/ios/profile_coreml.py`` runs the artifact on a Mac.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import copy
+import io
+import logging
+import warnings
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from targets.base import PalettizedWeight, TargetError
+
+__all__ = ["CoreMLTarget", "TARGET", "mil_program"]
+
+INPUT_NAME, OUTPUT_NAME = "lr", "sr"
+_LUT = "_COREML_/weight/lut"
+_COMPRESSION = "_COREML_/weight/compression_type"
+_PALETTIZATION = 2  # coremltools' compression-type code for a lookup table
+
+
+@contextlib.contextmanager
+def _quiet_coremltools():
+    """coremltools warns on import and converts with progress bars; keep the build's output readable."""
+    level = logging.getLogger("coremltools").level
+    logging.getLogger("coremltools").setLevel(logging.ERROR)
+    with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()):
+        warnings.simplefilter("ignore")
+        try:
+            yield
+        finally:
+            logging.getLogger("coremltools").setLevel(level)
+
+
+def _with_lut_buffers(deploy: nn.Module, weights: list[PalettizedWeight]) -> nn.Module:
+    """A copy of ``deploy`` with route-A buffers: one (groups, 1, 2^b, 1) table per quantized Linear."""
+    model = copy.deepcopy(deploy)
+    for w in weights:
+        linear = model.get_submodule(w.path)
+        linear.register_buffer(_COMPRESSION, torch.tensor([_PALETTIZATION]))
+        linear.register_buffer(_LUT, w.grids().reshape(w.groups, 1, 2**w.bits, 1))
+    model.register_buffer("_COREML_/metadata_version", torch.tensor(2))
+    return model
+
+
+_MIN_COMPACT_ELEMENTS = 4096
+
+
+def _compact_derived_constants(mlmodel):
+    """Store large constants with few distinct values as exact lookup tables (deployment.md §4.4).
+
+    At a fixed tile, conversion folds the relative-position bias of every block into a
+    (heads, N, N) constant (at most 225 distinct values per head: uint8 indices per head) and the
+    shifted-window mask into one {0, -100} tensor (uint1). They outweigh the palettized linears, so
+    they are palettized with ``mode="unique"``, which is lossless; each one is checked after the
+    fact. Parameters (``p_*`` consts, e.g. the convs) are left alone.
+
+    Returns:
+        ``(mlmodel, summary)`` with the count and bytes of the compacted constants.
+    """
+    import coremltools.optimize.coreml as cto
+    from coremltools.optimize._utils import lut_to_dense
+
+    configs, originals = {}, {}
+    for op in mlmodel._mil_program.functions["main"].operations:
+        value = getattr(getattr(op, "val", None), "val", None) if op.op_type == "const" else None
+        if op.name.startswith("p_") or not isinstance(value, np.ndarray) or value.size < _MIN_COMPACT_ELEMENTS:
+            continue
+        if value.dtype.kind != "f":
+            continue
+        if len(np.unique(value)) <= 256:
+            configs[op.name] = cto.OpPalettizerConfig(mode="unique", granularity="per_tensor", weight_threshold=0)
+        elif value.ndim >= 2 and all(len(np.unique(channel)) <= 256 for channel in value):
+            configs[op.name] = cto.OpPalettizerConfig(mode="unique", granularity="per_grouped_channel", group_size=1,
+                                                      channel_axis=0, weight_threshold=0)
+        else:
+            continue
+        originals[op.name] = value
+    if not configs:
+        return mlmodel, {"constants": 0, "bytes_before": 0}
+    compacted = cto.palettize_weights(mlmodel, cto.OptimizationConfig(op_name_configs=configs))
+    decoded = {op.name: lut_to_dense(op.indices.val, op.lut.val, None)
+               for op in compacted._mil_program.functions["main"].operations if op.op_type == "constexpr_lut_to_dense"}
+    for name, value in originals.items():
+        matches = [v for key, v in decoded.items() if key.startswith(name)]
+        if len(matches) != 1 or not np.array_equal(matches[0].reshape(value.shape), value):
+            raise TargetError(f"compacting constant {name} changed its values")
+    return compacted, {"constants": len(originals), "bytes_before": int(sum(v.nbytes for v in originals.values()))}
+
+
+def _op_name(path: str) -> str:
+    """The MIL const name coremltools gives a module's weight (``p_`` + path with dots as underscores)."""
+    return "p_" + path.replace(".", "_") + "_weight"
+
+
+def mil_program(package: Path):
+    """The MIL program of a saved .mlpackage, with weights loaded (works without macOS)."""
+    with _quiet_coremltools():
+        import coremltools as ct
+        from coremltools.converters.mil.frontend.milproto.load import load as milproto_load
+
+        spec = ct.models.MLModel(str(package), skip_model_load=True).get_spec()
+        weights_dir = Path(package) / "Data" / "com.apple.CoreML" / "weights"
+        return milproto_load(spec, spec.specificationVersion, file_weights_dir=str(weights_dir)), spec
+
+
+class CoreMLTarget:
+    name = "coreml"
+    extension = ".mlpackage"
+    bits = (2, 3, 4, 8)
+
+    def __init__(self, compute_precision: str = "fp16", compact_constants: bool = True):
+        self.compute_precision = compute_precision
+        self.compact_constants = compact_constants
+
+    def lower(self, deploy: nn.Module, weights: list[PalettizedWeight], tile: int, artifact: Path) -> dict[str, Any]:
+        window = deploy.config.window_size
+        if tile % window:
+            raise TargetError(f"Core ML tile must be a multiple of the window size {window}, got {tile}")
+        model = _with_lut_buffers(deploy, weights)
+        example = torch.rand(1, 3, tile, tile)
+        with _quiet_coremltools():
+            import coremltools as ct
+
+            # A tile that is a multiple of the window needs no pad or crop, so the graph has no alias op.
+            program = torch.export.export(model, (example,)).run_decompositions({})
+            precision = ct.precision.FLOAT16 if self.compute_precision == "fp16" else ct.precision.FLOAT32
+            mlmodel = ct.convert(
+                program, minimum_deployment_target=ct.target.iOS18, compute_precision=precision,
+                inputs=[ct.TensorType(name=INPUT_NAME, shape=example.shape)], outputs=[ct.TensorType(name=OUTPUT_NAME)],
+            )
+            compacted = {"constants": 0, "bytes_before": 0}
+            if self.compact_constants:
+                mlmodel, compacted = _compact_derived_constants(mlmodel)
+            mlmodel.short_description = "sr2bit SwinIR-light super-resolution, palettized weights"
+            mlmodel.save(str(artifact))
+        scale = deploy.config.scale
+        return {
+            "deployment_target": "iOS18 / macOS15 (ML program)",
+            "compute_precision": self.compute_precision,
+            "input": {"name": INPUT_NAME, "shape": [1, 3, tile, tile], "dtype": "float32", "layout": "NCHW, RGB",
+                      "range": [0.0, 1.0]},
+            "output": {"name": OUTPUT_NAME, "shape": [1, 3, tile * scale, tile * scale], "dtype": "float32",
+                       "layout": "NCHW, RGB", "range": "about [0, 1]; clamp before converting to 8 bits"},
+            "activations": f"{self.compute_precision} (not quantized)",
+            "compacted_constants": compacted,
+        }
+
+    def verify(self, artifact: Path, weights: list[PalettizedWeight]) -> dict[str, Any]:
+        program, spec = mil_program(artifact)
+        with _quiet_coremltools():
+            from coremltools.converters.mil.mil import types
+            from coremltools.optimize._utils import lut_to_dense
+
+        ops = list(program.functions["main"].operations)
+        luts = {op.name: op for op in ops if op.op_type == "constexpr_lut_to_dense"}
+        dtype = np.float16 if self.compute_precision == "fp16" else np.float32
+        checked, index_dtypes = [], collections.Counter()
+        for w in weights:
+            prefix = _op_name(w.path)
+            found = [op for name, op in luts.items() if name.startswith(prefix)]
+            if len(found) != 1:
+                raise TargetError(f"{w.path}: expected one palettized weight {prefix}*, found {len(found)}")
+            op = found[0]
+            dense = lut_to_dense(op.indices.val, op.lut.val, None)
+            expected = w.weight.numpy().astype(dtype)
+            table = op.lut.val.reshape(w.groups, 2**w.bits)
+            if dense.shape != expected.shape or not np.array_equal(dense, expected):
+                bad = np.abs(dense.astype(np.float64) - expected) if dense.shape == expected.shape else None
+                raise TargetError(f"{w.path}: decompressed weight differs from the fake-quantized one"
+                                  + (f" (max |diff| {bad.max():.3g})" if bad is not None else f" (shape {dense.shape})"))
+            if not np.array_equal(table, w.grids().numpy().astype(dtype)):
+                raise TargetError(f"{w.path}: lookup table is not the calibrated grid")
+            index_dtype = types.builtin_to_string(op.indices.dtype)
+            if index_dtype != f"uint{w.bits}":
+                raise TargetError(f"{w.path}: indices are {index_dtype}, expected uint{w.bits}")
+            index_dtypes[index_dtype] += 1
+            checked.append(w.path)
+        weight_file = Path(artifact) / "Data" / "com.apple.CoreML" / "weights" / "weight.bin"
+        return {
+            "palettized_linears": len(checked),
+            "quantized_linears": len(weights),
+            "index_dtypes": dict(index_dtypes),
+            "lut_equals_grid": True,
+            "decompressed_equals_fake_quant": f"exact ({np.dtype(dtype).name})",
+            "op_counts": dict(collections.Counter(op.op_type for op in ops).most_common()),
+            "spec_version": spec.specificationVersion,
+            "weight_bin_bytes": weight_file.stat().st_size,
+        }
+
+    def tool_versions(self) -> dict[str, str]:
+        return {"coremltools": metadata.version("coremltools"), "torch": torch.__version__}
+
+
+TARGET = CoreMLTarget()

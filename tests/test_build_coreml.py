@@ -1,0 +1,160 @@
+"""`pipeline build --target coreml`: exact lookup tables, the manifest, atomic output, clear errors (tiny model)."""
+
+from __future__ import annotations
+
+import copy
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from calibration.bounds import BoundsError, bounds_from_model, save_bounds
+from calibration.config import MinMaxConfig, QuantConfig
+from calibration.observe import calibrate_
+from calibration.primitives import dequantize, quantize
+from calibration.qmodel import quantize_
+from pipeline.build import build
+from pipeline.cli import main
+from pipeline.model import build_model
+from targets import MissingDependency, TargetError
+
+TILE = 16
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    torch.manual_seed(0)
+    return build_model("tiny", 2).eval()
+
+
+def _bounds(model, bits):
+    q = copy.deepcopy(model)
+    quantize_(q, QuantConfig(bits, bits))
+    calibrate_(q, MinMaxConfig(), torch.rand(2, 3, TILE, TILE, generator=torch.Generator().manual_seed(1)))
+    return bounds_from_model(q, method="minmax", settings={}, weights_name="tiny")
+
+
+@pytest.mark.parametrize("bits", [4, 3, 2])
+def test_lookup_tables_are_the_calibrated_grid(tiny, tmp_path, bits):
+    from targets.coreml import mil_program
+    from coremltools.converters.mil.mil import types
+    from coremltools.optimize._utils import lut_to_dense
+
+    bounds = _bounds(tiny, bits)
+    result = build(tiny, "tiny", "coreml", bits, tmp_path / "out", bounds=bounds, tile=TILE)
+    program, _ = mil_program(result.folder / "model.mlpackage")
+    luts = {op.name: op for op in program.functions["main"].operations if op.op_type == "constexpr_lut_to_dense"}
+    linears = [(n, m) for n, m in tiny.named_modules() if isinstance(m, torch.nn.Linear)]
+    assert len(luts) == len(linears) == result.manifest["verification"]["palettized_linears"]
+    for name, linear in linears:
+        # Independent of the build code: quantize each row group with its bounds-file entry.
+        prefix, op = name.rsplit(".", 1)
+        parts = ["q", "k", "v"] if op == "qkv" else [op]
+        w = linear.weight.detach().view(len(parts), -1, linear.in_features)
+        expected, grids = [], []
+        for part, rows in zip(parts, w):
+            entry = bounds.quantizers[f"{prefix}.{part}.weight"]
+            lo, hi = torch.tensor(entry.lower), torch.tensor(entry.upper)
+            expected.append(dequantize(quantize(rows, lo, hi, bits), lo, hi, bits))
+            grids.append(lo + torch.arange(2**bits, dtype=torch.float64) * (float(hi) - float(lo)) / (2**bits - 1))
+        (lut_op,) = [op for key, op in luts.items() if key.startswith("p_" + name.replace(".", "_") + "_weight")]
+        dense = lut_to_dense(lut_op.indices.val, lut_op.lut.val, None)
+        np.testing.assert_array_equal(dense, torch.cat(expected).numpy().astype(np.float16))
+        table = lut_op.lut.val.reshape(len(parts), 2**bits).astype(np.float64)
+        np.testing.assert_allclose(table, torch.stack(grids).numpy(), rtol=1e-3, atol=1e-6)  # fp16 table
+        assert types.builtin_to_string(lut_op.indices.dtype) == f"uint{bits}"
+
+
+def test_manifest_describes_the_artifact(tiny, tmp_path):
+    bounds_file = save_bounds(_bounds(tiny, 4), tmp_path / "b.safetensors")
+    result = build(tiny, "tiny", "coreml", 4, tmp_path / "out", bounds_path=bounds_file, tile=TILE)
+    manifest = json.loads((result.folder / "manifest.json").read_text())
+    assert manifest == result.manifest
+    for key in ("target", "deployment_target", "input", "output", "scale", "tile", "bits_per_tensor", "weights",
+                "bounds", "artifact_bytes", "tool_versions", "verification", "grids", "compacted_constants"):
+        assert key in manifest, key
+    assert manifest["input"]["shape"] == [1, 3, TILE, TILE] and manifest["output"]["shape"] == [1, 3, 2 * TILE, 2 * TILE]
+    assert len(manifest["bits_per_tensor"]) == 16 and set(manifest["bits_per_tensor"].values()) == {4}
+    assert len(manifest["bounds"]["sha256"]) == 64 and len(manifest["weights"]["sha256"]) == 64
+    assert manifest["verification"]["index_dtypes"] == {"uint4": 16}
+    assert manifest["artifact_bytes"] > manifest["verification"]["weight_bin_bytes"] > 0
+    assert "coremltools" in manifest["tool_versions"]
+
+
+def test_a_failed_build_leaves_nothing(tiny, tmp_path, monkeypatch):
+    from targets.coreml import TARGET
+
+    def broken(*args):
+        raise RuntimeError("verification crashed")
+
+    monkeypatch.setattr(TARGET, "verify", broken)
+    with pytest.raises(RuntimeError, match="verification crashed"):
+        build(tiny, "tiny", "coreml", 4, tmp_path / "out", bounds=_bounds(tiny, 4), tile=TILE)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_existing_output_needs_force(tiny, tmp_path):
+    (tmp_path / "out").mkdir()
+    with pytest.raises(FileExistsError, match="--force"):
+        build(tiny, "tiny", "coreml", 4, tmp_path / "out", bounds=_bounds(tiny, 4), tile=TILE)
+
+
+def test_clear_errors(tiny, tmp_path):
+    bounds = _bounds(tiny, 4)
+    with pytest.raises(TargetError, match="unknown target 'vulkan'; available: coreml"):
+        build(tiny, "tiny", "vulkan", 4, tmp_path / "a", bounds=bounds, tile=TILE)
+    with pytest.raises(TargetError, match="not 5"):
+        build(tiny, "tiny", "coreml", 5, tmp_path / "a", bounds=bounds, tile=TILE)
+    with pytest.raises(BoundsError, match="quantizes weights to 4 bits"):
+        build(tiny, "tiny", "coreml", 2, tmp_path / "a", bounds=bounds, tile=TILE)
+    torch.manual_seed(123)
+    other = build_model("tiny", 2)
+    with pytest.raises(BoundsError, match="bounds were made for weights tiny"):
+        build(other, "other", "coreml", 4, tmp_path / "a", bounds=bounds, tile=TILE)
+    with pytest.raises(TargetError, match="multiple of the window size"):
+        build(tiny, "tiny", "coreml", 4, tmp_path / "a", bounds=bounds, tile=12)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_missing_coremltools_is_named_with_the_install_command(tiny, tmp_path, monkeypatch):
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "coremltools" else real(name, *a))
+    with pytest.raises(MissingDependency, match=r"pip install coremltools==9\.0"):
+        build(tiny, "tiny", "coreml", 4, tmp_path / "a", bounds=_bounds(tiny, 4), tile=TILE)
+
+
+def test_cli_reports_user_errors_without_a_traceback(tmp_path, capsys):
+    assert main(["build", "--target", "vulkan", "--bits", "4", "--out", str(tmp_path / "x")]) == 2
+    assert "unknown target 'vulkan'" in capsys.readouterr().err
+    assert main(["build", "--target", "coreml", "--bits", "6", "--out", str(tmp_path / "x")]) == 2
+    assert "not 6" in capsys.readouterr().err
+
+
+def test_fixed_shape_runner_pads_small_tiles_and_crops_back():
+    from pipeline.evaluate import fixed_shape_upscaler
+
+    def nearest(x):  # a per-pixel upscaler: padding must not change the cropped result
+        assert x.shape[-2:] == (16, 16), "the artifact only ever sees its own input shape"
+        return x.repeat_interleave(2, dim=-2).repeat_interleave(2, dim=-1)
+
+    run = fixed_shape_upscaler(nearest, 16, 2)
+    x = torch.rand(1, 3, 10, 13)
+    torch.testing.assert_close(run(x), x.repeat_interleave(2, dim=-2).repeat_interleave(2, dim=-1), rtol=0, atol=0)
+    with pytest.raises(ValueError, match="does not fit"):
+        run(torch.rand(1, 3, 17, 8))
+
+
+def test_mac_profiler_refuses_other_systems(tmp_path, capsys, monkeypatch):
+    import platform
+    import runpy
+    import sys
+
+    monkeypatch.setattr(platform, "system", lambda: "Linux")
+    monkeypatch.setattr(sys, "argv", ["profile_coreml.py", str(tmp_path), "--data", str(tmp_path)])
+    with pytest.raises(SystemExit) as exit_info:
+        runpy.run_path(str(Path(__file__).parents[1] / "apps" / "ios" / "profile_coreml.py"), run_name="__main__")
+    assert exit_info.value.code == 2
+    assert "only on macOS" in capsys.readouterr().err
