@@ -6,7 +6,7 @@ state ``p``; the default here is ``p = 0.01``, i.e. ``lower`` = the 0.01th and `
 
 Percentiles use the nearest-rank definition, computed exactly with ``torch.kthvalue`` (a
 linear-time selection, about 1.4 s per bound for the 50M-element post-softmax tensor on one CPU
-core; ``torch.quantile`` refuses tensors over 16M elements): with ``n`` elements and
+core; ``torch.quantile`` refuses tensors over 16M elements; on CUDA ``torch.topk``): with ``n`` elements and
 ``k = max(1, ceil(p/100 * n))``,
 ``lower`` is the k-th smallest and ``upper`` the k-th largest element. For ``n <= 100/p``
 (e.g. every 3600-element weight at p = 0.01) that is exactly MinMax.
@@ -42,9 +42,15 @@ def percentile_bounds(x: torch.Tensor, percentile: float = 0.01) -> tuple[float,
     k = max(1, math.ceil(percentile / 100 * n))
     if k == 1:
         return lo, hi
-    lower = torch.kthvalue(flat, k).values
-    upper = torch.kthvalue(flat, n - k + 1).values
-    return float(lower), float(upper)
+    return float(_kth_smallest(flat, k)), float(-_kth_smallest(-flat, k))
+
+
+def _kth_smallest(flat: torch.Tensor, k: int, use_topk: bool | None = None) -> torch.Tensor:
+    """Exact k-th smallest element: ``kthvalue`` on the CPU; on CUDA ``topk`` (a radix selection for small
+    ``k``), because CUDA's ``kthvalue`` sorts: 29 s per Percentile calibration on an H200."""
+    if flat.is_cuda if use_topk is None else use_topk:
+        return torch.topk(flat, k, largest=False, sorted=False).values.max()
+    return torch.kthvalue(flat, k).values
 
 
 def percentile_init_(quantizer: Quantizer, x: torch.Tensor, config: PercentileConfig | None = None) -> None:

@@ -46,7 +46,8 @@ def test_lookup_tables_are_the_calibrated_grid(tiny, tmp_path, bits):
     bounds = _bounds(tiny, bits)
     result = build(tiny, "tiny", "coreml", bits, tmp_path / "out", bounds=bounds, tile=TILE)
     program, _ = mil_program(result.folder / "model.mlpackage")
-    luts = {op.name: op for op in program.functions["main"].operations if op.op_type == "constexpr_lut_to_dense"}
+    luts = {op.name: op for op in program.functions["main"].operations  # parameters; others: compacted bias/mask
+            if op.op_type == "constexpr_lut_to_dense" and op.name.startswith("p_")}
     linears = [(n, m) for n, m in tiny.named_modules() if isinstance(m, torch.nn.Linear)]
     assert len(luts) == len(linears) == result.manifest["verification"]["palettized_linears"]
     for name, linear in linears:
@@ -82,6 +83,7 @@ def test_manifest_describes_the_artifact(tiny, tmp_path):
     assert manifest["verification"]["index_dtypes"] == {"uint4": 16}
     assert manifest["artifact_bytes"] > manifest["verification"]["weight_bin_bytes"] > 0
     assert "coremltools" in manifest["tool_versions"]
+    assert manifest["compacted_constants"]["constants"] == 5  # 4 folded bias tables + the shift mask, checked exact
 
 
 def test_a_failed_build_leaves_nothing(tiny, tmp_path, monkeypatch):
