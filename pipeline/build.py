@@ -25,7 +25,7 @@ from pipeline.model import SwinIR
 from targets import TargetError, get_target
 from targets.base import deploy_model
 
-__all__ = ["MANIFEST_VERSION", "BuildResult", "build", "summary_table"]
+__all__ = ["MANIFEST_VERSION", "BuildResult", "build", "resolve_target", "summary_table"]
 
 MANIFEST_VERSION = 1
 
@@ -38,6 +38,18 @@ class BuildResult:
 
 def _folder_bytes(path: Path) -> int:
     return path.stat().st_size if path.is_file() else sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def resolve_target(target: str, bits: int):
+    """The backend for ``target`` if it can store ``bits``-bit weights (checked before any slow work).
+
+    Raises:
+        TargetError: unknown target, missing backend package or unsupported bits.
+    """
+    backend = get_target(target)
+    if bits not in backend.bits:
+        raise TargetError(f"target {target!r} stores {', '.join(map(str, backend.bits))}-bit weights, not {bits!r}")
+    return backend
 
 
 def build(
@@ -77,9 +89,7 @@ def build(
         BoundsError: the bounds are for another model or another bit width.
         FileExistsError: ``out`` exists and ``force`` is False.
     """
-    backend = get_target(target)
-    if bits not in backend.bits:
-        raise TargetError(f"target {target!r} stores {', '.join(map(str, backend.bits))}-bit weights, not {bits!r}")
+    backend = resolve_target(target, bits)
     out = Path(out)
     if out.exists() and not force:
         raise FileExistsError(f"{out} exists; choose another --out or pass --force to replace it")

@@ -166,9 +166,10 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
 
 def cmd_build(args: argparse.Namespace) -> int:
-    from pipeline.build import build, summary_table
+    from pipeline.build import build, resolve_target, summary_table
     from pipeline.weights import load_model
 
+    resolve_target(args.target, args.bits)  # a wrong target or bit width fails before data or weights are read
     model, info = load_model(args.weights, args.scale)
     out = args.out or Path("build") / f"{info.name}-{args.target}-w{args.bits}-t{args.tile}"
     if args.bounds is None:
