@@ -21,6 +21,7 @@ from typing import Any
 from calibration.bounds import Bounds, BoundsError, load_bounds
 from calibration.config import QuantConfig
 from pipeline.checkpoint import file_sha256, weights_sha256
+from pipeline.evaluate import evaluate, fixed_shape_upscaler, model_upscaler
 from pipeline.model import SwinIR
 from targets import TargetError, get_target
 from targets.base import deploy_model
@@ -65,7 +66,7 @@ def build(
     force: bool = False,
     calib_folders: list[str | os.PathLike] | None = None,
     score_on: str | os.PathLike | None = None,
-    overlap: int = 16,
+    overlap: int | None = None,
 ) -> BuildResult:
     """Lower ``model`` with its bounds to ``target`` and write ``out/`` (artifact + manifest.json).
 
@@ -80,9 +81,9 @@ def build(
         tile: fixed LR input side of the artifact.
         score_on: a benchmark folder (e.g. Set5) on which the PyTorch simulation of the artifact
             (fake-quantized weights, float activations, the artifact's tiles via
-            :func:`pipeline.evaluate.fixed_shape_upscaler`) is scored into the manifest, the
-            number an on-device run of the artifact should reproduce.
-        overlap: LR overlap of those tiles.
+            :func:`pipeline.evaluate.fixed_shape_upscaler`) and, when the backend can execute it
+            here (``runner``), the artifact itself are scored into the manifest.
+        overlap: LR overlap of those tiles (default ``tile // 4``: 16 at the 64 px default).
 
     Raises:
         TargetError: unknown target, missing backend package, unsupported bits or tile.
@@ -116,7 +117,16 @@ def build(
         described = backend.lower(deploy, palettized, tile, artifact)
         verification = backend.verify(artifact, palettized)
         if score_on is not None:
-            verification["simulation"] = _score_simulation(deploy, score_on, tile, overlap)
+            overlap = tile // 4 if overlap is None else overlap
+            simulation = fixed_shape_upscaler(model_upscaler(deploy), tile, model.scale)
+            verification["simulation"] = _score(simulation, score_on, model.scale, tile, overlap)
+            verification["simulation"]["what"] = "PyTorch fp32, fake-quantized weights, float activations"
+            if hasattr(backend, "runner"):
+                artifact_run = fixed_shape_upscaler(backend.runner(artifact), tile, model.scale)
+                verification["artifact"] = _score(artifact_run, score_on, model.scale, tile, overlap)
+                verification["artifact"]["what"] = backend.runtime
+                verification["artifact"]["psnr_minus_simulation"] = (
+                    verification["artifact"]["psnr"] - verification["simulation"]["psnr"])
         manifest = {
             "manifest_version": MANIFEST_VERSION,
             "target": backend.name,
@@ -147,13 +157,10 @@ def build(
     return BuildResult(out, manifest)
 
 
-def _score_simulation(deploy: SwinIR, folder, tile: int, overlap: int) -> dict[str, Any]:
-    from pipeline.evaluate import evaluate, fixed_shape_upscaler, model_upscaler
-
-    upscaler = fixed_shape_upscaler(model_upscaler(deploy), tile, deploy.scale)
-    (result,) = evaluate(upscaler, [folder], deploy.scale, tile=tile, overlap=overlap, progress=False)
-    return {"dataset": result.dataset, "psnr": result.psnr, "ssim": result.ssim, "tile": tile, "overlap": overlap,
-            "what": "PyTorch fp32, fake-quantized weights, float activations, artifact-sized tiles"}
+def _score(upscaler, folder, scale: int, tile: int, overlap: int) -> dict[str, Any]:
+    """PSNR/SSIM of ``upscaler`` on artifact-sized tiles of ``folder``."""
+    (result,) = evaluate(upscaler, [folder], scale, tile=tile, overlap=overlap, progress=False)
+    return {"dataset": result.dataset, "psnr": result.psnr, "ssim": result.ssim, "tile": tile, "overlap": overlap}
 
 
 def summary_table(result: BuildResult) -> str:
@@ -169,9 +176,10 @@ def summary_table(result: BuildResult) -> str:
                               f"indices {v['index_dtypes']}, tables == calibrated grid"),
         ("size", f"{m['artifact_bytes'] / 1e6:.2f} MB"),
     ]
-    if "simulation" in v:
-        sim = v["simulation"]
-        rows.append(("simulated PSNR", f"{sim['dataset']} {sim['psnr']:.2f} dB / SSIM {sim['ssim']:.4f} "
-                                       f"(fp32 PyTorch, {sim['tile']}px tiles, overlap {sim['overlap']})"))
+    for key, label in (("simulation", "simulated PSNR"), ("artifact", "artifact PSNR")):
+        if key in v:
+            r = v[key]
+            rows.append((label, f"{r['dataset']} {r['psnr']:.3f} dB / SSIM {r['ssim']:.4f} ({r['what']}; "
+                                f"{r['tile']} px tiles, overlap {r['overlap']})"))
     width = max(len(k) for k, _ in rows)
     return "\n".join(f"{k:<{width}}  {val}" for k, val in rows)

@@ -118,3 +118,6 @@ class Target(Protocol):
 
     def tool_versions(self) -> dict[str, str]:
         """Versions of the packages that produced the artifact."""
+
+    # Optional: ``runner(artifact) -> (LR tile -> SR tile)`` executing the artifact on this host, and
+    # ``runtime``, a line saying what executes it; the build then scores the artifact itself.

@@ -9,8 +9,9 @@ table entry it equals. Convolutions, biases and activations stay fp16 (``compute
 
 Core ML cannot run on Linux, so :meth:`CoreMLTarget.verify` reads the saved package back (MIL
 program and weight file), decompresses every table and requires it to equal the fp16 cast of the
-fake-quantized weight, value for value, and the table to equal the fp16 grid.
-``apps/ios/profile_coreml.py`` runs the artifact on a Mac.
+fake-quantized weight, value for value, and the table to equal the fp16 grid;
+:meth:`CoreMLTarget.runner` executes the saved program with a MIL interpreter so that the build can
+score the artifact itself. ``apps/ios/profile_coreml.py`` runs the artifact with Core ML on a Mac.
 """
 
 from __future__ import annotations
@@ -108,6 +109,15 @@ def _compact_derived_constants(mlmodel):
     return compacted, {"constants": len(originals), "bytes_before": int(sum(v.nbytes for v in originals.values()))}
 
 
+def _io_dtypes(spec) -> dict[str, str]:
+    """Multi-array dtype of every model input and output, as numpy names (``float16``, ``float32``)."""
+    from coremltools.proto import FeatureTypes_pb2
+
+    names = {FeatureTypes_pb2.ArrayFeatureType.FLOAT16: "float16", FeatureTypes_pb2.ArrayFeatureType.FLOAT32: "float32"}
+    return {f.name: names.get(f.type.multiArrayType.dataType, str(f.type.multiArrayType.dataType))
+            for f in list(spec.description.input) + list(spec.description.output)}
+
+
 def _op_name(path: str) -> str:
     """The MIL const name coremltools gives a module's weight (``p_`` + path with dots as underscores)."""
     return "p_" + path.replace(".", "_") + "_weight"
@@ -155,12 +165,13 @@ class CoreMLTarget:
             mlmodel.short_description = "sr2bit SwinIR-light super-resolution, palettized weights"
             mlmodel.save(str(artifact))
         scale = deploy.config.scale
+        io_types = _io_dtypes(mlmodel.get_spec())  # coremltools picks fp16 I/O for an fp16 iOS18 program
         return {
             "deployment_target": "iOS18 / macOS15 (ML program)",
             "compute_precision": self.compute_precision,
-            "input": {"name": INPUT_NAME, "shape": [1, 3, tile, tile], "dtype": "float32", "layout": "NCHW, RGB",
-                      "range": [0.0, 1.0]},
-            "output": {"name": OUTPUT_NAME, "shape": [1, 3, tile * scale, tile * scale], "dtype": "float32",
+            "input": {"name": INPUT_NAME, "shape": [1, 3, tile, tile], "dtype": io_types[INPUT_NAME],
+                      "layout": "NCHW, RGB", "range": [0.0, 1.0]},
+            "output": {"name": OUTPUT_NAME, "shape": [1, 3, tile * scale, tile * scale], "dtype": io_types[OUTPUT_NAME],
                        "layout": "NCHW, RGB", "range": "about [0, 1]; clamp before converting to 8 bits"},
             "activations": f"{self.compute_precision} (not quantized)",
             "compacted_constants": compacted,
@@ -207,6 +218,19 @@ class CoreMLTarget:
             "spec_version": spec.specificationVersion,
             "weight_bin_bytes": weight_file.stat().st_size,
         }
+
+    runtime = "MIL interpreter (targets.coreml_mil): the artifact's program, fp16 between ops, on this host"
+
+    def runner(self, artifact: Path):
+        """LR tile -> SR tile through the artifact's own program (Core ML cannot run here; see :mod:`targets.coreml_mil`)."""
+        from targets.coreml_mil import MilInterpreter
+
+        interpreter = MilInterpreter(artifact)
+
+        def run(lr: torch.Tensor) -> torch.Tensor:
+            return torch.from_numpy(interpreter(**{INPUT_NAME: lr.numpy()})[OUTPUT_NAME])
+
+        return run
 
     def tool_versions(self) -> dict[str, str]:
         return {"coremltools": metadata.version("coremltools"), "torch": torch.__version__}

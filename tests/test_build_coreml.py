@@ -78,6 +78,7 @@ def test_manifest_describes_the_artifact(tiny, tmp_path):
                 "bounds", "artifact_bytes", "tool_versions", "verification", "grids", "compacted_constants"):
         assert key in manifest, key
     assert manifest["input"]["shape"] == [1, 3, TILE, TILE] and manifest["output"]["shape"] == [1, 3, 2 * TILE, 2 * TILE]
+    assert manifest["input"]["dtype"] == manifest["output"]["dtype"] == "float16"  # read from the saved spec
     assert len(manifest["bits_per_tensor"]) == 16 and set(manifest["bits_per_tensor"].values()) == {4}
     assert len(manifest["bounds"]["sha256"]) == 64 and len(manifest["weights"]["sha256"]) == 64
     assert manifest["verification"]["index_dtypes"] == {"uint4": 16}
@@ -160,3 +161,24 @@ def test_mac_profiler_refuses_other_systems(tmp_path, capsys, monkeypatch):
         runpy.run_path(str(Path(__file__).parents[1] / "apps" / "ios" / "profile_coreml.py"), run_name="__main__")
     assert exit_info.value.code == 2
     assert "only on macOS" in capsys.readouterr().err
+
+
+def test_the_artifact_itself_scores_like_its_simulation(tiny, tmp_path):
+    from conftest import write_wave_images
+    from targets.coreml import TARGET
+    from targets.base import deploy_model
+    from targets.coreml_mil import MilInterpreter
+
+    images = write_wave_images((tmp_path / "imgs").mkdir() or tmp_path / "imgs", count=2, height=56, width=40)
+    bounds = _bounds(tiny, 4)
+    result = build(tiny, "tiny", "coreml", 4, tmp_path / "out", bounds=bounds, tile=TILE, score_on=images)
+    v = result.manifest["verification"]
+    assert v["artifact"]["what"].startswith("MIL interpreter")
+    assert abs(v["artifact"]["psnr_minus_simulation"]) < 0.05  # fp16 between ops, same tiles
+    # The interpreter runs the saved program: on one tile it matches the fake-quant model to fp16 precision.
+    deploy, _ = deploy_model(tiny, bounds)
+    x = torch.rand(1, 3, TILE, TILE, generator=torch.Generator().manual_seed(2))
+    out = MilInterpreter(result.folder / "model.mlpackage")(lr=x.numpy())["sr"]
+    with torch.no_grad():
+        assert np.abs(out - deploy(x).numpy()).max() < 5e-3
+    assert TARGET.runtime == v["artifact"]["what"]

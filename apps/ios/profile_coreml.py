@@ -30,11 +30,11 @@ from pipeline.evaluate import evaluate, fixed_shape_upscaler
 COMPUTE_UNITS = ("ALL", "CPU_ONLY", "CPU_AND_GPU", "CPU_AND_NE")
 
 
-def coreml_upscaler(mlmodel, input_name: str, output_name: str):
+def coreml_upscaler(mlmodel, input_name: str, output_name: str, input_dtype: str):
     """The runner interface (LR tensor in, SR tensor out) over ``MLModel.predict``."""
 
     def run(lr: torch.Tensor) -> torch.Tensor:
-        out = mlmodel.predict({input_name: lr.numpy().astype(np.float32)})[output_name]
+        out = mlmodel.predict({input_name: lr.numpy().astype(input_dtype)})[output_name]
         return torch.from_numpy(np.asarray(out, dtype=np.float32))
 
     return run
@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
                "compute_units": {}}
     for unit in args.compute_units:
         mlmodel = ct.models.MLModel(str(args.build / manifest["artifact"]), compute_units=ct.ComputeUnit[unit])
-        run = coreml_upscaler(mlmodel, manifest["input"]["name"], manifest["output"]["name"])
+        run = coreml_upscaler(mlmodel, manifest["input"]["name"], manifest["output"]["name"], manifest["input"]["dtype"])
         scores = evaluate(fixed_shape_upscaler(run, tile, scale), args.data, scale, tile=tile, overlap=args.overlap,
                           progress=False)
         entry = {"latency_ms_per_tile": latency_ms(run, tile, args.runs),
