@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from pipeline.build import build
+from pipeline.build import artifact_bytes, build
 from pipeline.cost import compression_ratio
 from pipeline.paths import benchmark_dir
 from pipeline.weights import load_model
@@ -46,10 +46,6 @@ def const_bytes(package: Path) -> tuple[int, int]:
     return lut, other
 
 
-def _size(path: Path) -> int:
-    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--bounds", nargs="+", required=True, metavar="BITS=FILE", help="one bounds file per bit width")
@@ -64,8 +60,8 @@ def main(argv: list[str] | None = None) -> None:
             fp16 = Path(tmp) / f"fp16-{compact}.mlpackage"
             CoreMLTarget(compact_constants=compact).lower(model, [], args.tile, fp16)
             if not compact:
-                fp16_bytes = _size(fp16)
-            rows.append((label, "–", _size(fp16), *const_bytes(fp16), f"{fp16_bytes / _size(fp16):.2f}x", "–", "–",
+                fp16_bytes = artifact_bytes(fp16)
+            rows.append((label, "–", artifact_bytes(fp16), *const_bytes(fp16), f"{fp16_bytes / artifact_bytes(fp16):.2f}x", "–", "–",
                          f"{time.perf_counter() - start:.0f} s"))
         for item in args.bounds:
             bits, path = item.split("=", 1)

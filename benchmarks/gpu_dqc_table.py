@@ -30,7 +30,7 @@ from calibration.dqc import DQC_PRESETS, distill_bounds_
 from pipeline.calibrate import calibrate
 from pipeline.data import CropSampler
 from pipeline.evaluate import evaluate, model_upscaler
-from pipeline.paths import benchmark_dir, data_root
+from pipeline.paths import benchmark_dir, calib_dir
 from pipeline.weights import load_model
 
 SETTINGS = {"fp32 eager": (False, False), "bf16 eager": (True, False),
@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> None:
     torch._dynamo.config.cache_size_limit = 64  # a graph per block kind and bit width
     device = torch.device(args.device)
     args.out.mkdir(parents=True, exist_ok=True)
-    calib = [data_root() / "calib" / "DF2K_LR_bicubic" / "X4"]
+    calib = [calib_dir()]
     name = torch.cuda.get_device_name() if device.type == "cuda" else platform.machine()
     info = {"device": name, "torch": torch.__version__, "python": platform.python_version()}
 

@@ -29,7 +29,7 @@ from pipeline.calibrate import calibrate
 from pipeline.cost import compression_ratio, flop_speedup
 from pipeline.evaluate import bicubic_upscaler, evaluate, model_upscaler
 from pipeline.model import build_model
-from pipeline.paths import benchmark_dir, data_root
+from pipeline.paths import benchmark_dir, calib_dir
 from pipeline.plots import plot_calibration
 from pipeline.weights import load_model
 
@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     folders = args.data or [benchmark_dir("Set5"), benchmark_dir("Set14")]
-    calib = args.calib or [data_root() / "calib" / "DF2K_LR_bicubic" / "X4"]
+    calib = args.calib or [calib_dir()]
     datasets = [f.name for f in folders]
     dqc = dataclasses.replace(DQC_PRESETS[args.dqc_preset], bf16=args.dqc_bf16, compile=args.dqc_compile, **{
         k: v for k, v in (("iterations", args.iters), ("batch_size", args.batch_size)) if v is not None})

@@ -42,15 +42,16 @@ def percentile_bounds(x: torch.Tensor, percentile: float = 0.01) -> tuple[float,
     k = max(1, math.ceil(percentile / 100 * n))
     if k == 1:
         return lo, hi
-    return float(_kth_smallest(flat, k)), float(-_kth_smallest(-flat, k))
+    return float(_kth(flat, k, largest=False)), float(_kth(flat, k, largest=True))
 
 
-def _kth_smallest(flat: torch.Tensor, k: int, use_topk: bool | None = None) -> torch.Tensor:
-    """Exact k-th smallest element: ``kthvalue`` on the CPU; on CUDA ``topk`` (a radix selection for small
-    ``k``), because CUDA's ``kthvalue`` sorts: 29 s per Percentile calibration on an H200."""
+def _kth(flat: torch.Tensor, k: int, largest: bool, use_topk: bool | None = None) -> torch.Tensor:
+    """Exact k-th smallest (or largest) element: ``kthvalue`` on the CPU; on CUDA ``topk`` (a radix selection
+    for small ``k``), because CUDA's ``kthvalue`` sorts: 29 s per Percentile calibration on an H200."""
     if flat.is_cuda if use_topk is None else use_topk:
-        return torch.topk(flat, k, largest=False, sorted=False).values.max()
-    return torch.kthvalue(flat, k).values
+        values = torch.topk(flat, k, largest=largest, sorted=False).values
+        return values.min() if largest else values.max()
+    return torch.kthvalue(flat, flat.numel() - k + 1 if largest else k).values
 
 
 def percentile_init_(quantizer: Quantizer, x: torch.Tensor, config: PercentileConfig | None = None) -> None:

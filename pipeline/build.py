@@ -26,7 +26,7 @@ from pipeline.model import SwinIR
 from targets import TargetError, get_target
 from targets.base import deploy_model
 
-__all__ = ["MANIFEST_VERSION", "BuildResult", "build", "resolve_target", "summary_table"]
+__all__ = ["MANIFEST_VERSION", "BuildResult", "artifact_bytes", "build", "resolve_target", "summary_table"]
 
 MANIFEST_VERSION = 1
 
@@ -37,7 +37,8 @@ class BuildResult:
     manifest: dict[str, Any]
 
 
-def _folder_bytes(path: Path) -> int:
+def artifact_bytes(path: Path) -> int:
+    """Size of an artifact on disk: a file, or every file in a folder (e.g. an .mlpackage)."""
     return path.stat().st_size if path.is_file() else sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
@@ -98,9 +99,9 @@ def build(
         bounds = load_bounds(bounds_path)
     if bounds is None:
         from pipeline.calibrate import calibrate
-        from pipeline.paths import data_root
+        from pipeline.paths import calib_dir
 
-        folders = calib_folders or [data_root() / "calib" / "DF2K_LR_bicubic" / "X4"]
+        folders = calib_folders or [calib_dir()]
         bounds = calibrate(copy.deepcopy(model), "dobi", QuantConfig(bits, bits), folders,
                            weights_name=weights_name, progress=False).bounds
     if bounds.quant_config.weight_bits != bits:
@@ -132,7 +133,7 @@ def build(
             "target": backend.name,
             **described,
             "artifact": artifact.name,
-            "artifact_bytes": _folder_bytes(artifact),
+            "artifact_bytes": artifact_bytes(artifact),
             "scale": model.scale,
             "tile": tile,
             "weight_bits": bits,

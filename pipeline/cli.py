@@ -20,7 +20,7 @@ import torch
 from pipeline.checkpoint import CheckpointError
 from pipeline.data import DatasetError
 from pipeline.images import ImageReadError
-from pipeline.paths import DATA_ENV_VAR, data_root
+from pipeline.paths import DATA_ENV_VAR, calib_dir, data_root
 
 log = logging.getLogger("pipeline")
 
@@ -116,13 +116,6 @@ def cmd_train_fp(args: argparse.Namespace) -> int:
     return 0
 
 
-def _default_calib_folders() -> list[Path]:
-    folder = data_root(required=True) / "calib" / "DF2K_LR_bicubic" / "X4"
-    if not folder.is_dir():
-        raise FileNotFoundError(f"no calibration folder {folder}; pass --calib DIR")
-    return [folder]
-
-
 def cmd_calibrate(args: argparse.Namespace) -> int:
     from calibration.bounds import save_bounds
     from calibration.config import DobiConfig, MinMaxConfig, PercentileConfig, QuantConfig
@@ -147,7 +140,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     model, info = load_model(args.weights, args.scale, device)
     out = args.out or Path("bounds") / f"{info.name}-{quant.label.lower()}-{args.method}.safetensors"
     result = calibrate(
-        model, args.method, quant, args.calib or _default_calib_folders(), weights_name=info.name, init=init, dqc=dqc,
+        model, args.method, quant, args.calib or [calib_dir()], weights_name=info.name, init=init, dqc=dqc,
         seed=args.seed, device=device, run_dir=args.run_dir, select_on=args.select_on, progress=not args.quiet,
     )
     path = save_bounds(result.bounds, out)
@@ -185,6 +178,12 @@ def cmd_build(args: argparse.Namespace) -> int:
                    force=args.force, calib_folders=args.calib, score_on=score_on)
     print(summary_table(result))
     return 0
+
+
+def _add_model_options(parser: argparse.ArgumentParser) -> None:
+    """--weights and --scale, the same for every command that starts from the FP model."""
+    parser.add_argument("--weights", default=None, help="FP weights (as for eval); default the shipped model")
+    parser.add_argument("--scale", type=int, choices=(2, 3, 4), default=4, help="upscaling factor (default 4)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -257,8 +256,7 @@ def build_parser() -> argparse.ArgumentParser:
     ca.add_argument("--weight-bits", type=int, choices=(2, 3, 4, 8), default=None, help="override weight bits")
     ca.add_argument("--act-bits", type=int, choices=(2, 3, 4, 8, 16), default=None,
                     help="override activation bits; 16 keeps activations in float (weights only, e.g. W4A16)")
-    ca.add_argument("--weights", default=None, help="FP weights (as for eval); default the shipped model")
-    ca.add_argument("--scale", type=int, choices=(2, 3, 4), default=4, help="upscaling factor (default 4)")
+    _add_model_options(ca)
     ca.add_argument("--calib", nargs="+", type=Path, default=None,
                     help="folders of LR calibration images (default <data>/calib/DF2K_LR_bicubic/X4)")
     ca.add_argument("--seed", type=int, default=0, help="seed of the calibration crops (default 0)")
@@ -296,8 +294,7 @@ def build_parser() -> argparse.ArgumentParser:
     bu.add_argument("--target", required=True, help="backend: coreml")
     bu.add_argument("--bits", type=int, default=4, help="weight bits, 2, 3, 4 or 8 (default 4); must match --bounds")
     bu.add_argument("--bounds", type=Path, default=None, help="bounds file from `pipeline calibrate` (default: run DOBI)")
-    bu.add_argument("--weights", default=None, help="FP weights (as for eval); default the shipped model")
-    bu.add_argument("--scale", type=int, choices=(2, 3, 4), default=4, help="upscaling factor (default 4)")
+    _add_model_options(bu)
     bu.add_argument("--tile", type=int, default=64, help="fixed LR input side of the artifact, a multiple of 8 (default 64)")
     bu.add_argument("--calib", nargs="+", type=Path, default=None,
                     help="LR calibration folders when no --bounds is given (default <data>/calib/DF2K_LR_bicubic/X4)")

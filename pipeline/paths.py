@@ -35,6 +35,14 @@ def data_root(required: bool = True) -> Path | None:
     return None
 
 
+def calib_dir() -> Path:
+    """Return the default calibration folder ``<data>/calib/DF2K_LR_bicubic/X4``, raising if it is missing."""
+    path = data_root() / "calib" / "DF2K_LR_bicubic" / "X4"
+    if not path.is_dir():
+        raise FileNotFoundError(f"no calibration folder {path}; pass --calib DIR")
+    return path
+
+
 def benchmark_dir(name: str) -> Path:
     """Return ``<data>/benchmark/<name>`` (e.g. ``Set5``), raising if it is missing."""
     path = data_root() / "benchmark" / name

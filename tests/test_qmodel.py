@@ -174,11 +174,13 @@ def test_minmax_and_percentile_bounds():
     assert minmax_bounds(x) == (1.0, 10_000.0)
     assert percentile_bounds(x, 1.0) == (100.0, 9901.0)  # nearest rank: k = 100th smallest / largest
     assert percentile_bounds(x, 0.01) == (1.0, 10_000.0)  # k = 1: MinMax
-    from calibration.percentile import _kth_smallest
+    from calibration.percentile import _kth
 
     flat = torch.randn(100_003, generator=torch.Generator().manual_seed(0))
+    ordered = flat.sort().values
     for k in (1, 11, 5000):  # the CUDA selection (topk) and the CPU one (kthvalue) agree exactly
-        assert _kth_smallest(flat, k, use_topk=True) == _kth_smallest(flat, k, use_topk=False) == flat.sort().values[k - 1]
+        assert _kth(flat, k, False, use_topk=True) == _kth(flat, k, False, use_topk=False) == ordered[k - 1]
+        assert _kth(flat, k, True, use_topk=True) == _kth(flat, k, True, use_topk=False) == ordered[-k]
     with pytest.raises(ValueError, match="NaN"):
         minmax_bounds(torch.tensor([1.0, float("nan")]))
 
