@@ -13,7 +13,6 @@ Scored on Set5 and Set14 with the shipped weights.
 from __future__ import annotations
 
 import argparse
-import math
 import platform
 import shlex
 import sys
@@ -24,7 +23,7 @@ import torch
 from calibration.bounds import apply_bounds_, load_bounds
 from calibration.qmodel import quantizers
 from calibration.quantizer import Role
-from calibration.snapping import CONTAINERS, snap_bounds
+from calibration.snapping import CONTAINERS, snap_weight_bounds
 from pipeline.evaluate import evaluate, model_upscaler
 from pipeline.paths import benchmark_dir
 from pipeline.weights import load_model
@@ -33,17 +32,15 @@ from pipeline.weights import load_model
 def weight_only_scores(bounds_path: str, container: str | None, folders) -> tuple[dict, int]:
     """Scores with activation quantizers off and weight grids snapped into ``container`` (None: as calibrated)."""
     model, _ = load_model(None, 4)
-    apply_bounds_(model, load_bounds(bounds_path))
-    clamped = 0
+    bounds, widened = load_bounds(bounds_path), 0
+    if container is not None:
+        bounds, report = snap_weight_bounds(bounds, container)
+        widened = report["widened"]
+    apply_bounds_(model, bounds)
     for q in quantizers(model).values():
-        if q.role is Role.ACTIVATION:
-            q.enabled = False
-        elif container is not None:
-            lower, upper, _ = snap_bounds(q.lower.item(), q.upper.item(), q.bits, *CONTAINERS[container])
-            clamped += not math.isclose(upper - lower, q.upper.item() - q.lower.item(), rel_tol=1e-9)
-            q.set_bounds_(lower, upper)
+        q.enabled = q.role is not Role.ACTIVATION
     results = evaluate(model_upscaler(model), folders, 4, progress=False)
-    return {r.dataset: r.psnr for r in results}, clamped
+    return {r.dataset: r.psnr for r in results}, widened
 
 
 def main(argv: list[str] | None = None) -> None:

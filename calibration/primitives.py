@@ -33,6 +33,7 @@ __all__ = [
     "check_bits",
     "dequantize",
     "fake_quantize",
+    "fake_quantize_per_token_int8",
     "grid",
     "quantize",
     "step_size",
@@ -168,6 +169,20 @@ class FakeQuantize(torch.autograd.Function):
             if ctx.needs_input_grad[2]:
                 grad_upper = (torch.where(above, grad, 0.0).sum() + step_term).reshape(ctx.bound_shapes[1])
         return grad_x, grad_lower, grad_upper, None
+
+
+def fake_quantize_per_token_int8(x: torch.Tensor) -> torch.Tensor:
+    """Dynamic asymmetric int8 per token (last dim), as XNNPACK quantizes a dynamic Linear's input.
+
+    Each row gets ``s = (max(x, 0) - min(x, 0)) / 255`` and the integer zero point
+    ``zp = round(-128 - min(x, 0) / s)``; the result is ``(clamp(round(x / s) + zp) - zp) * s``. This is
+    the deploy mode of the integer backends' linears (ExecuTorch ``qd8``), not a 2DQuant quantizer.
+    """
+    lo = x.amin(-1, keepdim=True).clamp(max=0.0)
+    hi = x.amax(-1, keepdim=True).clamp(min=0.0)
+    s = ((hi - lo) / 255.0).clamp(min=torch.finfo(x.dtype).tiny)
+    zp = torch.round(-128.0 - lo / s).clamp(-128.0, 127.0)
+    return (torch.round(x / s).add_(zp).clamp_(-128.0, 127.0).sub_(zp)).mul_(s)
 
 
 def _scalar(bound: torch.Tensor | float, like: torch.Tensor) -> torch.Tensor:

@@ -14,11 +14,14 @@ just enough to cover the old range. ``benchmarks.zero_point_cost`` measures what
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
+from calibration.bounds import Bounds
 from calibration.primitives import check_bits
+from calibration.quantizer import Role
 
-__all__ = ["CONTAINERS", "snap_bounds"]
+__all__ = ["CONTAINERS", "snap_bounds", "snap_weight_bounds"]
 
 # Integer containers of the backends: name -> (qmin, qmax).
 CONTAINERS: dict[str, tuple[int, int]] = {"int4": (-8, 7), "int8": (-128, 127)}
@@ -53,3 +56,30 @@ def snap_bounds(lower: float, upper: float, bits: int, qmin: int, qmax: int) -> 
     candidates = [b / e for b, e in ((lower, z), (upper, z + levels)) if e != 0 and b / e > 0]
     step = max(candidates) if candidates else step
     return z * step, (z + levels) * step, z
+
+
+def snap_weight_bounds(bounds: Bounds, container: str) -> tuple[Bounds, dict]:
+    """``bounds`` with every weight grid snapped into ``container`` (activation bounds unchanged).
+
+    Returns:
+        ``(snapped, report)``; the report counts the grids whose step had to widen (fixed offset)
+        and gives the largest shift of a bound in units of its step.
+
+    Raises:
+        ValueError: unknown container, or a grid with more codes than the container holds.
+    """
+    if container not in CONTAINERS:
+        raise ValueError(f"unknown integer container {container!r}; known: {', '.join(CONTAINERS)}")
+    table, widened, shift = dict(bounds.quantizers), 0, 0.0
+    for name, q in bounds.quantizers.items():
+        if q.role is not Role.WEIGHT:
+            continue
+        lower, upper, _ = snap_bounds(q.lower, q.upper, q.bits, *CONTAINERS[container])
+        step = (q.upper - q.lower) / (2**q.bits - 1)
+        widened += not math.isclose(upper - lower, q.upper - q.lower, rel_tol=1e-9)
+        shift = max(shift, abs(lower - q.lower) / step, abs(upper - q.upper) / step)
+        table[name] = q._replace(lower=lower, upper=upper)
+    report = {"container": container, "range": list(CONTAINERS[container]),
+              "weight_grids": sum(q.role is Role.WEIGHT for q in table.values()),
+              "widened": widened, "max_bound_shift_in_steps": shift}
+    return dataclasses.replace(bounds, quantizers=table), report

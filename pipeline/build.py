@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import copy
 import datetime
+import functools
+import hashlib
+import inspect
 import json
 import os
 import shutil
@@ -20,11 +23,15 @@ from typing import Any
 
 from calibration.bounds import Bounds, BoundsError, load_bounds
 from calibration.config import QuantConfig
+from calibration.snapping import CONTAINERS, snap_weight_bounds
 from pipeline.checkpoint import file_sha256, weights_sha256
+from pipeline.data import load_benchmark
 from pipeline.evaluate import evaluate, fixed_shape_upscaler, model_upscaler
-from pipeline.model import SwinIR
+from pipeline.images import to_tensor
+from pipeline.latency import measure
+from pipeline.model import SwinIR, mirror_pad
 from targets import TargetError, get_target
-from targets.base import deploy_model
+from targets.base import deploy_model, on_integer_grid
 
 __all__ = ["MANIFEST_VERSION", "BuildResult", "artifact_bytes", "build", "resolve_target", "summary_table"]
 
@@ -68,6 +75,9 @@ def build(
     calib_folders: list[str | os.PathLike] | None = None,
     score_on: str | os.PathLike | None = None,
     overlap: int | None = None,
+    threads: tuple[int, ...] = (1, 2),
+    runs: int = 10,
+    baseline_cache: str | os.PathLike | None = None,
 ) -> BuildResult:
     """Lower ``model`` with its bounds to ``target`` and write ``out/`` (artifact + manifest.json).
 
@@ -84,7 +94,13 @@ def build(
             (fake-quantized weights, float activations, the artifact's tiles via
             :func:`pipeline.evaluate.fixed_shape_upscaler`) and, when the backend can execute it
             here (``runner``), the artifact itself are scored into the manifest.
+            The FP model is scored the same way, as the reference.
         overlap: LR overlap of those tiles (default ``tile // 4``: 16 at the 64 px default).
+        threads, runs: for a backend that runs here and has an FP32 baseline (ExecuTorch, TFLite),
+            the artifact and the baseline are timed (median of ``runs`` after warm-up) with each
+            thread count, each in a fresh process; ``threads=()`` skips timing.
+        baseline_cache: a folder where FP32 baselines are kept and reused (keyed by backend, tool
+            versions, the export code, weights and tile); None lowers the baseline every time.
 
     Raises:
         TargetError: unknown target, missing backend package, unsupported bits or tile.
@@ -92,6 +108,8 @@ def build(
         FileExistsError: ``out`` exists and ``force`` is False.
     """
     backend = resolve_target(target, bits)
+    if runs < 1 or any(count < 1 for count in threads):
+        raise ValueError(f"runs and thread counts must be >= 1, got runs={runs}, threads={list(threads)}")
     out = Path(out)
     if out.exists() and not force:
         raise FileExistsError(f"{out} exists; choose another --out or pass --force to replace it")
@@ -107,7 +125,12 @@ def build(
     if bounds.quant_config.weight_bits != bits:
         raise BoundsError(f"the bounds file quantizes weights to {bounds.quant_config.weight_bits} bits, "
                           f"but --bits {bits} was asked for")
+    snapping = integer = None
+    if getattr(backend, "container", None):
+        bounds, snapping = snap_weight_bounds(bounds, backend.container)
     deploy, palettized = deploy_model(model, bounds)
+    if snapping:
+        deploy, palettized, integer = on_integer_grid(deploy, palettized, *CONTAINERS[backend.container])
 
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.parent / f".{out.name}.building-{os.getpid()}"
@@ -117,17 +140,29 @@ def build(
         artifact = tmp / f"model{backend.extension}"
         described = backend.lower(deploy, palettized, tile, artifact)
         verification = backend.verify(artifact, palettized)
+        baseline = None
+        if hasattr(backend, "lower_baseline"):
+            baseline = tmp / f"baseline_fp32{backend.extension}"
+            described["baseline"] = {"artifact": baseline.name, **_baseline(backend, model, tile, baseline, baseline_cache)}
+            described["baseline"]["artifact_bytes"] = artifact_bytes(baseline)
         if score_on is not None:
             overlap = tile // 4 if overlap is None else overlap
-            simulation = fixed_shape_upscaler(model_upscaler(deploy), tile, model.scale)
-            verification["simulation"] = _score(simulation, score_on, model.scale, tile, overlap)
-            verification["simulation"]["what"] = "PyTorch fp32, fake-quantized weights, float activations"
+            score = functools.partial(_score, folder=score_on, scale=model.scale, tile=tile, overlap=overlap)
+            verification["fp"] = score(fixed_shape_upscaler(model_upscaler(model), tile, model.scale))
+            verification["fp"]["what"] = "PyTorch fp32, the FP model (no quantization)"
+            simulation = backend.simulate(deploy) if hasattr(backend, "simulate") else deploy
+            verification["simulation"] = score(fixed_shape_upscaler(model_upscaler(simulation), tile, model.scale))
+            verification["simulation"]["what"] = getattr(
+                backend, "simulation", "PyTorch fp32, fake-quantized weights, float activations")
             if hasattr(backend, "runner"):
-                artifact_run = fixed_shape_upscaler(backend.runner(artifact), tile, model.scale)
-                verification["artifact"] = _score(artifact_run, score_on, model.scale, tile, overlap)
+                artifact_run = backend.runner(artifact)
+                verification["artifact"] = score(fixed_shape_upscaler(artifact_run, tile, model.scale))
                 verification["artifact"]["what"] = backend.runtime
                 verification["artifact"]["psnr_minus_simulation"] = (
                     verification["artifact"]["psnr"] - verification["simulation"]["psnr"])
+                verification["artifact"]["max_abs_diff_vs_simulation"] = _max_tile_difference(
+                    artifact_run, model_upscaler(simulation), tile, score_on, model.scale)
+        latency = _latency(backend.name, artifact, baseline, tile, threads, runs) if baseline and threads else None
         manifest = {
             "manifest_version": MANIFEST_VERSION,
             "target": backend.name,
@@ -137,6 +172,8 @@ def build(
             "scale": model.scale,
             "tile": tile,
             "weight_bits": bits,
+            "integer_grid": {"snapping": snapping, **integer} if snapping else None,
+            "latency": latency,
             "bits_per_tensor": {w.path: w.bits for w in palettized},
             "grids": {w.path: {"quantizers": list(w.quantizers), "lower": w.lowers.tolist(), "upper": w.uppers.tolist()}
                       for w in palettized},
@@ -158,6 +195,51 @@ def build(
     return BuildResult(out, manifest)
 
 
+def _baseline(backend, model: SwinIR, tile: int, path: Path, cache: str | os.PathLike | None) -> dict[str, Any]:
+    """Lower the FP32 baseline into ``path``, or copy it from ``cache`` when the same one was lowered before."""
+    if cache is None:
+        return backend.lower_baseline(model, tile, path)
+    key = hashlib.sha256(json.dumps({
+        "target": backend.name, "tools": backend.tool_versions(), "weights": weights_sha256(model), "tile": tile,
+        "code": [file_sha256(inspect.getfile(m)) for m in (type(backend), SwinIR)],
+    }, sort_keys=True).encode()).hexdigest()[:20]
+    cached = Path(cache) / f"baseline-{backend.name}-{key}{backend.extension}"
+    described = cached.with_suffix(".json")
+    if cached.is_file() and described.is_file():
+        shutil.copyfile(cached, path)
+        return {**json.loads(described.read_text()), "reused_from": str(cached)}
+    info = backend.lower_baseline(model, tile, path)
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    # Write, then rename, artifact before description: a half-written entry is never read.
+    partial = cached.with_name(f".{cached.name}.{os.getpid()}")
+    shutil.copyfile(path, partial)
+    os.replace(partial, cached)
+    partial = described.with_name(f".{described.name}.{os.getpid()}")
+    partial.write_text(json.dumps(info))
+    os.replace(partial, described)
+    return info
+
+
+def _max_tile_difference(artifact_run, simulation_run, tile: int, folder, scale: int) -> dict[str, float]:
+    """Largest |artifact - simulation| over the first artifact-sized tile of every image (output in [0, 1])."""
+    worst = 0.0
+    for pair in load_benchmark(folder, scale):
+        lr = mirror_pad(to_tensor(pair.lr), tile)[..., :tile, :tile]
+        worst = max(worst, (artifact_run(lr) - simulation_run(lr)).abs().max().item())
+    return {"max_abs": worst, "max_abs_8bit_levels": worst * 255}
+
+
+def _latency(target: str, artifact: Path, baseline: Path, tile: int, threads, runs: int) -> dict[str, Any]:
+    """Median latencies of artifact and FP32 baseline per thread count, and their ratio (> 1: the artifact is faster)."""
+    table = {}
+    for count in threads:
+        mine, base = measure(target, artifact, tile, count, runs), measure(target, baseline, tile, count, runs)
+        table[f"threads_{count}"] = {"artifact": mine, "fp32_baseline": base,
+                                     "speedup_vs_fp32": base["median_ms"] / mine["median_ms"]}
+    return {"input": [1, 3, tile, tile], "how": "median of timed runs after warm-up, one fresh process each",
+            **table}
+
+
 def _score(upscaler, folder, scale: int, tile: int, overlap: int) -> dict[str, Any]:
     """PSNR/SSIM of ``upscaler`` on artifact-sized tiles of ``folder``."""
     (result,) = evaluate(upscaler, [folder], scale, tile=tile, overlap=overlap, progress=False)
@@ -174,13 +256,25 @@ def summary_table(result: BuildResult) -> str:
         ("input", f"{m['input']['name']} {m['input']['shape']} {m['input']['dtype']}"),
         ("weights", f"{m['weights']['name']} (sha256 {m['weights']['sha256'][:12]})"),
         ("quantized linears", f"{v['palettized_linears']}/{v['quantized_linears']} palettized, "
-                              f"indices {v['index_dtypes']}, tables == calibrated grid"),
+                              f"stored as {v['index_dtypes']}, == calibrated grid (read back)"),
         ("size", f"{m['artifact_bytes'] / 1e6:.2f} MB"),
     ]
-    for key, label in (("simulation", "simulated PSNR"), ("artifact", "artifact PSNR")):
+    if m.get("baseline"):
+        base = m["baseline"]["artifact_bytes"]
+        rows.append(("fp32 baseline size", f"{base / 1e6:.2f} MB (artifact is {base / m['artifact_bytes']:.2f}x smaller)"))
+    for key, label in (("fp", "FP PSNR"), ("simulation", "simulated PSNR"), ("artifact", "artifact PSNR")):
         if key in v:
             r = v[key]
             rows.append((label, f"{r['dataset']} {r['psnr']:.3f} dB / SSIM {r['ssim']:.4f} ({r['what']}; "
                                 f"{r['tile']} px tiles, overlap {r['overlap']})"))
+    if "artifact" in v and "max_abs_diff_vs_simulation" in v["artifact"]:
+        d = v["artifact"]["max_abs_diff_vs_simulation"]
+        rows.append(("artifact - simulation", f"{v['artifact']['psnr_minus_simulation']:+.4f} dB, max |diff| "
+                                              f"{d['max_abs']:.2e} ({d['max_abs_8bit_levels']:.2f} of 255)"))
+    for key, entry in (m.get("latency") or {}).items():
+        if key.startswith("threads_"):
+            rows.append((f"latency, {key.split('_')[1]} thread(s)",
+                         f"{entry['artifact']['median_ms']:.1f} ms vs fp32 {entry['fp32_baseline']['median_ms']:.1f} ms "
+                         f"({entry['speedup_vs_fp32']:.2f}x)"))
     width = max(len(k) for k, _ in rows)
     return "\n".join(f"{k:<{width}}  {val}" for k, val in rows)

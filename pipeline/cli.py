@@ -20,7 +20,7 @@ import torch
 from pipeline.checkpoint import CheckpointError
 from pipeline.data import DatasetError
 from pipeline.images import ImageReadError
-from pipeline.paths import DATA_ENV_VAR, calib_dir, data_root
+from pipeline.paths import DATA_ENV_VAR, cache_dir, calib_dir, data_root
 
 log = logging.getLogger("pipeline")
 
@@ -175,7 +175,8 @@ def cmd_build(args: argparse.Namespace) -> int:
             raise FileNotFoundError(f"no benchmark folder to score the simulation on ({score_on}); "
                                     "pass --score-on DIR or --no-score")
     result = build(model, info.name, args.target, args.bits, out, bounds_path=args.bounds, tile=args.tile,
-                   force=args.force, calib_folders=args.calib, score_on=score_on)
+                   force=args.force, calib_folders=args.calib, score_on=score_on, threads=tuple(args.threads),
+                   runs=args.runs, baseline_cache=None if args.no_cache else cache_dir())
     print(summary_table(result))
     return 0
 
@@ -287,12 +288,17 @@ def build_parser() -> argparse.ArgumentParser:
     ca.add_argument("--quiet", action="store_true", help="no progress bar")
     ca.set_defaults(func=cmd_calibrate)
 
-    bu = sub.add_parser("build", help="lower the quantized model to a deployable artifact (Core ML, ...)",
+    bu = sub.add_parser("build", help="lower the quantized model to a deployable artifact (Core ML, ExecuTorch, TFLite)",
                         description="Turn the FP model plus a bounds file (calibrating with DOBI first when none is "
                                     "given) into a verified artifact folder: the artifact and a manifest.json. "
-                                    "Quantized linear weights are stored exactly on their calibrated grids.")
-    bu.add_argument("--target", required=True, help="backend: coreml")
-    bu.add_argument("--bits", type=int, default=4, help="weight bits, 2, 3, 4 or 8 (default 4); must match --bounds")
+                                    "Quantized linear weights are stored exactly on their calibrated grids (Core ML: "
+                                    "lookup tables; ExecuTorch and TFLite: int4 codes after snapping each grid to an "
+                                    "integer zero point). ExecuTorch and TFLite artifacts also get an FP32 baseline "
+                                    "of the same graph, are run and scored here, and are timed against it. A full "
+                                    "build takes about 2-8 minutes on 2 cores (README).")
+    bu.add_argument("--target", required=True, help="backend: coreml, executorch or tflite")
+    bu.add_argument("--bits", type=int, default=4,
+                    help="weight bits (default 4); coreml 2/3/4/8, executorch and tflite 2/3/4; must match --bounds")
     bu.add_argument("--bounds", type=Path, default=None, help="bounds file from `pipeline calibrate` (default: run DOBI)")
     _add_model_options(bu)
     bu.add_argument("--tile", type=int, default=64, help="fixed LR input side of the artifact, a multiple of 8 (default 64)")
@@ -302,8 +308,16 @@ def build_parser() -> argparse.ArgumentParser:
                     help="output folder (default build/<weights>-<target>-w<bits>-t<tile>)")
     bu.add_argument("--force", action="store_true", help="replace an existing output folder")
     bu.add_argument("--score", action=argparse.BooleanOptionalAction, default=True,
-                    help="score the PyTorch simulation of the artifact (same tiles) into the manifest (default on)")
+                    help="score the FP model, the PyTorch simulation of the artifact and, where it runs here, the "
+                         "artifact itself on the same tiles into the manifest (default on)")
     bu.add_argument("--score-on", type=Path, default=None, help="benchmark folder for --score (default <data>/benchmark/Set5)")
+    bu.add_argument("--threads", type=int, nargs="*", default=[1, 2],
+                    help="thread counts to time the artifact and its FP32 baseline with (ExecuTorch, TFLite; default "
+                         "1 2; none: no timing)")
+    bu.add_argument("--runs", type=int, default=10, help="timed runs per latency, after 3 warm-up runs (default 10)")
+    bu.add_argument("--no-cache", action="store_true",
+                    help="lower the FP32 baseline again instead of reusing the one cached in $SR2BIT_CACHE "
+                         "(default ~/.cache/sr2bit) for the same backend, tools, weights and tile")
     bu.set_defaults(func=cmd_build)
     return parser
 

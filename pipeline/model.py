@@ -195,6 +195,7 @@ class WindowAttention(nn.Module):
         self.scale = (dim // num_heads) ** -0.5
         self.relative_position_bias_table = nn.Parameter(torch.zeros((2 * window_size - 1) ** 2, num_heads))
         self.register_buffer("relative_position_index", relative_position_index(window_size), persistent=False)
+        self.register_buffer("frozen_bias", None, persistent=False)
         self.qkv = nn.Linear(dim, dim * 3)
         self.proj = nn.Linear(dim, dim)
         self.bmm1_q = nn.Identity()
@@ -204,27 +205,36 @@ class WindowAttention(nn.Module):
         nn.init.trunc_normal_(self.relative_position_bias_table, std=0.02)
 
     def relative_position_bias(self) -> torch.Tensor:
-        """(h, N, N) bias gathered from the (2ws-1)^2 x h table."""
+        """(h, N, N) bias gathered from the (2ws-1)^2 x h table (or its frozen copy, see ``SwinIR.freeze_shape``)."""
+        if self.frozen_bias is not None:
+            return self.frozen_bias
         n = self.window_size**2
         bias = self.relative_position_bias_table[self.relative_position_index]  # N*N, h
         return bias.view(n, n, self.num_heads).permute(2, 0, 1)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        """x: (B*nW, N, C); mask: (nW, N, N) additive or None. Returns (B*nW, N, C)."""
+        """x: (B*nW, N, C); mask: (1, nW, 1, N, N) additive or None. Returns (B*nW, N, C).
+
+        q, k and v are column slices of ``qkv``'s output and the matmuls are 3-D ``bmm`` over
+        (B*nW*h) windows-and-heads: both lower to every backend without gathers or broadcasts.
+        """
         bn, n, c = x.shape
         heads = self.num_heads
-        qkv = self.qkv(x).reshape(bn, n, 3, heads, c // heads).permute(2, 0, 3, 1, 4)  # 3, B*nW, h, N, d
-        q, k, v = qkv.unbind(0)
-        q = self.bmm1_q(q * self.scale)
-        k = self.bmm1_k(k)
-        v = self.bmm2_v(v)
+        qkv = self.qkv(x)
+
+        def per_head(t: torch.Tensor) -> torch.Tensor:  # (B*nW, N, C) -> (B*nW*h, N, d)
+            return t.reshape(bn, n, heads, c // heads).transpose(1, 2).reshape(bn * heads, n, c // heads)
+
+        q = self.bmm1_q(per_head(qkv[..., :c]) * self.scale)
+        k = self.bmm1_k(per_head(qkv[..., c : 2 * c]))
+        v = self.bmm2_v(per_head(qkv[..., 2 * c :]))
         # Bias and mask are added in place: each fresh (B*nW, h, N, N) buffer costs page faults on a CPU.
-        attn = (q @ k.transpose(-2, -1)).add_(self.relative_position_bias())  # B*nW, h, N, N
+        attn = torch.bmm(q, k.transpose(1, 2)).view(bn, heads, n, n).add_(self.relative_position_bias())
         if mask is not None:
-            nw = mask.shape[0]
-            attn.view(bn // nw, nw, heads, n, n).add_(mask[None, :, None])
-        x = self.bmm2_attn(attn.softmax(dim=-1)) @ v
-        return self.proj(x.transpose(1, 2).reshape(bn, n, c))
+            nw = mask.shape[1]
+            attn.view(bn // nw, nw, heads, n, n).add_(mask)
+        x = torch.bmm(self.bmm2_attn(attn.softmax(dim=-1)).view(bn * heads, n, n), v)
+        return self.proj(x.view(bn, heads, n, c // heads).transpose(1, 2).reshape(bn, n, c))
 
 
 class SwinTransformerBlock(nn.Module):
@@ -326,6 +336,8 @@ class SwinIR(nn.Module):
         self.config = config
         dim, ws = config.embed_dim, config.window_size
         self.register_buffer("mean", torch.tensor(config.rgb_mean).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("frozen_mask", None, persistent=False)
+        self.frozen_hw: tuple[int, int] | None = None
         self.conv_first = nn.Conv2d(3, dim, 3, 1, 1)
         self.patch_embed = PatchEmbed(dim)
         rates = torch.linspace(0, config.drop_path_rate, sum(config.depths)).tolist()
@@ -347,7 +359,10 @@ class SwinIR(nn.Module):
         """(B, C, H, W) with H, W multiples of the window -> (B, C, H, W) after the Swin body."""
         b, c, h, w = x.shape
         ws = self.config.window_size
-        mask = shifted_window_mask(h, w, ws, ws // 2, x.device) if any(d > 1 for d in self.config.depths) else None
+        if self.frozen_hw == (h, w):
+            mask = self.frozen_mask
+        else:
+            mask = shifted_window_mask(h, w, ws, ws // 2, x.device)[None, :, None] if any(d > 1 for d in self.config.depths) else None
         tokens = self.patch_embed(x)
         for layer in self.layers:
             tokens = layer(tokens, (h, w), mask)
@@ -364,6 +379,26 @@ class SwinIR(nn.Module):
         if x.shape[2] != h * s or x.shape[3] != w * s:
             x = x[:, :, : h * s, : w * s]
         return x
+
+    @torch.no_grad()
+    def freeze_shape(self, h: int, w: int) -> SwinIR:
+        """Store the shifted-window mask for (h, w) inputs and every block's relative-position bias as buffers.
+
+        For export at one fixed size (deployment targets): the graph then holds these as constants
+        instead of the ``arange`` comparisons and the bias-table gather, ops that integer backends
+        such as XNNPACK do not run. Other input sizes still work (their mask is computed). The
+        frozen bias is a copy of the table's current values: freeze after the last weight change.
+        """
+        ws = self.config.window_size
+        if h % ws or w % ws:
+            raise ValueError(f"a frozen shape must be a multiple of the window size {ws}, got {h}x{w}")
+        self.frozen_hw = (h, w)
+        self.frozen_mask = shifted_window_mask(h, w, ws, ws // 2, self.mean.device)[None, :, None]
+        for module in self.modules():
+            if isinstance(module, WindowAttention):
+                module.frozen_bias = None
+                module.frozen_bias = module.relative_position_bias().contiguous()  # a copy, in standard layout
+        return self
 
     def flops(self, h: int, w: int) -> dict[str, int]:
         """MAC counts at an (h, w) LR input, by SwinIR's own ``flops()`` conventions (2DQuant §6).

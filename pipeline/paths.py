@@ -49,3 +49,11 @@ def benchmark_dir(name: str) -> Path:
     if not path.is_dir():
         raise FileNotFoundError(f"benchmark folder {path} does not exist")
     return path
+
+
+CACHE_ENV_VAR = "SR2BIT_CACHE"
+
+
+def cache_dir() -> Path:
+    """Where builds keep reusable intermediates (FP32 baselines): ``$SR2BIT_CACHE``, default ``~/.cache/sr2bit``."""
+    return Path(os.environ.get(CACHE_ENV_VAR) or Path.home() / ".cache" / "sr2bit")

@@ -17,6 +17,8 @@ __all__ = ["BACKENDS", "MissingDependency", "Target", "TargetError", "get_target
 # target name -> (module, Python packages it needs, pip requirement to print when one is missing)
 BACKENDS: dict[str, tuple[str, tuple[str, ...], str]] = {
     "coreml": ("targets.coreml", ("coremltools",), "coremltools==9.0"),
+    "executorch": ("targets.executorch", ("executorch", "torchao"), "executorch==1.5.1"),
+    "tflite": ("targets.tflite", ("litert_torch", "ai_edge_litert"), "litert-torch==0.10.0 ai-edge-litert==2.3.0"),
 }
 
 

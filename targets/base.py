@@ -9,19 +9,39 @@ back and checks it; :func:`pipeline.build.build` does the rest (temp folder, man
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import dataclasses
+import io
+import logging
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+import numpy as np
 import torch
 from torch import nn
 
 from calibration.bounds import Bounds, apply_bounds_
-from calibration.primitives import fake_quantize, grid
+from calibration.primitives import fake_quantize, fake_quantize_per_token_int8, grid
 from calibration.qmodel import QuantLinear, QuantQKV
 
-__all__ = ["MissingDependency", "PalettizedWeight", "Target", "TargetError", "deploy_model"]
+__all__ = ["MissingDependency", "PalettizedWeight", "Target", "TargetError", "deploy_model", "dynamic_int8_linears",
+           "match_stored_weights", "on_integer_grid", "quiet_tools", "tensor_io"]
+
+
+@contextlib.contextmanager
+def quiet_tools():
+    """Converters warn and log per node; keep the build's own output readable (errors still raise)."""
+    level = logging.root.level
+    logging.root.setLevel(logging.ERROR)
+    with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()):
+        warnings.simplefilter("ignore")
+        try:
+            yield
+        finally:
+            logging.root.setLevel(level)
 
 
 class TargetError(ValueError):
@@ -45,6 +65,8 @@ class PalettizedWeight:
         lowers, uppers: (groups,) float32 bounds, in row order.
         bits: bit width of the grid (2^bits entries).
         quantizers: the bounds-file names of the groups' quantizers.
+        codes, scales: for integer backends (:func:`on_integer_grid`), (out, in) int8 codes and
+            (out,) float32 row scales with ``weight == codes * scales[:, None]`` exactly; else None.
     """
 
     path: str
@@ -53,6 +75,8 @@ class PalettizedWeight:
     uppers: torch.Tensor
     bits: int
     quantizers: tuple[str, ...]
+    codes: torch.Tensor | None = None
+    scales: torch.Tensor | None = None
 
     @property
     def groups(self) -> int:
@@ -103,6 +127,88 @@ def deploy_model(model: nn.Module, bounds: Bounds) -> tuple[nn.Module, list[Pale
     return deploy, weights
 
 
+def on_integer_grid(
+    deploy: nn.Module, weights: list[PalettizedWeight], qmin: int, qmax: int
+) -> tuple[nn.Module, list[PalettizedWeight], dict[str, Any]]:
+    """Every weight as integer codes times a per-row scale with zero point 0, as XNNPACK and TFLite store it.
+
+    The grids must already be snapped into ``[qmin, qmax]`` (:func:`calibration.snapping.snap_weight_bounds`),
+    so that each grid point ``l + k s`` is ``(k + z) s`` for an integer ``z``. The codes are
+    ``round(w / s)``; the deploy model and the returned weights then carry ``codes * s`` in float32,
+    the value the runtime decodes, so that simulation and artifact multiply by identical weights.
+
+    Returns:
+        ``(deploy', weights', report)``: the report gives the largest difference between ``codes * s``
+        and the fake-quantized weight, in units of the step (float32 rounding, about 1e-7).
+
+    Raises:
+        TargetError: a grid that is not on integer multiples of its step, or codes outside the container.
+    """
+    integer, worst = [], 0.0
+    deploy = copy.deepcopy(deploy)
+    for w in weights:
+        steps = ((w.uppers - w.lowers) / (2**w.bits - 1)).float()
+        rows = steps.repeat_interleave(w.weight.shape[0] // w.groups)[:, None]
+        codes = torch.round(w.weight / rows)
+        off_grid = ((codes * rows - w.weight).abs() / rows).max().item()
+        if off_grid > 1e-3 or codes.min() < qmin or codes.max() > qmax:
+            raise TargetError(f"{w.path}: the grid is not integer multiples of its step inside [{qmin}, {qmax}] "
+                              f"(off by {off_grid:.3g} steps, codes {int(codes.min())}..{int(codes.max())}); "
+                              "snap the bounds first")
+        worst = max(worst, off_grid)
+        decoded = codes * rows
+        integer.append(dataclasses.replace(w, weight=decoded, codes=codes.to(torch.int8), scales=rows[:, 0].clone()))
+        with torch.no_grad():
+            deploy.get_submodule(w.path).weight.copy_(decoded)
+    return deploy, integer, {"codes_range": [qmin, qmax], "zero_point": 0,
+                             "max_decoded_minus_fake_quant_in_steps": worst}
+
+
+def tensor_io(deploy: nn.Module, tile: int, dtype: str = "float32", names: tuple[str, str] = ("lr", "sr")) -> dict:
+    """The manifest's ``input``/``output`` entries of a fixed-tile artifact (NCHW RGB in [0, 1])."""
+    out = tile * deploy.config.scale
+    return {
+        "input": {"name": names[0], "shape": [1, 3, tile, tile], "dtype": dtype, "layout": "NCHW, RGB",
+                  "range": [0.0, 1.0]},
+        "output": {"name": names[1], "shape": [1, 3, out, out], "dtype": dtype, "layout": "NCHW, RGB",
+                   "range": "about [0, 1]; clamp before converting to 8 bits"},
+    }
+
+
+def match_stored_weights(weights: list[PalettizedWeight], stored: list[tuple[np.ndarray, np.ndarray]]) -> None:
+    """Require a one-to-one match between ``weights`` and the artifact's stored ``(codes, row scales)`` pairs.
+
+    Matching by content, not by name: each calibrated weight must find a stored tensor with exactly
+    its integer codes and exactly its float32 row scales, and no stored tensor may be left over.
+
+    Raises:
+        TargetError: naming the first weight without its exact copy, or the count of extra tensors.
+    """
+    unmatched = list(range(len(stored)))
+    for w in weights:
+        codes, scales = w.codes.numpy().astype(np.int16), w.scales.numpy().astype(np.float32)
+        match = next((i for i in unmatched if stored[i][0].shape == codes.shape
+                      and np.array_equal(stored[i][0], codes) and np.array_equal(stored[i][1], scales)), None)
+        if match is None:
+            raise TargetError(f"{w.path}: no weight in the artifact holds its codes and scales")
+        unmatched.remove(match)
+    if unmatched:
+        raise TargetError(f"{len(unmatched)} integer weights in the artifact match no calibrated grid")
+
+
+def dynamic_int8_linears(deploy: nn.Module) -> nn.Module:
+    """A copy of ``deploy`` whose Linear inputs are fake-quantized to dynamic int8 per token.
+
+    The PyTorch simulation of what the integer backends run: float activations everywhere, but each
+    quantized Linear multiplies int8 per-token activations (ExecuTorch/XNNPACK ``qd8``) by its integer weights.
+    """
+    sim = copy.deepcopy(deploy)
+    for module in sim.modules():
+        if isinstance(module, nn.Linear):
+            module.register_forward_pre_hook(lambda _, args: (fake_quantize_per_token_int8(args[0]),))
+    return sim
+
+
 class Target(Protocol):
     """One backend. ``bits``: the weight bit widths it stores exactly; ``extension``: the artifact's suffix."""
 
@@ -119,5 +225,12 @@ class Target(Protocol):
     def tool_versions(self) -> dict[str, str]:
         """Versions of the packages that produced the artifact."""
 
-    # Optional: ``runner(artifact) -> (LR tile -> SR tile)`` executing the artifact on this host, and
-    # ``runtime``, a line saying what executes it; the build then scores the artifact itself.
+    # Optional:
+    # - ``runner(artifact, threads=None) -> (LR tile -> SR tile)`` executing the artifact on this host, and
+    #   ``runtime``, a line saying what executes it; the build then scores (and times) the artifact itself.
+    # - ``container``: the integer container ("int4", "int8") of a backend that stores codes * scale with
+    #   zero point 0; the build then snaps the weight grids into it and calls :func:`on_integer_grid`.
+    # - ``simulate(deploy) -> nn.Module`` and ``simulation``: the PyTorch model of the artifact's
+    #   arithmetic (e.g. :func:`dynamic_int8_linears`) and a line describing it; default: ``deploy``.
+    # - ``lower_baseline(deploy, tile, artifact)``: the same graph with FP32 weights, the speed and size
+    #   baseline that the build stores beside the artifact.

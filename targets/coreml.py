@@ -221,8 +221,11 @@ class CoreMLTarget:
 
     runtime = "MIL interpreter (targets.coreml_mil): the artifact's program, fp16 between ops, on this host"
 
-    def runner(self, artifact: Path):
-        """LR tile -> SR tile through the artifact's own program (Core ML cannot run here; see :mod:`targets.coreml_mil`)."""
+    def runner(self, artifact: Path, threads: int | None = None):
+        """LR tile -> SR tile through the artifact's own program (Core ML cannot run here; see :mod:`targets.coreml_mil`).
+
+        ``threads`` is accepted for the common interface; the interpreter uses torch's own threads.
+        """
         from targets.coreml_mil import MilInterpreter
 
         interpreter = MilInterpreter(artifact)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import numpy as np
@@ -9,7 +10,19 @@ import pytest
 import torch
 from PIL import Image
 
+from calibration.bounds import bounds_from_model
+from calibration.config import MinMaxConfig, QuantConfig
+from calibration.observe import calibrate_
+from calibration.qmodel import quantize_
 from pipeline.paths import data_root
+
+
+def tiny_bounds(model, bits: int, tile: int):
+    """MinMax W<bits>A<bits> bounds of a (tiny) model from two random tiles: a quick, valid bounds file."""
+    q = copy.deepcopy(model)
+    quantize_(q, QuantConfig(bits, bits))
+    calibrate_(q, MinMaxConfig(), torch.rand(2, 3, tile, tile, generator=torch.Generator().manual_seed(1)))
+    return bounds_from_model(q, method="minmax", settings={}, weights_name="tiny")
 
 
 @pytest.fixture(scope="session")

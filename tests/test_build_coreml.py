@@ -11,15 +11,14 @@ import numpy as np
 import pytest
 import torch
 
-from calibration.bounds import BoundsError, bounds_from_model, save_bounds
-from calibration.config import MinMaxConfig, QuantConfig
-from calibration.observe import calibrate_
+from calibration.bounds import BoundsError, save_bounds
 from calibration.primitives import dequantize, quantize
-from calibration.qmodel import quantize_
 from pipeline.build import build
 from pipeline.cli import main
 from pipeline.model import build_model
 from targets import MissingDependency, TargetError
+
+from conftest import tiny_bounds
 
 TILE = 16
 
@@ -31,10 +30,7 @@ def tiny():
 
 
 def _bounds(model, bits):
-    q = copy.deepcopy(model)
-    quantize_(q, QuantConfig(bits, bits))
-    calibrate_(q, MinMaxConfig(), torch.rand(2, 3, TILE, TILE, generator=torch.Generator().manual_seed(1)))
-    return bounds_from_model(q, method="minmax", settings={}, weights_name="tiny")
+    return tiny_bounds(model, bits, TILE)
 
 
 @pytest.mark.parametrize("bits", [4, 3, 2])
@@ -107,7 +103,7 @@ def test_existing_output_needs_force(tiny, tmp_path):
 
 def test_clear_errors(tiny, tmp_path):
     bounds = _bounds(tiny, 4)
-    with pytest.raises(TargetError, match="unknown target 'vulkan'; available: coreml"):
+    with pytest.raises(TargetError, match="unknown target 'vulkan'; available: coreml, executorch, tflite"):
         build(tiny, "tiny", "vulkan", 4, tmp_path / "a", bounds=bounds, tile=TILE)
     with pytest.raises(TargetError, match="not 5"):
         build(tiny, "tiny", "coreml", 5, tmp_path / "a", bounds=bounds, tile=TILE)

@@ -1,0 +1,246 @@
+"""ExecuTorch target: a .pte, fully delegated to XNNPACK, whose Linears hold the calibrated grid as int4 codes.
+
+XNNPACK stores a weight as ``scale * code`` per output channel with zero point 0 (QC4W: codes in
+[-8, 7]), so the build first snaps every 2DQuant grid to ``l = z s`` with an integer ``z``
+(:func:`calibration.snapping.snap_weight_bounds`; ``reports/zero_point_cost.md`` measures the cost)
+and the codes are then ``k + z``. The graph is quantized with PT2E's XNNPACK quantizer (dynamic
+int8 activations per token, 4-bit per-channel weights on every ``nn.Linear``) and its weight codes
+and scales are replaced by ours before lowering, so the kernel is
+``Fully Connected (NC, QDU8, F32, QC4W)``: int8 per-token activations times the exact grid.
+Convolutions, attention matmuls, softmax and the rest run in fp32. 2- and 3-bit grids use the same
+4-bit container: XNNPACK has no smaller one, so they cost the same bytes and time as 4 bits.
+
+For one XNNPACK partition the export graph is the deploy model with its mask and biases frozen as
+constants (``SwinIR.freeze_shape``) and LayerNorm written with two ``F.linear`` reductions
+(XNNPACK has no layer norm); ../shared/docs/deployment.md §5 has the measurements behind this.
+:meth:`ExecuTorchTarget.verify` reads the XNNPACK payload back out of the .pte and compares every
+stored code and scale with the calibrated ones.
+"""
+
+from __future__ import annotations
+
+import collections
+import copy
+import json
+import tempfile
+import time
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from targets.base import (
+    PalettizedWeight,
+    TargetError,
+    dynamic_int8_linears,
+    match_stored_weights,
+    quiet_tools,
+    tensor_io,
+)
+
+__all__ = ["ExecuTorchTarget", "LinearMeanLayerNorm", "TARGET", "export_graph", "stored_weights"]
+
+class LinearMeanLayerNorm(nn.Module):
+    """LayerNorm over the last dim with both means as ``F.linear`` against a 1/C row (XNNPACK has no layer norm)."""
+
+    def __init__(self, norm: nn.LayerNorm):
+        super().__init__()
+        (channels,) = norm.normalized_shape
+        self.weight, self.bias, self.eps = norm.weight, norm.bias, norm.eps
+        self.register_buffer("average", torch.full((1, channels), 1.0 / channels))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        centered = x - F.linear(x, self.average)
+        variance = F.linear(centered * centered, self.average)
+        return centered * torch.rsqrt(variance + self.eps) * self.weight + self.bias
+
+
+def export_graph(deploy: nn.Module, tile: int) -> nn.Module:
+    """A copy of ``deploy`` for a fixed (1, 3, tile, tile) input that lowers to one XNNPACK partition."""
+    model = copy.deepcopy(deploy).eval().freeze_shape(tile, tile)
+    for parent in list(model.modules()):
+        for name, child in list(parent.named_children()):
+            if isinstance(child, nn.LayerNorm):
+                setattr(parent, name, LinearMeanLayerNorm(child))
+    return model
+
+
+def _owner(node: torch.fx.Node) -> str:
+    """Module path of the Linear that consumes a dequantized weight."""
+    for user in node.users:
+        stack = user.meta.get("nn_module_stack")
+        if stack:
+            return list(stack.values())[-1][0]
+    raise TargetError(f"cannot tell which Linear uses {node.name}")
+
+
+def _with_our_codes(graph_module: torch.fx.GraphModule, weights: list[PalettizedWeight]) -> torch.fx.GraphModule:
+    """Point every ``dequantize_per_channel`` of a Linear weight at our codes, row scales and zero points 0."""
+    by_path = {w.path: w for w in weights}
+    graph, replaced = graph_module.graph, set()
+    nodes = [n for n in graph.nodes if n.target == torch.ops.quantized_decomposed.dequantize_per_channel.default]
+    for i, node in enumerate(nodes):
+        w = by_path.get(_owner(node))
+        if w is None:
+            raise TargetError(f"{_owner(node)} was quantized but has no calibrated grid")
+        tensors = {"codes": w.codes, "scales": w.scales.float(), "zero_points": torch.zeros(len(w.scales), dtype=torch.int64)}
+        getters = []
+        for kind, tensor in tensors.items():
+            name = f"sr2bit_{kind}_{i}"
+            graph_module.register_buffer(name, tensor.clone())
+            with graph.inserting_before(node):
+                getters.append(graph.get_attr(name))
+        node.args = (*getters, *node.args[3:])
+        replaced.add(w.path)
+    if replaced != set(by_path):
+        raise TargetError(f"{len(by_path) - len(replaced)} calibrated Linears were not quantized by the XNNPACK quantizer")
+    graph.eliminate_dead_code()
+    graph_module.recompile()
+    return graph_module
+
+
+def _lower(model: nn.Module, example: torch.Tensor, artifact: Path) -> dict[str, Any]:
+    """Export, lower to XNNPACK and write ``artifact``; describe the partitioning."""
+    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+    from executorch.exir import to_edge_transform_and_lower
+
+    start = time.perf_counter()
+    program = torch.export.export(model, (example,))
+    lowered = to_edge_transform_and_lower(program, partitioner=[XnnpackPartitioner()])
+    graph = lowered.exported_program().graph_module.graph
+    calls = [n for n in graph.nodes if n.op == "call_function"]
+    partitions = sum("executorch_call_delegate" in str(n.target) for n in calls)
+    outside = collections.Counter(
+        str(n.target).split(":")[0].replace("<EdgeOpOverload: ", "") for n in calls
+        if "executorch_call_delegate" not in str(n.target) and "getitem" not in str(n.target))
+    artifact.write_bytes(lowered.to_executorch().buffer)
+    return {"xnnpack_partitions": partitions, "ops_outside_xnnpack": dict(outside),
+            "lowering_seconds": round(time.perf_counter() - start, 1)}
+
+
+def stored_weights(artifact: Path) -> list[dict[str, Any]]:
+    """Every 4-bit per-channel weight the .pte's XNNPACK payloads hold: ``{"codes": int (out, in), "scales": (out,)}``.
+
+    Reads the program, each XnnpackBackend payload (header, XNNGraph flatbuffer decoded with the
+    schema shipped in executorch) and the named constant data the payload points to. Codes are
+    stored two per byte, low nibble first, offset by 8 (XNNPACK's unsigned QC4W layout).
+    """
+    from executorch.backends.xnnpack.serialization.xnnpack_graph_serialize import XNNHeader, _get_schema_bytes
+    from executorch.exir._serialize._flatbuffer import _flatc_decompile
+    from executorch.exir._serialize._program import deserialize_pte_binary
+
+    pte = deserialize_pte_binary(Path(artifact).read_bytes())
+    named = pte.named_data
+
+    def constant(key: str) -> bytes:
+        return named.buffers[named.pte_data[key].buffer_index]
+
+    found = []
+    for plan in pte.program.execution_plan:
+        for delegate in plan.delegates:
+            if delegate.id != "XnnpackBackend":
+                continue
+            blob = pte.program.backend_delegate_data[delegate.processed.index].data
+            header = XNNHeader.from_bytes(blob[: XNNHeader.EXPECTED_LENGTH])
+            with tempfile.TemporaryDirectory() as tmp:
+                schema, payload = Path(tmp, "schema.fbs"), Path(tmp, "graph.bin")
+                schema.write_bytes(_get_schema_bytes())
+                payload.write_bytes(blob[header.flatbuffer_offset: header.flatbuffer_offset + header.flatbuffer_size])
+                _flatc_decompile(tmp, str(schema), str(payload), ["--raw-binary"])
+                graph = json.loads(Path(tmp, "graph.json").read_text())
+            for value in graph["xvalues"]:
+                tensor = value["xvalue_union"].get("tensor_value", {})
+                if tensor.get("datatype") != "xnn_datatype_qcint4":
+                    continue
+                params = value["xvalue_union"]["quant_params"]
+                out, inp = tensor["dims"]
+                data = graph["constant_data"][tensor["constant_buffer_idx"]]
+                packed = np.frombuffer(constant(data["named_key"]), dtype=np.uint8)[: data["size"]]
+                nibbles = np.stack([packed & 0xF, packed >> 4], axis=1).reshape(-1)[: out * inp]
+                scale_data = graph["constant_data"][params["scale_buffer_idx"]]
+                scales = np.frombuffer(constant(scale_data["named_key"]), dtype=np.float32)[: params["num_scales"]]
+                found.append({"codes": nibbles.astype(np.int16).reshape(out, inp) - 8, "scales": scales.copy(),
+                              "channel_dim": params["channel_dim"]})
+    return found
+
+
+class ExecuTorchTarget:
+    name = "executorch"
+    extension = ".pte"
+    bits = (2, 3, 4)
+    container = "int4"
+    simulation = "PyTorch fp32, weights codes*scale, Linear inputs dynamic int8 per token (XNNPACK qd8)"
+    runtime = "ExecuTorch runtime (Python bindings) with the XNNPACK delegate, this host's CPU"
+
+    def _check_tile(self, deploy: nn.Module, tile: int) -> None:
+        window = deploy.config.window_size
+        if tile % window:
+            raise TargetError(f"ExecuTorch tile must be a multiple of the window size {window}, got {tile}")
+
+    def lower(self, deploy: nn.Module, weights: list[PalettizedWeight], tile: int, artifact: Path) -> dict[str, Any]:
+        self._check_tile(deploy, tile)
+        if any(w.codes is None for w in weights):
+            raise TargetError("the ExecuTorch target needs integer codes (targets.base.on_integer_grid)")
+        with quiet_tools():
+            from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
+                XNNPACKQuantizer,
+                get_symmetric_quantization_config,
+            )
+            from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+
+            model, example = export_graph(deploy, tile), torch.rand(1, 3, tile, tile)
+            quantizer = XNNPACKQuantizer()
+            quantizer.set_module_type(nn.Linear, get_symmetric_quantization_config(
+                is_per_channel=True, is_dynamic=True, weight_qmin=-8, weight_qmax=7))
+            prepared = prepare_pt2e(torch.export.export(model, (example,)).module(), quantizer)
+            prepared(example)
+            described = _lower(_with_our_codes(convert_pt2e(prepared), weights), example, artifact)
+        return {"deployment_target": "ExecuTorch 1.5 runtime, XNNPACK delegate (Android/iOS/Linux CPU)",
+                **tensor_io(deploy, tile), **described,
+                "activations": "fp32; quantized Linears: dynamic int8 per token x int4 per-channel weights (QC4W)",
+                "stored_bits": 4}
+
+    def lower_baseline(self, deploy: nn.Module, tile: int, artifact: Path) -> dict[str, Any]:
+        self._check_tile(deploy, tile)
+        with quiet_tools():
+            return _lower(export_graph(deploy, tile), torch.rand(1, 3, tile, tile), artifact)
+
+    def verify(self, artifact: Path, weights: list[PalettizedWeight]) -> dict[str, Any]:
+        with quiet_tools():
+            stored = stored_weights(artifact)
+        match_stored_weights(weights, [(t["codes"], t["scales"]) for t in stored])
+        return {
+            "quantized_linears": len(weights),
+            "palettized_linears": len(weights),
+            "index_dtypes": {"qcint4 (codes k+z, zero point 0)": len(weights)},
+            "stored_equals_calibrated": "exact (int4 codes and fp32 row scales read back from the .pte)",
+        }
+
+    def simulate(self, deploy: nn.Module) -> nn.Module:
+        return dynamic_int8_linears(deploy)
+
+    def runner(self, artifact: Path, threads: int | None = None):
+        """LR tile -> SR tile through the ExecuTorch runtime; ``threads`` sizes XNNPACK's pool (before loading)."""
+        with quiet_tools():
+            from executorch.runtime import Runtime
+
+            if threads is not None:
+                from executorch.extension.pybindings.portable_lib import _unsafe_reset_threadpool
+
+                _unsafe_reset_threadpool(threads)  # must precede load_program (deployment.md §5.5)
+            method = Runtime.get().load_program(Path(artifact)).load_method("forward")
+
+        def run(lr: torch.Tensor) -> torch.Tensor:
+            return method.execute([lr.contiguous()])[0]
+
+        return run
+
+    def tool_versions(self) -> dict[str, str]:
+        return {p: metadata.version(p) for p in ("executorch", "torchao")} | {"torch": torch.__version__}
+
+
+TARGET = ExecuTorchTarget()

@@ -1,0 +1,211 @@
+"""TFLite / LiteRT target: a .tflite whose FULLY_CONNECTED weights are the calibrated grid as INT4 codes.
+
+``litert_torch`` converts the deploy model (mask and biases frozen, ``SwinIR.freeze_shape``; LayerNorm
+scales kept out of the next weight, :class:`UnfoldedLayerNorm`) to a float TFLite flatbuffer. Each FULLY_CONNECTED weight is then rewritten in place: type INT4, our codes
+``k + z`` (two per byte, low nibble first), our per-row scales and zero point 0, the layout
+ai-edge-quantizer's ``dynamic_wi4_afp32`` recipe produces. TFLite's quantizer cannot recover a
+grid with a real offset, so the grids are snapped first, as for ExecuTorch
+(:func:`calibration.snapping.snap_weight_bounds`). The weights are found by value: the float
+model holds exactly ``codes * scale`` for each Linear (:func:`targets.base.on_integer_grid`).
+
+LiteRT's XNNPACK delegate runs these hybrid FULLY_CONNECTED ops with int8 activations quantized per
+row (asymmetric), like ExecuTorch, so both share :func:`targets.base.dynamic_int8_linears` as their
+simulation. Everything else is fp32. 2- and 3-bit grids are stored as INT4 (LiteRT's INT2 path
+gives NaN; ../shared/docs/deployment.md §6).
+"""
+
+from __future__ import annotations
+
+import copy
+import tempfile
+import time
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from targets.base import (
+    PalettizedWeight,
+    TargetError,
+    dynamic_int8_linears,
+    match_stored_weights,
+    quiet_tools,
+    tensor_io,
+)
+
+__all__ = ["TARGET", "TFLiteTarget", "pack_int4", "unpack_int4"]
+
+
+def pack_int4(codes: np.ndarray) -> np.ndarray:
+    """Signed 4-bit codes -> bytes, two per byte, the first in the low nibble (TFLite's INT4 layout)."""
+    flat = (codes.reshape(-1).astype(np.int16) & 0xF).astype(np.uint8)
+    if flat.size % 2:
+        flat = np.append(flat, np.uint8(0))
+    return flat[0::2] | (flat[1::2] << 4)
+
+
+def unpack_int4(packed: np.ndarray, count: int) -> np.ndarray:
+    """The inverse of :func:`pack_int4`: ``count`` signed codes in [-8, 7] (int16)."""
+    nibbles = np.stack([packed & 0xF, packed >> 4], axis=1).reshape(-1)[:count].astype(np.int16)
+    return np.where(nibbles > 7, nibbles - 16, nibbles)
+
+
+class UnfoldedLayerNorm(nn.Module):
+    """LayerNorm whose scale stays a runtime MUL instead of being folded into the next FULLY_CONNECTED.
+
+    The TFLite converter folds a constant per-channel ``* gamma`` into the following weight
+    (``W diag(gamma)``), which would move fc1's weights off their grid. Adding ``0 * x[..., :1, :1]``
+    to ``gamma`` makes it depend on the input, so the converter keeps the MUL (3 tiny ops per norm).
+    """
+
+    def __init__(self, norm: nn.LayerNorm):
+        super().__init__()
+        self.shape, self.weight, self.bias, self.eps = norm.normalized_shape, norm.weight, norm.bias, norm.eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        gamma = self.weight + x[..., :1, :1] * 0.0
+        return F.layer_norm(x, self.shape, None, None, self.eps) * gamma + self.bias
+
+
+def _convert(model: nn.Module, tile: int, path: Path) -> float:
+    """Float TFLite flatbuffer of ``model`` at (1, 3, tile, tile); returns the seconds it took."""
+    import litert_torch
+
+    start = time.perf_counter()
+    litert_torch.convert(model.eval(), (torch.rand(1, 3, tile, tile),)).export(str(path))
+    return time.perf_counter() - start
+
+
+def _fully_connected_weights(flatbuffer):
+    """(op, weight tensor) of every FULLY_CONNECTED in the first subgraph."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    graph = flatbuffer.subgraphs[0]
+    for op in graph.operators:
+        if flatbuffer.operatorCodes[op.opcodeIndex].builtinCode == schema.BuiltinOperator.FULLY_CONNECTED:
+            yield op, graph.tensors[op.inputs[1]]
+
+
+def _with_int4_weights(flatbuffer, weights: list[PalettizedWeight]) -> int:
+    """Rewrite every float FULLY_CONNECTED weight that equals one of ``weights`` as INT4 codes; return how many."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    by_shape: dict[tuple[int, ...], list[PalettizedWeight]] = {}
+    for w in weights:
+        by_shape.setdefault(tuple(w.weight.shape), []).append(w)
+    done = set()
+    for _, tensor in _fully_connected_weights(flatbuffer):
+        if tensor.type != schema.TensorType.FLOAT32:
+            continue
+        buffer = flatbuffer.buffers[tensor.buffer]
+        values = np.frombuffer(bytes(buffer.data), dtype=np.float32).reshape(tuple(tensor.shape))
+        w = next((w for w in by_shape.get(values.shape, []) if np.array_equal(w.weight.numpy(), values)), None)
+        if w is None or w.path in done:
+            continue
+        buffer.data = pack_int4(w.codes.numpy())
+        tensor.type = schema.TensorType.INT4
+        params = schema.QuantizationParametersT()
+        params.scale = w.scales.numpy().astype(np.float32).tolist()
+        params.zeroPoint = [0] * len(params.scale)
+        params.quantizedDimension = 0
+        tensor.quantization = params
+        done.add(w.path)
+    missing = [w.path for w in weights if w.path not in done]
+    if missing:
+        raise TargetError(f"{len(missing)} calibrated Linears have no float FULLY_CONNECTED weight to replace "
+                          f"(first: {missing[0]})")
+    return len(done)
+
+
+class TFLiteTarget:
+    name = "tflite"
+    extension = ".tflite"
+    bits = (2, 3, 4)
+    container = "int4"
+    simulation = "PyTorch fp32, weights codes*scale, Linear inputs dynamic int8 per token (hybrid FULLY_CONNECTED)"
+    runtime = "LiteRT interpreter (ai-edge-litert) with its XNNPACK delegate, this host's CPU"
+
+    def _graph(self, deploy: nn.Module, tile: int) -> nn.Module:
+        window = deploy.config.window_size
+        if tile % window:
+            raise TargetError(f"TFLite tile must be a multiple of the window size {window}, got {tile}")
+        model = copy.deepcopy(deploy).eval().freeze_shape(tile, tile)
+        for parent in list(model.modules()):
+            for name, child in list(parent.named_children()):
+                if isinstance(child, nn.LayerNorm):
+                    setattr(parent, name, UnfoldedLayerNorm(child))
+        return model
+
+    def lower(self, deploy: nn.Module, weights: list[PalettizedWeight], tile: int, artifact: Path) -> dict[str, Any]:
+        if any(w.codes is None for w in weights):
+            raise TargetError("the TFLite target needs integer codes (targets.base.on_integer_grid)")
+        model = self._graph(deploy, tile)
+        with quiet_tools(), tempfile.TemporaryDirectory() as tmp:
+            from ai_edge_litert.tools import flatbuffer_utils
+
+            float_path = Path(tmp) / "float.tflite"
+            seconds = _convert(model, tile, float_path)
+            flatbuffer = flatbuffer_utils.read_model(str(float_path))
+            replaced = _with_int4_weights(flatbuffer, weights)
+            flatbuffer_utils.write_model(flatbuffer, str(artifact))
+        return {"deployment_target": "LiteRT / TFLite runtime, XNNPACK delegate (Android/iOS/Linux CPU)",
+                **tensor_io(deploy, tile), "conversion_seconds": round(seconds, 1), "int4_fully_connected": replaced,
+                "activations": "fp32; FULLY_CONNECTED: dynamic int8 per row x INT4 per-channel weights (hybrid)",
+                "stored_bits": 4}
+
+    def lower_baseline(self, deploy: nn.Module, tile: int, artifact: Path) -> dict[str, Any]:
+        with quiet_tools():
+            return {"conversion_seconds": round(_convert(self._graph(deploy, tile), tile, artifact), 1)}
+
+    def verify(self, artifact: Path, weights: list[PalettizedWeight]) -> dict[str, Any]:
+        from ai_edge_litert import schema_py_generated as schema
+        from ai_edge_litert.tools import flatbuffer_utils
+
+        flatbuffer = flatbuffer_utils.read_model(str(artifact))
+        stored, float_fc = [], 0
+        for _, tensor in _fully_connected_weights(flatbuffer):
+            if tensor.type != schema.TensorType.INT4:
+                float_fc += 1
+                continue
+            q = tensor.quantization
+            if any(z != 0 for z in q.zeroPoint) or q.quantizedDimension != 0:
+                raise TargetError(f"{tensor.name!r}: INT4 weight with a non-zero zero point or per-column scales")
+            count = int(np.prod(tensor.shape))
+            codes = unpack_int4(np.asarray(flatbuffer.buffers[tensor.buffer].data, dtype=np.uint8), count)
+            stored.append((codes.reshape(tuple(tensor.shape)), np.asarray(q.scale, dtype=np.float32)))
+        match_stored_weights(weights, stored)
+        return {
+            "quantized_linears": len(weights),
+            "palettized_linears": len(stored),
+            "index_dtypes": {"INT4 (codes k+z, zero point 0)": len(stored)},
+            "float_fully_connected": float_fc,
+            "stored_equals_calibrated": "exact (INT4 codes and fp32 row scales read back from the .tflite)",
+        }
+
+    def simulate(self, deploy: nn.Module) -> nn.Module:
+        return dynamic_int8_linears(deploy)
+
+    def runner(self, artifact: Path, threads: int | None = None):
+        """LR tile -> SR tile through the LiteRT interpreter (XNNPACK delegate) with ``threads`` threads."""
+        from ai_edge_litert.interpreter import Interpreter
+
+        interpreter = Interpreter(model_path=str(artifact), num_threads=threads)
+        interpreter.allocate_tensors()
+        (inp,), (out,) = interpreter.get_input_details(), interpreter.get_output_details()
+
+        def run(lr: torch.Tensor) -> torch.Tensor:
+            interpreter.set_tensor(inp["index"], lr.numpy().astype(np.float32, copy=False))
+            interpreter.invoke()
+            return torch.from_numpy(interpreter.get_tensor(out["index"]).copy())
+
+        return run
+
+    def tool_versions(self) -> dict[str, str]:
+        return {p: metadata.version(p) for p in ("litert-torch", "ai-edge-litert")} | {"torch": torch.__version__}
+
+
+TARGET = TFLiteTarget()

@@ -1,0 +1,222 @@
+"""`pipeline build --target executorch|tflite` on the tiny model: lowered, read back, run and scored here.
+
+One build per backend (module-scoped: ExecuTorch lowering costs ~30 s even for the tiny model), then
+checks of what it stored, what it measured and how it fails.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from calibration.bounds import save_bounds
+from calibration.primitives import dequantize, fake_quantize_per_token_int8, quantize
+from calibration.snapping import CONTAINERS, snap_bounds, snap_weight_bounds
+from calibration.quantizer import Role
+from pipeline.build import build
+from pipeline.cli import main
+from pipeline.model import build_model
+from targets import TargetError, get_target
+from targets.tflite import pack_int4, unpack_int4
+
+from conftest import tiny_bounds, write_wave_images
+
+TILE = 16
+BACKENDS = ("executorch", "tflite")
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    """The tiny model with non-trivial LayerNorm affines (trained models have them; converters fold them)."""
+    torch.manual_seed(0)
+    model = build_model("tiny", 2).eval()
+    with torch.no_grad():
+        for norm in (m for m in model.modules() if isinstance(m, torch.nn.LayerNorm)):
+            norm.weight.uniform_(0.5, 1.5)
+            norm.bias.uniform_(-0.2, 0.2)
+    return model
+
+
+@pytest.fixture(scope="module")
+def bounds(tiny):
+    return tiny_bounds(tiny, 4, TILE)
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def built(request, tiny, bounds, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp(request.param)
+    images = write_wave_images((tmp / "imgs").mkdir() or tmp / "imgs", count=2, height=40, width=24)
+    result = build(tiny, "tiny", request.param, 4, tmp / "out", bounds=bounds, tile=TILE, score_on=images,
+                   threads=(1,), runs=3)
+    return request.param, result
+
+
+def _stored(backend: str, artifact) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(codes, scales) of every int4 weight, read with the backend's own reader."""
+    if backend == "executorch":
+        from targets.executorch import stored_weights
+
+        return [(t["codes"], t["scales"]) for t in stored_weights(artifact)]
+    from ai_edge_litert.tools import flatbuffer_utils
+
+    from targets.tflite import _fully_connected_weights
+
+    fb = flatbuffer_utils.read_model(str(artifact))
+    return [(unpack_int4(np.asarray(fb.buffers[t.buffer].data, np.uint8), int(np.prod(t.shape))).reshape(t.shape),
+             np.asarray(t.quantization.scale, np.float32)) for _, t in _fully_connected_weights(fb)]
+
+
+def test_stored_int4_weights_are_the_snapped_calibrated_grid(built, tiny, bounds):
+    backend, result = built
+    stored = _stored(backend, result.folder / result.manifest["artifact"])
+    linears = [(n, m) for n, m in tiny.named_modules() if isinstance(m, torch.nn.Linear)]
+    assert len(stored) == len(linears)
+    for name, linear in linears:
+        # Independent of the build code: snap each row group's bounds, quantize/dequantize in float64.
+        prefix, op = name.rsplit(".", 1)
+        parts = ["q", "k", "v"] if op == "qkv" else [op]
+        rows = linear.weight.detach().double().view(len(parts), -1, linear.in_features)
+        expected = []
+        for part, w in zip(parts, rows):
+            entry = bounds.quantizers[f"{prefix}.{part}.weight"]
+            lo, hi, z = snap_bounds(entry.lower, entry.upper, 4, *CONTAINERS["int4"])
+            lo, hi = torch.tensor(lo, dtype=torch.float32).double(), torch.tensor(hi, dtype=torch.float32).double()
+            expected.append(dequantize(quantize(w, lo, hi, 4), lo, hi, 4))
+        expected = torch.cat(expected).numpy()
+        decoded = [c * s[:, None].astype(np.float64) for c, s in stored if c.shape == expected.shape]
+        errors = [np.abs(d - expected).max() for d in decoded]
+        assert min(errors) < 1e-6 * np.abs(expected).max(), name  # float32 scale times an integer code
+    for codes, _ in stored:
+        assert codes.min() >= -8 and codes.max() <= 7
+
+
+def test_manifest_measures_fp_simulation_artifact_size_and_latency(built):
+    backend, result = built
+    m = json.loads((result.folder / "manifest.json").read_text())
+    assert m == result.manifest and m["target"] == backend
+    v = m["verification"]
+    for key in ("fp", "simulation", "artifact"):
+        assert np.isfinite(v[key]["psnr"]) and 0 < v[key]["ssim"] <= 1
+    assert "dynamic int8 per token" in v["simulation"]["what"]
+    assert abs(v["artifact"]["psnr_minus_simulation"]) < 0.05
+    assert v["artifact"]["max_abs_diff_vs_simulation"]["max_abs"] < 1e-4  # same int8 activations, fp32 rounding apart
+    assert m["integer_grid"]["snapping"]["container"] == "int4" and m["integer_grid"]["zero_point"] == 0
+    assert m["integer_grid"]["max_decoded_minus_fake_quant_in_steps"] < 1e-4
+    baseline = result.folder / m["baseline"]["artifact"]
+    assert baseline.is_file() and m["baseline"]["artifact_bytes"] == baseline.stat().st_size
+    assert m["artifact_bytes"] < m["baseline"]["artifact_bytes"]
+    latency = m["latency"]["threads_1"]
+    assert latency["artifact"]["runs"] == 3 and latency["artifact"]["median_ms"] > 0
+    assert latency["speedup_vs_fp32"] == pytest.approx(
+        latency["fp32_baseline"]["median_ms"] / latency["artifact"]["median_ms"])
+    assert latency["artifact"]["peak_rss_mb"] > 0
+
+
+def test_every_linear_runs_in_the_backends_int4_kernel(built, tiny):
+    backend, result = built
+    m, linears = result.manifest, sum(isinstance(x, torch.nn.Linear) for x in tiny.modules())
+    if backend == "executorch":  # one XNNPACK partition: nothing falls back to portable kernels
+        assert m["xnnpack_partitions"] == 1 and m["ops_outside_xnnpack"] == {}
+    else:  # every FULLY_CONNECTED holds INT4 codes, none is left in float
+        assert m["int4_fully_connected"] == linears and m["verification"]["float_fully_connected"] == 0
+    assert m["verification"]["palettized_linears"] == m["verification"]["quantized_linears"] == linears
+
+
+def test_the_artifact_runs_like_the_simulation_on_one_tile(built, tiny, bounds):
+    from targets.base import deploy_model, on_integer_grid
+
+    backend, result = built
+    target = get_target(backend)
+    snapped, _ = snap_weight_bounds(bounds, "int4")
+    deploy, weights = deploy_model(tiny, snapped)
+    deploy, _, _ = on_integer_grid(deploy, weights, -8, 7)
+    x = torch.rand(1, 3, TILE, TILE, generator=torch.Generator().manual_seed(3))
+    out = target.runner(result.folder / result.manifest["artifact"])(x)
+    with torch.no_grad():
+        simulated, float_acts = target.simulate(deploy)(x), deploy(x)
+    sim_err, float_err = (out - simulated).abs().max().item(), (out - float_acts).abs().max().item()
+    assert sim_err < 1e-4
+    assert sim_err < float_err / 3  # the int8-activation simulation, not the float one, is what runs
+
+
+def test_verification_rejects_a_changed_code(built, tiny, bounds):
+    import dataclasses
+
+    from targets.base import deploy_model, on_integer_grid
+
+    backend, result = built
+    snapped, _ = snap_weight_bounds(bounds, "int4")
+    deploy, weights = deploy_model(tiny, snapped)
+    _, weights, _ = on_integer_grid(deploy, weights, -8, 7)
+    codes = weights[0].codes.clone()
+    codes[0, 0] = codes[0, 0] + 1 if codes[0, 0] < 7 else codes[0, 0] - 1
+    weights[0] = dataclasses.replace(weights[0], codes=codes)
+    with pytest.raises(TargetError, match="no weight in the artifact holds its codes"):
+        get_target(backend).verify(result.folder / result.manifest["artifact"], weights)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_clear_errors_before_any_slow_work(backend, tiny, bounds, tmp_path):
+    with pytest.raises(TargetError, match="not 8"):
+        build(tiny, "tiny", backend, 8, tmp_path / "a", bounds=bounds, tile=TILE)
+    with pytest.raises(TargetError, match="multiple of the window size"):
+        build(tiny, "tiny", backend, 4, tmp_path / "a", bounds=bounds, tile=12, threads=())
+    with pytest.raises(ValueError, match="runs and thread counts must be >= 1"):
+        build(tiny, "tiny", backend, 4, tmp_path / "a", bounds=bounds, tile=TILE, threads=(0,))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_cli_rejects_corrupt_bounds_and_unsupported_bits(tmp_path, capsys):
+    corrupt = tmp_path / "bounds.safetensors"
+    corrupt.write_bytes(b"not a safetensors file")
+    assert main(["build", "--target", "tflite", "--bits", "4", "--bounds", str(corrupt), "--out", str(tmp_path / "o")]) == 2
+    assert "bounds" in capsys.readouterr().err
+    assert main(["build", "--target", "executorch", "--bits", "8", "--out", str(tmp_path / "o")]) == 2
+    assert "stores 2, 3, 4-bit weights, not 8" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
+def test_bounds_file_for_other_bits_is_refused(tiny, tmp_path):
+    from calibration.bounds import BoundsError
+
+    path = save_bounds(tiny_bounds(tiny, 3, TILE), tmp_path / "w3.safetensors")
+    with pytest.raises(BoundsError, match="quantizes weights to 3 bits"):
+        build(tiny, "tiny", "executorch", 4, tmp_path / "o", bounds_path=path, tile=TILE)
+
+
+def test_snapping_moves_only_weight_grids_onto_integer_offsets(bounds):
+    snapped, report = snap_weight_bounds(bounds, "int4")
+    assert report["weight_grids"] == sum(q.role is Role.WEIGHT for q in bounds.quantizers.values())
+    for name, q in snapped.quantizers.items():
+        if q.role is Role.ACTIVATION:
+            assert q == bounds.quantizers[name]
+        else:
+            step = (q.upper - q.lower) / (2**q.bits - 1)
+            z = q.lower / step
+            assert abs(z - round(z)) < 1e-6 and -8 <= round(z) and round(z) + 2**q.bits - 1 <= 7
+    with pytest.raises(ValueError, match="unknown integer container"):
+        snap_weight_bounds(bounds, "int3")
+
+
+def test_int4_packing_round_trips_and_matches_tflite_layout():
+    codes = np.arange(-8, 8).repeat(3)[:-1]  # odd count: the last byte is half used
+    packed = pack_int4(codes)
+    assert packed.dtype == np.uint8 and len(packed) == (len(codes) + 1) // 2
+    assert packed[0] == (0x8 | (0x8 << 4))  # -8, -8: two's-complement nibbles, first in the low half
+    np.testing.assert_array_equal(unpack_int4(packed, len(codes)), codes)
+
+
+def test_per_token_int8_matches_a_float64_reference():
+    x = torch.randn(5, 7, 60) * torch.linspace(0.01, 3, 7)[:, None]
+    x[0, 0] = x[0, 0].abs()  # a row with no negative value: the range still includes 0
+    ref = x.double()
+    lo, hi = ref.amin(-1, keepdim=True).clamp(max=0), ref.amax(-1, keepdim=True).clamp(min=0)
+    s = (hi - lo) / 255
+    zp = torch.round(-128 - lo / s).clamp(-128, 127)
+    expected = (torch.clamp(torch.round(ref / s) + zp, -128, 127) - zp) * s
+    out = fake_quantize_per_token_int8(x)
+    torch.testing.assert_close(out.double(), expected, rtol=0, atol=1e-6)
+    assert (out - x).abs().max() <= s.max() / 2 + 1e-6  # at most half a step from the input
