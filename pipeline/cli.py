@@ -181,6 +181,54 @@ def cmd_build(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_upscale(args: argparse.Namespace) -> int:
+    from pipeline.upscale import upscale_file
+
+    if args.artifact:
+        if args.weights or args.bounds:
+            raise ValueError("give either --artifact or --weights/--bounds, not both")
+        from pipeline.artifacts import load_build
+
+        build = load_build(args.artifact)
+        upscaler, scale, tile = build.upscaler(threads=args.threads), build.scale, build.tile
+        if args.tile not in (None, tile):
+            raise ValueError(f"the artifact takes {tile} px tiles; --tile {args.tile} does not fit it")
+        what = f"{build.target} artifact {build.artifact} (W{build.bits}, {build.manifest['weights']['name']})"
+    else:
+        from pipeline.evaluate import model_upscaler
+        from pipeline.weights import load_model
+
+        model, info = load_model(args.weights, args.scale)
+        what = f"PyTorch FP32, weights {info.describe()}"
+        if args.bounds:
+            from calibration.bounds import apply_bounds_, load_bounds
+
+            apply_bounds_(model, load_bounds(args.bounds), expected_weights_sha256=info.sha256)
+            what += f", fake-quantized with {args.bounds}"
+        if args.threads:
+            torch.set_num_threads(args.threads)
+        upscaler, scale, tile = model_upscaler(model), args.scale, args.tile or 128
+    overlap = tile // 4 if args.overlap is None else args.overlap
+    report = upscale_file(upscaler, args.input, args.output, scale, tile, overlap, progress=not args.quiet)
+    print(f"wrote {args.output}: {report.input_size[1]}x{report.input_size[0]} -> {report.output_size[1]}x"
+          f"{report.output_size[0]} in {report.seconds:.1f} s, {report.tiles} tiles of {tile} px (overlap {overlap}), "
+          f"peak RSS {report.peak_rss_mb:.0f} MB; {what}")
+    return 0
+
+
+def cmd_profile(args: argparse.Namespace) -> int:
+    from pipeline.profile import profile_builds, to_markdown, write_report
+
+    data = [] if args.no_accuracy else (args.data or _default_benchmarks()[:1])
+    report = profile_builds(args.builds, tuple(args.threads), args.runs, args.warmup, data,
+                            op_profile=not args.no_ops)
+    command = f"python -m pipeline {shlex.join(sys.argv[1:])}"
+    sys.stdout.write(to_markdown(report, command))
+    for path in write_report(report, args.out, command):
+        print(f"wrote {path}")
+    return 0
+
+
 def _add_model_options(parser: argparse.ArgumentParser) -> None:
     """--weights and --scale, the same for every command that starts from the FP model."""
     parser.add_argument("--weights", default=None, help="FP weights (as for eval); default the shipped model")
@@ -319,6 +367,43 @@ def build_parser() -> argparse.ArgumentParser:
                     help="lower the FP32 baseline again instead of reusing the one cached in $SR2BIT_CACHE "
                          "(default ~/.cache/sr2bit) for the same backend, tools, weights and tile")
     bu.set_defaults(func=cmd_build)
+
+    up = sub.add_parser("upscale", help="upscale a photo of any size, tile by tile, through an artifact or the model",
+                        description="Upscale one image with seamless overlapping tiles and memory bounded by the tile "
+                                    "(the SR image is blended and written band by band into the PNG). With --artifact "
+                                    "the tiles run through the build's own runtime (ExecuTorch, LiteRT) at its fixed "
+                                    "tile size; otherwise through the PyTorch model (fake-quantized with --bounds).")
+    up.add_argument("input", type=Path, help="input image (PNG, JPEG, BMP, TIFF, WebP, ...)")
+    up.add_argument("output", type=Path, help="output .png (written to a temporary file, renamed when complete)")
+    up.add_argument("--artifact", type=Path, default=None, metavar="DIR", help="a `pipeline build` folder to run")
+    up.add_argument("--weights", default=None, help="FP weights for the PyTorch path (default the shipped model)")
+    up.add_argument("--bounds", type=Path, default=None, help="bounds file: run the fake-quantized model (PyTorch path)")
+    up.add_argument("--scale", type=int, choices=(2, 3, 4), default=4, help="PyTorch path: upscaling factor (default 4)")
+    up.add_argument("--tile", type=int, default=None,
+                    help="LR tile side (default: the artifact's; 128 for the PyTorch path)")
+    up.add_argument("--overlap", type=int, default=None, help="LR overlap between tiles (default tile // 4)")
+    up.add_argument("--threads", type=int, default=None, help="runtime threads (default: the runtime's choice)")
+    up.add_argument("--quiet", action="store_true", help="no progress bar")
+    up.set_defaults(func=cmd_upscale)
+
+    pr = sub.add_parser("profile", help="latency, memory, accuracy and per-op time of build artifacts in their runtime",
+                        description="Run each build folder's artifact in its own runtime on this host (ExecuTorch, "
+                                    "LiteRT; Core ML only on a Mac: apps/ios/profile_coreml.py) and report warm-up, "
+                                    "median, p90 and min latency over --runs, peak memory, the ratio against the FP32 "
+                                    "artifact of the same backend measured in the same run, the paper's theoretical "
+                                    "FLOP speed-up beside it, PSNR/SSIM of the artifact, and per-operator time where "
+                                    "the runtime offers it (ETDump). Writes OUT.json, OUT.md and OUT.png.")
+    pr.add_argument("builds", nargs="+", type=Path, metavar="ARTIFACT_DIR", help="`pipeline build` output folders")
+    pr.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="thread counts (default 1 2)")
+    pr.add_argument("--runs", type=int, default=10, help="timed runs per measurement (default 10)")
+    pr.add_argument("--warmup", type=int, default=3, help="untimed runs before timing (default 3)")
+    pr.add_argument("--data", nargs="+", type=Path, default=None,
+                    help="benchmark folders to score the artifact on (default <data>/benchmark/Set5)")
+    pr.add_argument("--no-accuracy", action="store_true", help="latency only, no PSNR/SSIM")
+    pr.add_argument("--no-ops", action="store_true", help="skip the per-operator profile")
+    pr.add_argument("--out", type=Path, default=Path("reports/profile"),
+                    help="output path without suffix (default reports/profile -> .json, .md, .png)")
+    pr.set_defaults(func=cmd_profile)
     return parser
 
 

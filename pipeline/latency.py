@@ -50,18 +50,21 @@ def time_runner(run: Callable[[torch.Tensor], torch.Tensor], example: torch.Tens
 
 
 def measure(target: str, artifact: str | Path, tile: int, threads: int, runs: int = 10, warmup: int = 3,
-            timeout: float = 1800) -> dict[str, Any]:
+            timeout: float = 1800, op_profile: bool = False) -> dict[str, Any]:
     """Time ``artifact`` on a (1, 3, tile, tile) input with ``threads`` threads, in a fresh process.
 
     Returns:
         :func:`time_runner`'s statistics plus ``threads`` and ``peak_rss_mb`` (the process's peak
-        resident memory, runtime and Python included).
+        resident memory, runtime and Python included); with ``op_profile``, also ``ops``: the
+        backend's per-operator times (after the timed runs, so they do not slow them), or a
+        reason why the runtime offers none.
 
     Raises:
         RuntimeError: the measuring process failed (its stderr tail is included).
     """
     command = [sys.executable, "-m", "pipeline.latency", "--target", target, "--artifact", str(artifact),
                "--tile", str(tile), "--threads", str(threads), "--runs", str(runs), "--warmup", str(warmup)]
+    command += ["--op-profile"] if op_profile else []
     # The child imports this very checkout, installed or not.
     root = str(Path(__file__).resolve().parents[1])
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
@@ -80,14 +83,20 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", required=True, type=int, help="runtime threads")
     parser.add_argument("--runs", type=int, default=10, help="timed runs (default 10)")
     parser.add_argument("--warmup", type=int, default=3, help="untimed runs first (default 3)")
+    parser.add_argument("--op-profile", action="store_true", help="then profile per operator, where the runtime can")
     args = parser.parse_args(argv)
     from targets import get_target
 
-    run = get_target(args.target).runner(args.artifact, threads=args.threads)
+    backend = get_target(args.target)
+    run = backend.runner(args.artifact, threads=args.threads)
     example = torch.rand(1, 3, args.tile, args.tile, generator=torch.Generator().manual_seed(0))
     stats = time_runner(run, example, args.runs, args.warmup)
     peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # kilobytes on Linux
-    print(json.dumps({**stats, "threads": args.threads, "peak_rss_mb": peak_kb / 1024}))
+    stats = {**stats, "threads": args.threads, "peak_rss_mb": peak_kb / 1024}
+    if args.op_profile:
+        stats["ops"] = (backend.op_profile(args.artifact, example, args.runs) if hasattr(backend, "op_profile")
+                        else getattr(backend, "no_op_profile", "this runtime offers no per-operator profile"))
+    print(json.dumps(stats))
 
 
 if __name__ == "__main__":

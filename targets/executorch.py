@@ -239,6 +239,31 @@ class ExecuTorchTarget:
 
         return run
 
+    def op_profile(self, artifact: Path, example: torch.Tensor, runs: int) -> list[dict[str, Any]]:
+        """Per-operator time from ETDump: XNNPACK kernels by kind (``#N`` instances summed), median over ``runs``."""
+        with quiet_tools():
+            from executorch.devtools import Inspector
+            from executorch.runtime import Runtime
+
+            program = Runtime.get().load_program(Path(artifact), enable_etdump=True, debug_buffer_size=0)
+            method = program.load_method("forward")
+            for _ in range(runs):
+                method.execute([example])
+            with tempfile.TemporaryDirectory() as tmp:
+                etdump = Path(tmp) / "run.etdp"
+                program.write_etdump_result_to_file(str(etdump), str(Path(tmp) / "debug.bin"))
+                frame = Inspector(etdump_path=str(etdump)).to_dataframe()
+        frame = frame[frame["event_block_name"] == "Execute"]
+        kinds: dict[str, dict[str, float]] = {}
+        for name, p50 in zip(frame["event_name"], frame["p50 (ms)"]):
+            if name in ("Method::execute", "Program::load_method"):
+                continue
+            kind = name.split(" #")[0]
+            entry = kinds.setdefault(kind, {"op": kind, "instances": 0, "median_ms": 0.0})
+            entry["instances"] += 1
+            entry["median_ms"] += float(p50)
+        return sorted(kinds.values(), key=lambda e: -e["median_ms"])
+
     def tool_versions(self) -> dict[str, str]:
         return {p: metadata.version(p) for p in ("executorch", "torchao")} | {"torch": torch.__version__}
 

@@ -128,6 +128,8 @@ class TFLiteTarget:
     container = "int4"
     simulation = "PyTorch fp32, weights codes*scale, Linear inputs dynamic int8 per token (hybrid FULLY_CONNECTED)"
     runtime = "LiteRT interpreter (ai-edge-litert) with its XNNPACK delegate, this host's CPU"
+    no_op_profile = ("ai-edge-litert 2.3 has no per-operator profiler in Python (deployment.md §6.4); on a phone use "
+                     "benchmark_model --enable_op_profiling (apps/android/profile_android.py)")
 
     def _graph(self, deploy: nn.Module, tile: int) -> nn.Module:
         window = deploy.config.window_size

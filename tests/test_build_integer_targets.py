@@ -220,3 +220,38 @@ def test_per_token_int8_matches_a_float64_reference():
     out = fake_quantize_per_token_int8(x)
     torch.testing.assert_close(out.double(), expected, rtol=0, atol=1e-6)
     assert (out - x).abs().max() <= s.max() / 2 + 1e-6  # at most half a step from the input
+
+
+def test_upscale_runs_the_artifact_in_its_runtime(built, tmp_path):
+    from pipeline.artifacts import load_build
+    from pipeline.images import load_rgb, to_tensor, to_uint8
+    from pipeline.tiling import upscale_tiled
+
+    _, result = built
+    src = next(write_wave_images((tmp_path / "in").mkdir() or tmp_path / "in", 1, 30, 21).glob("*.png"))
+    assert main(["upscale", str(src), str(tmp_path / "sr.png"), "--artifact", str(result.folder), "--quiet"]) == 0
+    run = load_build(result.folder).upscaler()
+    expected = to_uint8(upscale_tiled(run, to_tensor(load_rgb(src)), 2, TILE, TILE // 4))
+    np.testing.assert_array_equal(load_rgb(tmp_path / "sr.png"), expected)
+
+
+def test_profile_reports_latency_ratio_accuracy_ops_and_writes_chart(built, tmp_path):
+    from pipeline.profile import profile_builds, write_report
+
+    backend, result = built
+    images = write_wave_images((tmp_path / "imgs").mkdir() or tmp_path / "imgs", count=1, height=24, width=24)
+    report = profile_builds([result.folder], threads=(1,), runs=2, warmup=1, data=[images])
+    (p,) = report["profiles"]
+    entry = p["latency"]["threads_1"]
+    assert entry["artifact"]["runs"] == 2 and entry["fp32_baseline"]["runs"] == 2
+    assert entry["speedup_vs_fp32"] == pytest.approx(entry["fp32_baseline"]["median_ms"] / entry["artifact"]["median_ms"])
+    assert p["theoretical_flop_speedup"]["grid_bits"] > p["theoretical_flop_speedup"]["stored_bits"] > 1
+    assert p["accuracy"][0]["dataset"] == "imgs" and np.isfinite(p["accuracy"][0]["psnr"])
+    ops = entry["artifact"]["ops"]
+    if backend == "executorch":  # ETDump: XNNPACK kernels by kind, the int4 GEMM among them
+        assert any("QC4W" in o["op"] for o in ops) and all(o["median_ms"] >= 0 for o in ops)
+    else:
+        assert "no per-operator profiler" in ops
+    paths = write_report(report, tmp_path / "out" / "profile", "test")
+    assert [p.suffix for p in paths] == [".json", ".md", ".png"] and all(p.stat().st_size > 0 for p in paths)
+    assert "speed-up" in paths[1].read_text()

@@ -1,0 +1,88 @@
+"""A build folder (``pipeline build`` output) read back: manifest, artifact, FP32 baseline, and a runner for it.
+
+``pipeline upscale --artifact`` and ``pipeline profile`` start from here, so both run exactly what
+the build wrote, through the runtime its manifest names, with its fixed tile.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pipeline.evaluate import Upscaler, fixed_shape_upscaler
+
+__all__ = ["BuildFolder", "BuildFolderError", "load_build"]
+
+
+class BuildFolderError(ValueError):
+    """Not a build folder: no or unreadable manifest, or a file it names is missing."""
+
+
+@dataclass(frozen=True)
+class BuildFolder:
+    folder: Path
+    manifest: dict[str, Any]
+
+    @property
+    def target(self) -> str:
+        return self.manifest["target"]
+
+    @property
+    def artifact(self) -> Path:
+        return self.folder / self.manifest["artifact"]
+
+    @property
+    def baseline(self) -> Path | None:
+        entry = self.manifest.get("baseline")
+        return self.folder / entry["artifact"] if entry else None
+
+    @property
+    def tile(self) -> int:
+        return int(self.manifest["tile"])
+
+    @property
+    def scale(self) -> int:
+        return int(self.manifest["scale"])
+
+    @property
+    def bits(self) -> int:
+        return int(self.manifest["weight_bits"])
+
+    def upscaler(self, threads: int | None = None, baseline: bool = False) -> Upscaler:
+        """Tiles of at most ``tile`` px through the artifact's runtime (the FP32 baseline with ``baseline``)."""
+        from targets import get_target
+
+        path = self.baseline if baseline else self.artifact
+        if path is None:
+            raise BuildFolderError(f"{self.folder} has no FP32 baseline ({self.target} builds keep none)")
+        backend = get_target(self.target)
+        if not hasattr(backend, "runner"):
+            raise BuildFolderError(f"{self.target} artifacts cannot run on this host")
+        return fixed_shape_upscaler(backend.runner(path, threads=threads), self.tile, self.scale)
+
+
+def load_build(folder: str | os.PathLike) -> BuildFolder:
+    """Read ``folder/manifest.json`` and check that the files it names exist.
+
+    Raises:
+        BuildFolderError: with what is wrong and how to get a build folder.
+    """
+    folder = Path(folder)
+    manifest_path = folder / "manifest.json"
+    if not manifest_path.is_file():
+        raise BuildFolderError(f"{folder} is not a build folder (no manifest.json); make one with "
+                               "`python -m pipeline build --target ...`")
+    try:
+        manifest = json.loads(manifest_path.read_text())
+        build = BuildFolder(folder, manifest)
+        paths = [build.artifact] + ([build.baseline] if build.baseline else [])
+        _ = build.tile, build.scale, build.bits, build.target
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
+        raise BuildFolderError(f"{manifest_path} is not a valid build manifest: {err}") from err
+    for path in paths:
+        if not path.exists():
+            raise BuildFolderError(f"{path} named by {manifest_path} is missing")
+    return build
