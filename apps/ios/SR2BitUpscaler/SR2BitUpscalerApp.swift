@@ -1,0 +1,8 @@
+import SwiftUI
+
+@main
+struct SR2BitUpscalerApp: App {
+    var body: some Scene {
+        WindowGroup { ContentView() }
+    }
+}
