@@ -28,7 +28,7 @@ from pipeline.checkpoint import file_sha256, weights_sha256
 from pipeline.data import load_benchmark
 from pipeline.evaluate import evaluate, fixed_shape_upscaler, model_upscaler
 from pipeline.images import to_tensor
-from pipeline.latency import measure
+from pipeline.latency import versus_baseline
 from pipeline.model import SwinIR, mirror_pad
 from targets import TargetError, get_target
 from targets.base import deploy_model, on_integer_grid
@@ -147,21 +147,7 @@ def build(
             described["baseline"]["artifact_bytes"] = artifact_bytes(baseline)
         if score_on is not None:
             overlap = tile // 4 if overlap is None else overlap
-            score = functools.partial(_score, folder=score_on, scale=model.scale, tile=tile, overlap=overlap)
-            verification["fp"] = score(fixed_shape_upscaler(model_upscaler(model), tile, model.scale))
-            verification["fp"]["what"] = "PyTorch fp32, the FP model (no quantization)"
-            simulation = backend.simulate(deploy) if hasattr(backend, "simulate") else deploy
-            verification["simulation"] = score(fixed_shape_upscaler(model_upscaler(simulation), tile, model.scale))
-            verification["simulation"]["what"] = getattr(
-                backend, "simulation", "PyTorch fp32, fake-quantized weights, float activations")
-            if hasattr(backend, "runner"):
-                artifact_run = backend.runner(artifact)
-                verification["artifact"] = score(fixed_shape_upscaler(artifact_run, tile, model.scale))
-                verification["artifact"]["what"] = backend.runtime
-                verification["artifact"]["psnr_minus_simulation"] = (
-                    verification["artifact"]["psnr"] - verification["simulation"]["psnr"])
-                verification["artifact"]["max_abs_diff_vs_simulation"] = _max_tile_difference(
-                    artifact_run, model_upscaler(simulation), tile, score_on, model.scale)
+            verification.update(_scores(backend, model, deploy, artifact, score_on, tile, overlap))
         latency = _latency(backend.name, artifact, baseline, tile, threads, runs) if baseline and threads else None
         manifest = {
             "manifest_version": MANIFEST_VERSION,
@@ -220,6 +206,25 @@ def _baseline(backend, model: SwinIR, tile: int, path: Path, cache: str | os.Pat
     return info
 
 
+def _scores(backend, model: SwinIR, deploy, artifact: Path, folder, tile: int, overlap: int) -> dict[str, Any]:
+    """PSNR/SSIM on ``folder`` of the FP model, the deploy-mode simulation and (if it runs here) the artifact."""
+    score = functools.partial(_score, folder=folder, scale=model.scale, tile=tile, overlap=overlap)
+    simulation = backend.simulate(deploy) if hasattr(backend, "simulate") else deploy
+    scores = {
+        "fp": {**score(fixed_shape_upscaler(model_upscaler(model), tile, model.scale)),
+               "what": "PyTorch fp32, the FP model (no quantization)"},
+        "simulation": {**score(fixed_shape_upscaler(model_upscaler(simulation), tile, model.scale)),
+                       "what": getattr(backend, "simulation", "PyTorch fp32, fake-quantized weights, float activations")},
+    }
+    if hasattr(backend, "runner"):
+        run = backend.runner(artifact)
+        scores["artifact"] = {**score(fixed_shape_upscaler(run, tile, model.scale)), "what": backend.runtime}
+        scores["artifact"]["psnr_minus_simulation"] = scores["artifact"]["psnr"] - scores["simulation"]["psnr"]
+        scores["artifact"]["max_abs_diff_vs_simulation"] = _max_tile_difference(
+            run, model_upscaler(simulation), tile, folder, model.scale)
+    return scores
+
+
 def _max_tile_difference(artifact_run, simulation_run, tile: int, folder, scale: int) -> dict[str, float]:
     """Largest |artifact - simulation| over the first artifact-sized tile of every image (output in [0, 1])."""
     worst = 0.0
@@ -230,14 +235,9 @@ def _max_tile_difference(artifact_run, simulation_run, tile: int, folder, scale:
 
 
 def _latency(target: str, artifact: Path, baseline: Path, tile: int, threads, runs: int) -> dict[str, Any]:
-    """Median latencies of artifact and FP32 baseline per thread count, and their ratio (> 1: the artifact is faster)."""
-    table = {}
-    for count in threads:
-        mine, base = measure(target, artifact, tile, count, runs), measure(target, baseline, tile, count, runs)
-        table[f"threads_{count}"] = {"artifact": mine, "fp32_baseline": base,
-                                     "speedup_vs_fp32": base["median_ms"] / mine["median_ms"]}
-    return {"input": [1, 3, tile, tile], "how": "median of timed runs after warm-up, one fresh process each",
-            **table}
+    return {"input": [1, 3, tile, tile],
+            "how": "median of timed runs after warm-up; artifact and baseline interleaved, one fresh process per thread count",
+            **versus_baseline(target, artifact, baseline, tile, threads, runs)}
 
 
 def _score(upscaler, folder, scale: int, tile: int, overlap: int) -> dict[str, Any]:
@@ -275,6 +275,6 @@ def summary_table(result: BuildResult) -> str:
         if key.startswith("threads_"):
             rows.append((f"latency, {key.split('_')[1]} thread(s)",
                          f"{entry['artifact']['median_ms']:.1f} ms vs fp32 {entry['fp32_baseline']['median_ms']:.1f} ms "
-                         f"({entry['speedup_vs_fp32']:.2f}x)"))
+                         f"({entry['speedup_vs_fp32']:.2f}x; paired {entry['paired_speedup_median']:.2f}x)"))
     width = max(len(k) for k, _ in rows)
     return "\n".join(f"{k:<{width}}  {val}" for k, val in rows)

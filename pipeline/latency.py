@@ -1,9 +1,11 @@
-"""Latency of a deployment artifact in its own runtime, one fresh process per measurement.
+"""Latency of a deployment artifact in its own runtime, against its FP32 baseline, in a fresh process.
 
-A fresh process per (artifact, thread count) because runtimes size their thread pools once per
-process (ExecuTorch's must be set before the first program loads), and so that the peak resident
-memory it reports belongs to that artifact alone. ``python -m pipeline.latency`` is that process;
-:func:`measure` starts it and reads its one JSON line.
+A fresh process per measurement because runtimes size their thread pools once per process
+(ExecuTorch's must be set before the first program loads) and so that the peak resident memory it
+reports belongs to that measurement. The artifact and its baseline run in the same process,
+interleaved round by round (:func:`time_runners`), so that both see the same load on a shared
+machine. ``python -m pipeline.latency`` is that process; :func:`measure` starts it and reads its
+one JSON line.
 """
 
 from __future__ import annotations
@@ -22,7 +24,9 @@ from typing import Any
 
 import torch
 
-__all__ = ["measure", "summarize_times", "time_runner"]
+Run = Callable[[torch.Tensor], torch.Tensor]
+
+__all__ = ["measure", "summarize_times", "time_runners", "versus_baseline"]
 
 
 def summarize_times(seconds: list[float]) -> dict[str, float]:
@@ -33,31 +37,43 @@ def summarize_times(seconds: list[float]) -> dict[str, float]:
             "mean_ms": 1e3 * statistics.fmean(ordered), "runs": len(ordered)}
 
 
-def time_runner(run: Callable[[torch.Tensor], torch.Tensor], example: torch.Tensor, runs: int, warmup: int) -> dict:
-    """Call ``run(example)`` ``warmup`` times untimed, then ``runs`` times timed; :func:`summarize_times` of those."""
+def time_runners(runners: dict[str, Run], example: torch.Tensor, runs: int, warmup: int) -> dict[str, Any]:
+    """Time several runners on ``example``, interleaved: every round calls each once, in alternating order.
+
+    Interleaving makes the comparison paired: on a shared machine the load drifts during a
+    measurement, and both runners see the same drift. Returns, per runner name,
+    :func:`summarize_times` of its ``runs`` timed calls (after ``warmup`` untimed calls each), and
+    with two runners ``paired_ratio_median``: the median over rounds of second / first.
+    """
     if runs < 1 or warmup < 0:
         raise ValueError(f"runs must be >= 1 and warmup >= 0, got {runs} and {warmup}")
-    start = time.perf_counter()
+    names = list(runners)
     for _ in range(warmup):
-        run(example)
-    warm = time.perf_counter() - start
-    seconds = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        run(example)
-        seconds.append(time.perf_counter() - start)
-    return {**summarize_times(seconds), "warmup_runs": warmup, "warmup_ms": 1e3 * warm}
+        for name in names:
+            runners[name](example)
+    seconds: dict[str, list[float]] = {name: [] for name in names}
+    for round_ in range(runs):
+        for name in names if round_ % 2 == 0 else names[::-1]:
+            start = time.perf_counter()
+            runners[name](example)
+            seconds[name].append(time.perf_counter() - start)
+    result: dict[str, Any] = {name: {**summarize_times(times), "warmup_runs": warmup} for name, times in seconds.items()}
+    if len(names) == 2:
+        first, second = seconds[names[0]], seconds[names[1]]
+        result["paired_ratio_median"] = statistics.median(b / a for a, b in zip(first, second))
+    return result
 
 
 def measure(target: str, artifact: str | Path, tile: int, threads: int, runs: int = 10, warmup: int = 3,
-            timeout: float = 1800, op_profile: bool = False) -> dict[str, Any]:
-    """Time ``artifact`` on a (1, 3, tile, tile) input with ``threads`` threads, in a fresh process.
+            timeout: float = 1800, op_profile: bool = False, baseline: str | Path | None = None) -> dict[str, Any]:
+    """Time ``artifact`` (and, interleaved with it, ``baseline``) on a (1, 3, tile, tile) input, in a fresh process.
 
     Returns:
-        :func:`time_runner`'s statistics plus ``threads`` and ``peak_rss_mb`` (the process's peak
-        resident memory, runtime and Python included); with ``op_profile``, also ``ops``: the
-        backend's per-operator times (after the timed runs, so they do not slow them), or a
-        reason why the runtime offers none.
+        ``{"artifact": stats, "fp32_baseline": stats (with a baseline), "paired_speedup_median"
+        (baseline / artifact per round, median), "threads", "peak_rss_mb"}``: the process's peak
+        resident memory, runtime, Python and every loaded model included. With ``op_profile``,
+        also ``ops``: the backend's per-operator times of the artifact (after the timed runs, so
+        they do not slow them), or a reason why the runtime offers none.
 
     Raises:
         RuntimeError: the measuring process failed (its stderr tail is included).
@@ -65,6 +81,7 @@ def measure(target: str, artifact: str | Path, tile: int, threads: int, runs: in
     command = [sys.executable, "-m", "pipeline.latency", "--target", target, "--artifact", str(artifact),
                "--tile", str(tile), "--threads", str(threads), "--runs", str(runs), "--warmup", str(warmup)]
     command += ["--op-profile"] if op_profile else []
+    command += ["--baseline", str(baseline)] if baseline else []
     # The child imports this very checkout, installed or not.
     root = str(Path(__file__).resolve().parents[1])
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
@@ -75,10 +92,31 @@ def measure(target: str, artifact: str | Path, tile: int, threads: int, runs: in
     return json.loads(lines[-1])
 
 
+def versus_baseline(target: str, artifact: Path, baseline: Path, tile: int, threads, runs: int = 10, warmup: int = 3,
+                    op_profile: bool = False) -> dict[str, Any]:
+    """Artifact against its FP32 baseline per thread count: one fresh process each, runs interleaved.
+
+    ``speedup_vs_fp32`` is the ratio of the medians (> 1: the artifact is faster); ``paired_speedup_median``
+    the median of the per-round ratios, the steadier of the two on a busy machine.
+    """
+    table = {}
+    for count in threads:
+        r = measure(target, artifact, tile, count, runs, warmup, op_profile=op_profile, baseline=baseline)
+        shared = {"threads": count, "peak_rss_mb": r["peak_rss_mb"]}
+        table[f"threads_{count}"] = {
+            "artifact": {**r["artifact"], **shared, **({"ops": r["ops"]} if "ops" in r else {})},
+            "fp32_baseline": {**r["fp32_baseline"], **shared},
+            "speedup_vs_fp32": r["fp32_baseline"]["median_ms"] / r["artifact"]["median_ms"],
+            "paired_speedup_median": r["paired_speedup_median"],
+        }
+    return table
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Time one artifact in its runtime; prints one JSON line.")
     parser.add_argument("--target", required=True, help="backend name (executorch, tflite)")
     parser.add_argument("--artifact", required=True, type=Path, help="the artifact file")
+    parser.add_argument("--baseline", type=Path, default=None, help="an FP32 artifact to time interleaved with it")
     parser.add_argument("--tile", required=True, type=int, help="LR input side the artifact was built for")
     parser.add_argument("--threads", required=True, type=int, help="runtime threads")
     parser.add_argument("--runs", type=int, default=10, help="timed runs (default 10)")
@@ -88,11 +126,15 @@ def main(argv: list[str] | None = None) -> None:
     from targets import get_target
 
     backend = get_target(args.target)
-    run = backend.runner(args.artifact, threads=args.threads)
+    runners = {"artifact": backend.runner(args.artifact, threads=args.threads)}
+    if args.baseline:
+        runners["fp32_baseline"] = backend.runner(args.baseline, threads=args.threads)
     example = torch.rand(1, 3, args.tile, args.tile, generator=torch.Generator().manual_seed(0))
-    stats = time_runner(run, example, args.runs, args.warmup)
+    stats = time_runners(runners, example, args.runs, args.warmup)
+    if "paired_ratio_median" in stats:
+        stats["paired_speedup_median"] = stats.pop("paired_ratio_median")
     peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # kilobytes on Linux
-    stats = {**stats, "threads": args.threads, "peak_rss_mb": peak_kb / 1024}
+    stats.update(threads=args.threads, peak_rss_mb=peak_kb / 1024)
     if args.op_profile:
         stats["ops"] = (backend.op_profile(args.artifact, example, args.runs) if hasattr(backend, "op_profile")
                         else getattr(backend, "no_op_profile", "this runtime offers no per-operator profile"))

@@ -1,8 +1,8 @@
 """``pipeline profile``: build artifacts measured in their own runtime on this host, against their FP32 baselines.
 
 For each build folder: latency (warm-up, median, p90, min over N runs, peak memory) of the artifact
-and of the FP32 artifact of the same backend and graph, each in a fresh process and in the same
-run (:func:`pipeline.latency.measure`), their ratio beside the paper's theoretical FLOP speed-up
+and of the FP32 artifact of the same backend and graph, interleaved in one fresh process per thread
+count (:func:`pipeline.latency.versus_baseline`), their ratio beside the paper's theoretical FLOP speed-up
 (:func:`pipeline.cost.flop_speedup`), PSNR/SSIM of the artifact on benchmark folders, and the
 runtime's per-operator breakdown where it has one (ExecuTorch ETDump). Results go to JSON, a
 Markdown table and a PNG chart (latency and PSNR per bit width). Numbers are host numbers: the
@@ -23,7 +23,7 @@ from pipeline.build import artifact_bytes
 from pipeline.cost import flop_speedup
 from pipeline.data import dataset_name
 from pipeline.evaluate import evaluate
-from pipeline.latency import measure
+from pipeline.latency import versus_baseline
 from pipeline.model import build_model
 
 __all__ = ["SCHEMA_VERSION", "plot_profile", "profile_builds", "to_markdown"]
@@ -38,12 +38,8 @@ def profile_build(folder: str | os.PathLike, threads: tuple[int, ...], runs: int
     if build.baseline is None:
         raise ValueError(f"{folder}: {build.target} builds have no FP32 baseline to compare with; "
                          "Core ML artifacts are profiled on a Mac (apps/ios/profile_coreml.py)")
-    latency = {}
-    for count in threads:
-        mine = measure(build.target, build.artifact, build.tile, count, runs, warmup, op_profile=op_profile)
-        base = measure(build.target, build.baseline, build.tile, count, runs, warmup)
-        latency[f"threads_{count}"] = {"artifact": mine, "fp32_baseline": base,
-                                       "speedup_vs_fp32": base["median_ms"] / mine["median_ms"]}
+    latency = versus_baseline(build.target, build.artifact, build.baseline, build.tile, threads, runs, warmup,
+                              op_profile=op_profile)
     accuracy = []
     if data:
         upscaler = build.upscaler()
@@ -92,9 +88,10 @@ def to_markdown(report: dict[str, Any], command: str) -> str:
     s = report["settings"]
     lines = ["# Artifact profile", "", f"- Command: `{command}`",
              f"- Device: {report['device']['kind']} ({report['device']['machine']}, {report['device']['cores']} cores); "
-             f"median of {s['runs']} runs after {s['warmup']} warm-up runs, each artifact in a fresh process",
+             f"median of {s['runs']} runs after {s['warmup']} warm-up runs; artifact and FP32 baseline interleaved in one "
+             "fresh process per thread count (paired: median of the per-round ratios)",
              "", "| build | backend | bits (stored) | size MB (FP32) | threads | median ms | p90 ms | min ms | FP32 median ms "
-             "| measured speed-up | FLOP speed-up (grid / stored bits) | peak RSS MB | "
+             "| speed-up (paired) | FLOP speed-up (grid / stored bits) | peak RSS MB | "
              + " | ".join(f"{d} PSNR / SSIM" for d in s["data"]) + " |",
              "|---" * (12 + len(s["data"])) + "|"]
     for p in report["profiles"]:
@@ -105,7 +102,7 @@ def to_markdown(report: dict[str, Any], command: str) -> str:
             lines.append(f"| {Path(p['build']).name} | {p['runtime']['target']} | W{m['weight_bits']} ({m['stored_bits']}) | "
                          f"{m['artifact_bytes'] / 1e6:.2f} ({m['baseline_bytes'] / 1e6:.2f}) | {a['threads']} | "
                          f"{a['median_ms']:.1f} | {a['p90_ms']:.1f} | {a['min_ms']:.1f} | {b['median_ms']:.1f} | "
-                         f"**{entry['speedup_vs_fp32']:.2f}x** | {flops['grid_bits']:.2f}x / {flops['stored_bits']:.2f}x | "
+                         f"**{entry['speedup_vs_fp32']:.2f}x** ({entry['paired_speedup_median']:.2f}x) | {flops['grid_bits']:.2f}x / {flops['stored_bits']:.2f}x | "
                          f"{a['peak_rss_mb']:.0f} | {scores} |")
     for p in report["profiles"]:
         ops = next(iter(p["latency"].values()))["artifact"].get("ops")

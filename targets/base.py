@@ -5,6 +5,10 @@ fake-quantized value, activations in floating point) plus one :class:`Palettized
 quantized Linear (its grid bounds, per row group), and must store those weights so that they
 decode to exactly the fake-quantized values. ``lower`` writes the artifact, ``verify`` reads it
 back and checks it; :func:`pipeline.build.build` does the rest (temp folder, manifest, rename).
+
+Integer backends (XNNPACK, TFLite) store ``scale * code`` with zero point 0: for them the build
+snaps the grids first and :func:`on_integer_grid` adds the codes and scales, and
+:func:`dynamic_int8_linears` simulates the int8 activations their kernels use.
 """
 
 from __future__ import annotations
