@@ -361,8 +361,10 @@ class SwinIR(nn.Module):
         ws = self.config.window_size
         if self.frozen_hw == (h, w):
             mask = self.frozen_mask
+        elif any(d > 1 for d in self.config.depths):  # (1, nW, 1, N, N): broadcast over batch and heads
+            mask = shifted_window_mask(h, w, ws, ws // 2, x.device)[None, :, None]
         else:
-            mask = shifted_window_mask(h, w, ws, ws // 2, x.device)[None, :, None] if any(d > 1 for d in self.config.depths) else None
+            mask = None
         tokens = self.patch_embed(x)
         for layer in self.layers:
             tokens = layer(tokens, (h, w), mask)

@@ -32,7 +32,7 @@ from calibration.primitives import fake_quantize, fake_quantize_per_token_int8, 
 from calibration.qmodel import QuantLinear, QuantQKV
 
 __all__ = ["MissingDependency", "PalettizedWeight", "Target", "TargetError", "deploy_model", "dynamic_int8_linears",
-           "match_stored_weights", "on_integer_grid", "quiet_tools", "tensor_io"]
+           "export_copy", "match_stored_weights", "on_integer_grid", "quiet_tools", "tensor_io"]
 
 
 @contextlib.contextmanager
@@ -166,6 +166,26 @@ def on_integer_grid(
             deploy.get_submodule(w.path).weight.copy_(decoded)
     return deploy, integer, {"codes_range": [qmin, qmax], "zero_point": 0,
                              "max_decoded_minus_fake_quant_in_steps": worst}
+
+
+def export_copy(deploy: nn.Module, tile: int, norm: type[nn.Module] | None = None) -> nn.Module:
+    """A copy of ``deploy`` for one fixed (1, 3, tile, tile) input: constants frozen, LayerNorms optionally rewritten.
+
+    ``norm`` wraps each ``nn.LayerNorm`` (``norm(layer_norm)``) for backends that need another form of it.
+
+    Raises:
+        TargetError: ``tile`` is not a multiple of the window size (the export has no padding).
+    """
+    window = deploy.config.window_size
+    if tile % window:
+        raise TargetError(f"the tile must be a multiple of the window size {window}, got {tile}")
+    model = copy.deepcopy(deploy).eval().freeze_shape(tile, tile)
+    if norm is not None:
+        for parent in list(model.modules()):
+            for name, child in list(parent.named_children()):
+                if isinstance(child, nn.LayerNorm):
+                    setattr(parent, name, norm(child))
+    return model
 
 
 def tensor_io(deploy: nn.Module, tile: int, dtype: str = "float32", names: tuple[str, str] = ("lr", "sr")) -> dict:

@@ -20,7 +20,6 @@ stored code and scale with the calibrated ones.
 from __future__ import annotations
 
 import collections
-import copy
 import json
 import tempfile
 import time
@@ -37,6 +36,7 @@ from targets.base import (
     PalettizedWeight,
     TargetError,
     dynamic_int8_linears,
+    export_copy,
     match_stored_weights,
     quiet_tools,
     tensor_io,
@@ -61,12 +61,7 @@ class LinearMeanLayerNorm(nn.Module):
 
 def export_graph(deploy: nn.Module, tile: int) -> nn.Module:
     """A copy of ``deploy`` for a fixed (1, 3, tile, tile) input that lowers to one XNNPACK partition."""
-    model = copy.deepcopy(deploy).eval().freeze_shape(tile, tile)
-    for parent in list(model.modules()):
-        for name, child in list(parent.named_children()):
-            if isinstance(child, nn.LayerNorm):
-                setattr(parent, name, LinearMeanLayerNorm(child))
-    return model
+    return export_copy(deploy, tile, LinearMeanLayerNorm)
 
 
 def _owner(node: torch.fx.Node) -> str:
@@ -176,13 +171,7 @@ class ExecuTorchTarget:
     simulation = "PyTorch fp32, weights codes*scale, Linear inputs dynamic int8 per token (XNNPACK qd8)"
     runtime = "ExecuTorch runtime (Python bindings) with the XNNPACK delegate, this host's CPU"
 
-    def _check_tile(self, deploy: nn.Module, tile: int) -> None:
-        window = deploy.config.window_size
-        if tile % window:
-            raise TargetError(f"ExecuTorch tile must be a multiple of the window size {window}, got {tile}")
-
     def lower(self, deploy: nn.Module, weights: list[PalettizedWeight], tile: int, artifact: Path) -> dict[str, Any]:
-        self._check_tile(deploy, tile)
         if any(w.codes is None for w in weights):
             raise TargetError("the ExecuTorch target needs integer codes (targets.base.on_integer_grid)")
         with quiet_tools():
@@ -192,7 +181,7 @@ class ExecuTorchTarget:
             )
             from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
-            model, example = export_graph(deploy, tile), torch.rand(1, 3, tile, tile)
+            model, example = export_graph(deploy, tile), torch.rand(1, 3, tile, tile)  # checks the tile first
             quantizer = XNNPACKQuantizer()
             quantizer.set_module_type(nn.Linear, get_symmetric_quantization_config(
                 is_per_channel=True, is_dynamic=True, weight_qmin=-8, weight_qmax=7))
@@ -205,7 +194,6 @@ class ExecuTorchTarget:
                 "stored_bits": 4}
 
     def lower_baseline(self, deploy: nn.Module, tile: int, artifact: Path) -> dict[str, Any]:
-        self._check_tile(deploy, tile)
         with quiet_tools():
             return _lower(export_graph(deploy, tile), torch.rand(1, 3, tile, tile), artifact)
 

@@ -16,7 +16,6 @@ gives NaN; ../shared/docs/deployment.md §6).
 
 from __future__ import annotations
 
-import copy
 import tempfile
 import time
 from importlib import metadata
@@ -32,6 +31,7 @@ from targets.base import (
     PalettizedWeight,
     TargetError,
     dynamic_int8_linears,
+    export_copy,
     match_stored_weights,
     quiet_tools,
     tensor_io,
@@ -131,21 +131,10 @@ class TFLiteTarget:
     no_op_profile = ("ai-edge-litert 2.3 has no per-operator profiler in Python (deployment.md §6.4); on a phone use "
                      "benchmark_model --enable_op_profiling (apps/android/profile_android.py)")
 
-    def _graph(self, deploy: nn.Module, tile: int) -> nn.Module:
-        window = deploy.config.window_size
-        if tile % window:
-            raise TargetError(f"TFLite tile must be a multiple of the window size {window}, got {tile}")
-        model = copy.deepcopy(deploy).eval().freeze_shape(tile, tile)
-        for parent in list(model.modules()):
-            for name, child in list(parent.named_children()):
-                if isinstance(child, nn.LayerNorm):
-                    setattr(parent, name, UnfoldedLayerNorm(child))
-        return model
-
     def lower(self, deploy: nn.Module, weights: list[PalettizedWeight], tile: int, artifact: Path) -> dict[str, Any]:
         if any(w.codes is None for w in weights):
             raise TargetError("the TFLite target needs integer codes (targets.base.on_integer_grid)")
-        model = self._graph(deploy, tile)
+        model = export_copy(deploy, tile, UnfoldedLayerNorm)
         with quiet_tools(), tempfile.TemporaryDirectory() as tmp:
             from ai_edge_litert.tools import flatbuffer_utils
 
@@ -160,8 +149,9 @@ class TFLiteTarget:
                 "stored_bits": 4}
 
     def lower_baseline(self, deploy: nn.Module, tile: int, artifact: Path) -> dict[str, Any]:
+        model = export_copy(deploy, tile, UnfoldedLayerNorm)
         with quiet_tools():
-            return {"conversion_seconds": round(_convert(self._graph(deploy, tile), tile, artifact), 1)}
+            return {"conversion_seconds": round(_convert(model, tile, artifact), 1)}
 
     def verify(self, artifact: Path, weights: list[PalettizedWeight]) -> dict[str, Any]:
         from ai_edge_litert import schema_py_generated as schema

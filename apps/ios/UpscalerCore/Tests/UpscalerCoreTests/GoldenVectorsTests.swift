@@ -6,7 +6,7 @@ import XCTest
 final class GoldenVectorsTests: XCTestCase {
     lazy var golden: [String: Any] = {
         let url = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
-            .appendingPathComponent("../../../golden/vectors.json").standardized
+            .appendingPathComponent("../../../../golden/vectors.json").standardized
         let data = try! Data(contentsOf: url)
         return try! JSONSerialization.jsonObject(with: data) as! [String: Any]
     }()
