@@ -31,7 +31,7 @@ from calibration.bounds import Bounds, apply_bounds_
 from calibration.primitives import fake_quantize, fake_quantize_per_token_int8, grid
 from calibration.qmodel import QuantLinear, QuantQKV
 
-__all__ = ["MissingDependency", "PalettizedWeight", "Target", "TargetError", "deploy_model", "dynamic_int8_linears",
+__all__ = ["MissingDependency", "PalettizedWeight", "Target", "TargetError", "IntegerTarget", "deploy_model", "dynamic_int8_linears",
            "export_copy", "match_stored_weights", "on_integer_grid", "quiet_tools", "tensor_io"]
 
 
@@ -188,15 +188,36 @@ def export_copy(deploy: nn.Module, tile: int, norm: type[nn.Module] | None = Non
     return model
 
 
-def tensor_io(deploy: nn.Module, tile: int, dtype: str = "float32", names: tuple[str, str] = ("lr", "sr")) -> dict:
-    """The manifest's ``input``/``output`` entries of a fixed-tile artifact (NCHW RGB in [0, 1])."""
+def tensor_io(deploy: nn.Module, tile: int, dtypes: tuple[str, str] = ("float32", "float32"),
+              names: tuple[str, str] = ("lr", "sr")) -> dict:
+    """The manifest's ``input``/``output`` entries of a fixed-tile artifact (NCHW RGB in [0, 1]); dtypes (in, out)."""
     out = tile * deploy.config.scale
     return {
-        "input": {"name": names[0], "shape": [1, 3, tile, tile], "dtype": dtype, "layout": "NCHW, RGB",
+        "input": {"name": names[0], "shape": [1, 3, tile, tile], "dtype": dtypes[0], "layout": "NCHW, RGB",
                   "range": [0.0, 1.0]},
-        "output": {"name": names[1], "shape": [1, 3, out, out], "dtype": dtype, "layout": "NCHW, RGB",
+        "output": {"name": names[1], "shape": [1, 3, out, out], "dtype": dtypes[1], "layout": "NCHW, RGB",
                    "range": "about [0, 1]; clamp before converting to 8 bits"},
     }
+
+
+class IntegerTarget:
+    """What the backends that store ``scale * code`` in an int4 container share (ExecuTorch/XNNPACK, TFLite).
+
+    The build snaps their grids into :attr:`container` and hands them codes (:func:`on_integer_grid`);
+    2- and 3-bit grids ride in the same int4 container, and their kernels quantize Linear inputs to
+    int8 per token, which :meth:`simulate` reproduces.
+    """
+
+    name: str
+    bits = (2, 3, 4)
+    container = "int4"
+
+    def require_codes(self, weights: list[PalettizedWeight]) -> None:
+        if any(w.codes is None for w in weights):
+            raise TargetError(f"the {self.name} target needs integer codes (targets.base.on_integer_grid)")
+
+    def simulate(self, deploy: nn.Module) -> nn.Module:
+        return dynamic_int8_linears(deploy)
 
 
 def match_stored_weights(weights: list[PalettizedWeight], stored: list[tuple[np.ndarray, np.ndarray]]) -> None:

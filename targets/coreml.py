@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from targets.base import PalettizedWeight, TargetError
+from targets.base import PalettizedWeight, TargetError, tensor_io
 
 __all__ = ["CoreMLTarget", "TARGET", "mil_program"]
 
@@ -164,15 +164,11 @@ class CoreMLTarget:
                 mlmodel, compacted = _compact_derived_constants(mlmodel)
             mlmodel.short_description = "sr2bit SwinIR-light super-resolution, palettized weights"
             mlmodel.save(str(artifact))
-        scale = deploy.config.scale
         io_types = _io_dtypes(mlmodel.get_spec())  # coremltools picks fp16 I/O for an fp16 iOS18 program
         return {
             "deployment_target": "iOS18 / macOS15 (ML program)",
             "compute_precision": self.compute_precision,
-            "input": {"name": INPUT_NAME, "shape": [1, 3, tile, tile], "dtype": io_types[INPUT_NAME],
-                      "layout": "NCHW, RGB", "range": [0.0, 1.0]},
-            "output": {"name": OUTPUT_NAME, "shape": [1, 3, tile * scale, tile * scale], "dtype": io_types[OUTPUT_NAME],
-                       "layout": "NCHW, RGB", "range": "about [0, 1]; clamp before converting to 8 bits"},
+            **tensor_io(deploy, tile, (io_types[INPUT_NAME], io_types[OUTPUT_NAME]), (INPUT_NAME, OUTPUT_NAME)),
             "activations": f"{self.compute_precision} (not quantized)",
             "compacted_constants": compacted,
         }

@@ -33,9 +33,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from targets.base import (
+    IntegerTarget,
     PalettizedWeight,
     TargetError,
-    dynamic_int8_linears,
     export_copy,
     match_stored_weights,
     quiet_tools,
@@ -163,17 +163,14 @@ def stored_weights(artifact: Path) -> list[dict[str, Any]]:
     return found
 
 
-class ExecuTorchTarget:
+class ExecuTorchTarget(IntegerTarget):
     name = "executorch"
     extension = ".pte"
-    bits = (2, 3, 4)
-    container = "int4"
     simulation = "PyTorch fp32, weights codes*scale, Linear inputs dynamic int8 per token (XNNPACK qd8)"
     runtime = "ExecuTorch runtime (Python bindings) with the XNNPACK delegate, this host's CPU"
 
     def lower(self, deploy: nn.Module, weights: list[PalettizedWeight], tile: int, artifact: Path) -> dict[str, Any]:
-        if any(w.codes is None for w in weights):
-            raise TargetError("the ExecuTorch target needs integer codes (targets.base.on_integer_grid)")
+        self.require_codes(weights)
         with quiet_tools():
             from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
                 XNNPACKQuantizer,
@@ -207,9 +204,6 @@ class ExecuTorchTarget:
             "index_dtypes": {"qcint4 (codes k+z, zero point 0)": len(weights)},
             "stored_equals_calibrated": "exact (int4 codes and fp32 row scales read back from the .pte)",
         }
-
-    def simulate(self, deploy: nn.Module) -> nn.Module:
-        return dynamic_int8_linears(deploy)
 
     def runner(self, artifact: Path, threads: int | None = None):
         """LR tile -> SR tile through the ExecuTorch runtime; ``threads`` sizes XNNPACK's pool (before loading)."""

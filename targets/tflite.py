@@ -28,9 +28,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from targets.base import (
+    IntegerTarget,
     PalettizedWeight,
     TargetError,
-    dynamic_int8_linears,
     export_copy,
     match_stored_weights,
     quiet_tools,
@@ -121,19 +121,16 @@ def _with_int4_weights(flatbuffer, weights: list[PalettizedWeight]) -> int:
     return len(done)
 
 
-class TFLiteTarget:
+class TFLiteTarget(IntegerTarget):
     name = "tflite"
     extension = ".tflite"
-    bits = (2, 3, 4)
-    container = "int4"
     simulation = "PyTorch fp32, weights codes*scale, Linear inputs dynamic int8 per token (hybrid FULLY_CONNECTED)"
     runtime = "LiteRT interpreter (ai-edge-litert) with its XNNPACK delegate, this host's CPU"
     no_op_profile = ("ai-edge-litert 2.3 has no per-operator profiler in Python (deployment.md §6.4); on a phone use "
                      "benchmark_model --enable_op_profiling (apps/android/profile_android.py)")
 
     def lower(self, deploy: nn.Module, weights: list[PalettizedWeight], tile: int, artifact: Path) -> dict[str, Any]:
-        if any(w.codes is None for w in weights):
-            raise TargetError("the TFLite target needs integer codes (targets.base.on_integer_grid)")
+        self.require_codes(weights)
         model = export_copy(deploy, tile, UnfoldedLayerNorm)
         with quiet_tools(), tempfile.TemporaryDirectory() as tmp:
             from ai_edge_litert.tools import flatbuffer_utils
@@ -177,9 +174,6 @@ class TFLiteTarget:
             "float_fully_connected": float_fc,
             "stored_equals_calibrated": "exact (INT4 codes and fp32 row scales read back from the .tflite)",
         }
-
-    def simulate(self, deploy: nn.Module) -> nn.Module:
-        return dynamic_int8_linears(deploy)
 
     def runner(self, artifact: Path, threads: int | None = None):
         """LR tile -> SR tile through the LiteRT interpreter (XNNPACK delegate) with ``threads`` threads."""
