@@ -1,12 +1,16 @@
 package org.sr2bit.upscaler.core
 
 import java.io.File
-import kotlin.math.abs
 import org.junit.Assert.assertArrayEquals
 import org.junit.Assert.assertEquals
 import org.junit.Test
 
-/** The Kotlin core against apps/golden/vectors.json, which the Python pipeline writes and checks too. */
+/**
+ * The Kotlin core against apps/golden/vectors.json, which the Python pipeline writes and checks too.
+ *
+ * Every check is a JUnit assertion: Kotlin's `assert` only runs under `java -ea`, which neither JUnitCore nor
+ * Gradle's test task sets by default, so a broken edgeWeights or mirrorPad would pass silently.
+ */
 @Suppress("UNCHECKED_CAST")
 class GoldenVectorsTest {
     private val golden = MiniJson(File(System.getProperty("golden") ?: "../../golden/vectors.json").readText()).parse()
@@ -19,7 +23,7 @@ class GoldenVectorsTest {
 
     private fun assertClose(expected: List<Double?>, actual: FloatArray, tolerance: Double, what: String) {
         assertEquals("$what: length", expected.size, actual.size)
-        expected.forEachIndexed { k, e -> assert(abs(e!! - actual[k]) <= tolerance) { "$what[$k]: expected $e, got ${actual[k]}" } }
+        expected.forEachIndexed { k, e -> assertEquals("$what[$k]", e!!, actual[k].toDouble(), tolerance) }
     }
 
     @Test fun tilePlansMatch() {
