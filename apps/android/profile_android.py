@@ -3,18 +3,34 @@
     python apps/android/profile_android.py build/<folder> --runner ~/bin/benchmark_model     # TFLite build
     python apps/android/profile_android.py build/<folder> --runner ~/bin/executor_runner     # ExecuTorch build
 
-Pushes the artifact, its FP32 baseline and the runner binary to ``--device-dir``, runs each with
-warm-up and repeat counts, pulls what the runner wrote and parses it:
+Pushes the artifact, its FP32 baseline and the runner binary to ``--device-dir`` and runs each model
+several times, because a profiler perturbs what it measures:
 
-- LiteRT ``benchmark_model`` (download it for arm64 from the TFLite benchmark page): the
-  ``count=... median=... p95=...`` line (microseconds), ``Inference timings in us`` (init, first,
-  warm-up), the peak-memory line, and the ``Summary by node type`` table (``--enable_op_profiling``).
-- ExecuTorch ``executor_runner`` (build it with the NDK, ``-DEXECUTORCH_BUILD_DEVTOOLS=ON`` and the
-  event tracer for an ETDump): ``Model executed successfully N time(s) in X ms`` gives the mean;
-  per-run median/p90 and per-op times come from the pulled ETDump through ExecuTorch's Inspector.
+1. a clean timed run (warm-up runs, then ``--runs`` timed runs; no op profiler, no memory monitor);
+   warm-up runs never enter the statistics;
+2. LiteRT only: a run with the peak-memory monitor, then a run with the op profiler
+   (``--profile-runs`` iterations each);
+3. ExecuTorch only, with ``--etdump``: a run that writes an ETDump for per-op times.
+
+Where each tool writes (read from their sources; both streams of ``adb shell`` are read, merged in order):
+
+- LiteRT ``benchmark_model`` (download it for arm64 from the TFLite benchmark page): its own
+  ``TFLITE_LOG(INFO)`` lines (``count=...``, ``Inference timings in us``, peak memory, the
+  ``Summary by node type`` table) go to stdout, errors and the runtime's own log lines
+  (``INFO: Created TensorFlow Lite XNNPACK delegate``) to stderr.
+- ExecuTorch ``executor_runner``: every ``ET_LOG`` line, including ``Model executed successfully N
+  time(s) in X ms`` and (ExecuTorch 1.3 and later) ``Iteration i of N: X ms``, goes to stderr with the
+  POSIX platform layer, and only to logcat (tag ``ExecuTorch``) when the runner is built with the
+  Android preset (``EXECUTORCH_PAL_DEFAULT=android``); the printed outputs go to stdout. So the log is
+  cleared before each run and read with ``logcat -d`` when the shell output lacks the result line.
+  The per-iteration lines give median/p90 without the warm-up; an older runner prints only the total,
+  and the steady-state mean is then (total of warm-up + timed runs - total of a warm-up-only run) / runs.
+  ``--etdump_path`` exists only in runners built with the event tracer
+  (``-DEXECUTORCH_BUILD_DEVTOOLS=ON -DEXECUTORCH_ENABLE_EVENT_TRACER=ON``), so it is passed only with
+  ``--etdump``; without it the report says per-op times are unavailable.
 
 Nothing here can reach a phone in CI: ``tests/test_profile_android.py`` puts a fake ``adb`` on PATH
-that replays recorded tool outputs, and checks the commands and the parsers.
+that routes each tool's lines to the stream the real tool uses, and checks the commands and the parsers.
 """
 
 from __future__ import annotations
@@ -39,6 +55,19 @@ _TIMINGS = re.compile(r"Inference timings in us: Init: ([\d.]+), First inference
 _PEAK = re.compile(r"Overall peak memory footprint \(MB\) via periodic monitoring: ([\d.]+)")
 _DELEGATED = re.compile(r"Replacing (\d+) out of (\d+) node\(s\) with delegate")
 _ET_TOTAL = re.compile(r"Model executed successfully (\d+) time\(s\) in ([\d.]+) ms")
+_ET_ITERATION = re.compile(r"Iteration (\d+) of (\d+): ([\d.]+) ms")
+ET_LOGCAT_TAG = "ExecuTorch"  # runtime/platform/default/android.cpp: __android_log_print(level, "ExecuTorch", ...)
+NO_OPS_ET = "unavailable: run with --etdump and a runner built with the event tracer for per-op times"
+
+
+def summarize_ms(times: list[float]) -> dict[str, Any]:
+    """Median, p90 (nearest rank, as pipeline/latency.py), min, max and mean of per-run times in ms."""
+    if not times:
+        raise ValueError("no timed runs to summarize")
+    ordered = sorted(times)
+    p90 = ordered[min(len(ordered) - 1, -(-9 * len(ordered) // 10) - 1)]
+    return {"runs": len(ordered), "median_ms": statistics.median(ordered), "p90_ms": p90, "min_ms": ordered[0],
+            "max_ms": ordered[-1], "mean_ms": statistics.fmean(ordered)}
 
 
 def parse_benchmark_model(text: str) -> dict[str, Any]:
@@ -79,13 +108,27 @@ def _node_type_summary(text: str) -> list[dict[str, Any]]:
     return rows
 
 
-def parse_executor_runner(text: str) -> dict[str, Any]:
-    """Mean latency from ExecuTorch ``executor_runner`` (it prints only a total)."""
+def parse_executor_runner(text: str, warmup: int = 0) -> dict[str, Any]:
+    """Timings from ExecuTorch ``executor_runner`` output, the first ``warmup`` executions left out.
+
+    With ``Iteration i of N: X ms`` lines (ExecuTorch 1.3+): statistics of iterations ``warmup + 1 .. N``.
+    Without them (older runners print only ``Model executed successfully N time(s) in X ms``): the
+    total and its count only, ``per_run`` False; the caller then subtracts a warm-up-only run.
+    """
     match = _ET_TOTAL.search(text)
     if not match:
-        raise ValueError("no 'Model executed successfully N time(s) in X ms' line in the executor_runner output")
-    runs, total = int(match.group(1)), float(match.group(2))
-    return {"runs": runs, "mean_ms": total / runs, "total_ms": total}
+        raise ValueError("no 'Model executed successfully N time(s) in X ms' line in the executor_runner output "
+                         "(stdout, stderr or logcat tag ExecuTorch)")
+    executions, total = int(match.group(1)), float(match.group(2))
+    iterations = [float(ms) for _, _, ms in _ET_ITERATION.findall(text)]
+    if not iterations:
+        return {"executions": executions, "total_ms": total, "per_run": False}
+    if len(iterations) != executions:
+        raise ValueError(f"{len(iterations)} 'Iteration' lines for {executions} executions")
+    if warmup >= executions:
+        raise ValueError(f"{warmup} warm-up runs leave none of the {executions} executions to time")
+    return {**summarize_ms(iterations[warmup:]), "warmup": warmup, "executions": executions, "total_ms": total,
+            "per_run": True}
 
 
 def parse_minibench(payload: str) -> dict[str, Any]:
@@ -98,16 +141,21 @@ def parse_minibench(payload: str) -> dict[str, Any]:
 
 
 def etdump_latency(path: Path) -> dict[str, Any]:
-    """Per-run median/p90 and per-op medians from a pulled ETDump (needs the ``executorch`` package)."""
+    """Per-run statistics and per-op medians from a pulled ETDump (needs the ``executorch`` package).
+
+    These come from a run with the event tracer on, so they are reported beside, never instead of, the
+    clean timed run.
+    """
     from executorch.devtools import Inspector
 
     frame = Inspector(etdump_path=str(path)).to_dataframe()
     runs = frame[frame["event_name"] == "Method::execute"]["raw"]
-    times = sorted(float(t) for t in (runs.iloc[0] if len(runs) else []))
+    times = [float(t) for t in (runs.iloc[0] if len(runs) else [])]
     if not times:
-        return {}
-    p90 = times[min(len(times) - 1, -(-9 * len(times) // 10) - 1)]
-    return {"runs": len(times), "median_ms": statistics.median(times), "p90_ms": p90, "min_ms": times[0]}
+        raise ValueError(f"{path} has no Method::execute events")
+    ops = [{"op": str(name), "median_ms": statistics.median(float(t) for t in raw)}
+           for name, raw in zip(frame["event_name"], frame["raw"]) if name != "Method::execute" and len(raw)]
+    return {**summarize_ms(times), "ops": ops}
 
 
 class Adb:
@@ -128,6 +176,19 @@ class Adb:
     def shell(self, command: list[str]) -> str:
         return self("shell", shlex.join(command))
 
+    def run_tool(self, command: list[str]) -> str:
+        """Runs a benchmark binary on the phone; its stdout and stderr, merged in the order adb wrote them.
+
+        Both matter: ``adb shell`` (shell protocol v2, Android 7+) keeps the remote stderr on adb's
+        stderr, and executor_runner logs there (benchmark_model's runtime messages too).
+        """
+        full = self.base + ["shell", shlex.join(command)]
+        self.commands.append(full)
+        done = subprocess.run(full, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        if done.returncode:
+            raise RuntimeError(f"{shlex.join(full)} failed ({done.returncode}): {done.stdout.strip()[-1500:]}")
+        return done.stdout
+
 
 def device_info(adb: Adb) -> dict[str, Any]:
     props = {key: adb.shell(["getprop", prop]).strip() for key, prop in
@@ -136,31 +197,62 @@ def device_info(adb: Adb) -> dict[str, Any]:
     return {"kind": "android", **props}
 
 
+def _benchmark_model(adb: Adb, runner: str, model: str, threads: int, runs: int, warmup: int,
+                     *flags: str) -> dict[str, Any]:
+    return parse_benchmark_model(adb.run_tool([runner, f"--graph={model}", f"--num_threads={threads}",
+                                               f"--num_runs={runs}", f"--warmup_runs={warmup}", "--use_xnnpack=true",
+                                               *flags]))
+
+
+def _executor_runner(adb: Adb, runner: str, model: str, threads: int, executions: int, *flags: str) -> str:
+    """One executor_runner run; its log from the shell streams, else from logcat (Android-preset builds)."""
+    adb("logcat", "-c", check=False)
+    output = adb.run_tool([runner, f"--model_path={model}", f"--num_executions={executions}",
+                           f"--cpu_threads={threads}", *flags])
+    if not _ET_TOTAL.search(output):
+        output += adb("logcat", "-d", "-v", "raw", "-s", f"{ET_LOGCAT_TAG}:I", check=False)
+    return output
+
+
 def run_artifact(adb: Adb, runtime: str, runner: str, model: str, device_dir: str, threads: int, runs: int,
-                 warmup: int, pull_to: Path) -> dict[str, Any]:
-    """Run one pushed model with the pushed runner; parsed statistics."""
+                 warmup: int, pull_to: Path, profile_runs: int = 10, etdump: bool = False) -> dict[str, Any]:
+    """Times one pushed model in a clean run, then profiles it in separate runs; parsed statistics.
+
+    The timed statistics never include warm-up runs, and never come from a run with the op profiler,
+    the memory monitor or the ETDump writer on.
+    """
     name = Path(model).name
     if runtime == "tflite":
-        output = adb.shell([runner, f"--graph={model}", f"--num_threads={threads}", f"--num_runs={runs}",
-                            f"--warmup_runs={warmup}", "--use_xnnpack=true", "--report_peak_memory_footprint=true",
-                            "--enable_op_profiling=true"])
-        return parse_benchmark_model(output)
-    etdump = f"{device_dir}/{name}.etdump"
-    output = adb.shell([runner, f"--model_path={model}", f"--num_executions={runs + warmup}",
-                        f"--cpu_threads={threads}", f"--etdump_path={etdump}"])
-    result = parse_executor_runner(output)
-    local = pull_to / f"{name}.etdump"
-    adb("pull", etdump, str(local), check=False)
-    if local.is_file():
+        result = _benchmark_model(adb, runner, model, threads, runs, warmup)
+        memory = _benchmark_model(adb, runner, model, threads, profile_runs, 1, "--report_peak_memory_footprint=true")
+        ops = _benchmark_model(adb, runner, model, threads, profile_runs, 1, "--enable_op_profiling=true")
+        result.pop("ops", None)
+        result["peak_memory_mb"] = memory.get("peak_memory_mb")
+        result["ops"] = ops.get("ops") or "unavailable: benchmark_model printed no 'Summary by node type' table"
+        return result
+    result = parse_executor_runner(_executor_runner(adb, runner, model, threads, runs + warmup), warmup)
+    if not result["per_run"]:  # a runner older than ExecuTorch 1.3: subtract a warm-up-only run's total
+        warm_total = parse_executor_runner(_executor_runner(adb, runner, model, threads, warmup))["total_ms"] \
+            if warmup else 0.0
+        result.update(runs=runs, warmup=warmup, mean_ms=(result["total_ms"] - warm_total) / runs,
+                      median_ms=None, p90_ms=None)
+    result["peak_memory_mb"] = None  # executor_runner has no memory monitor
+    result["ops"] = NO_OPS_ET
+    if etdump:
+        remote = f"{device_dir}/{name}.etdump"
+        _executor_runner(adb, runner, model, threads, profile_runs, f"--etdump_path={remote}")
+        local = pull_to / f"{name}.etdump"
+        adb("pull", remote, str(local))
         try:
-            result.update(etdump_latency(local))
+            result["etdump"] = etdump_latency(local)
+            result["ops"] = result["etdump"].pop("ops", None) or result["ops"]
         except (ImportError, ValueError, KeyError) as err:  # no executorch here, or an unreadable dump
             result["etdump_error"] = str(err)
     return result
 
 
 def profile(build_dir: Path, runner: Path, adb: Adb, threads: list[int], runs: int, warmup: int,
-            device_dir: str) -> dict[str, Any]:
+            device_dir: str, profile_runs: int = 10, etdump: bool = False) -> dict[str, Any]:
     manifest = json.loads((build_dir / "manifest.json").read_text())
     runtime = manifest["target"]
     if runtime not in ("tflite", "executorch"):
@@ -176,7 +268,7 @@ def profile(build_dir: Path, runner: Path, adb: Adb, threads: list[int], runs: i
     latency = {}
     for count in threads:
         entry = {key: {**run_artifact(adb, runtime, remote_runner, f"{device_dir}/{file}", device_dir, count, runs,
-                                      warmup, build_dir), "threads": count}
+                                      warmup, build_dir, profile_runs, etdump), "threads": count}
                  for key, file in models.items()}
         entry["speedup_vs_fp32"] = entry["fp32_baseline"]["mean_ms"] / entry["artifact"]["mean_ms"]
         latency[f"threads_{count}"] = entry
@@ -184,7 +276,8 @@ def profile(build_dir: Path, runner: Path, adb: Adb, threads: list[int], runs: i
         "schema_version": SCHEMA_VERSION,
         "created_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "device": info,
-        "settings": {"threads": threads, "runs": runs, "warmup": warmup, "data": []},
+        "settings": {"threads": threads, "runs": runs, "warmup": warmup, "profile_runs": profile_runs,
+                     "etdump": etdump, "data": []},
         "profiles": [{
             "build": str(build_dir),
             "runtime": {"target": runtime, "runner": runner.name, "tools": manifest["tool_versions"]},
@@ -205,7 +298,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--serial", default=None, help="adb device serial (default: the only device)")
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 4], help="thread counts (default 1 4)")
     parser.add_argument("--runs", type=int, default=50, help="timed runs (default 50)")
-    parser.add_argument("--warmup", type=int, default=5, help="warm-up runs (default 5)")
+    parser.add_argument("--warmup", type=int, default=5, help="warm-up runs, left out of the statistics (default 5)")
+    parser.add_argument("--profile-runs", type=int, default=10,
+                        help="runs of each separate profiling pass: memory monitor, op profiler, ETDump (default 10)")
+    parser.add_argument("--etdump", action=argparse.BooleanOptionalAction, default=False,
+                        help="ExecuTorch: also write and pull an ETDump for per-op times (the runner must be built "
+                             "with the event tracer; default off)")
     parser.add_argument("--device-dir", default="/data/local/tmp/sr2bit", help="working folder on the phone")
     parser.add_argument("--out", type=Path, default=None, help="JSON report (default <build>/android_profile.json)")
     args = parser.parse_args(argv)
@@ -214,8 +312,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {path} does not exist", file=sys.stderr)
             return 2
     try:
+        if args.runs < 1 or args.warmup < 0 or args.profile_runs < 1:
+            raise ValueError(f"need --runs >= 1, --warmup >= 0, --profile-runs >= 1; got {args.runs}, {args.warmup}, "
+                             f"{args.profile_runs}")
         report = profile(args.build, args.runner, Adb(args.serial), args.threads, args.runs, args.warmup,
-                         args.device_dir)
+                         args.device_dir, args.profile_runs, args.etdump)
     except (RuntimeError, ValueError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
