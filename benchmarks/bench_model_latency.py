@@ -19,8 +19,8 @@ from pathlib import Path
 import torch
 
 from benchmarks.spandrel_reference import spandrel_swinir_light
-from pipeline.checkpoint import save_official
-from pipeline.model import build_model
+from srcore.checkpoint import save_official
+from srcore.model import build_model
 
 
 def _time_once(model: torch.nn.Module, x: torch.Tensor) -> float:

@@ -24,8 +24,8 @@ import torch
 
 from pipeline.build import artifact_bytes, build
 from pipeline.cost import compression_ratio
-from pipeline.paths import benchmark_dir
-from pipeline.weights import load_model
+from srcore.paths import benchmark_dir
+from srcore.weights import load_model
 from targets.coreml import CoreMLTarget, mil_program
 
 

@@ -8,15 +8,19 @@ ran; extract it with `git show a6aa46e:pipeline/model_zoo/swinir-light-x4-sr2bit
 lies inside its bounds (on the 32 DOBI calibration crops). Committed result: reports/dqc_exponential_lower.md.
 """
 
-import dataclasses, torch
-from calibration.bounds import load_bounds, apply_bounds_
+import dataclasses
+
+import torch
+
+from calibration.bounds import apply_bounds_, load_bounds
 from calibration.dqc import DQC_PRESETS, distill_bounds_
 from calibration.qmodel import quantizers
 from calibration.quantizer import Distribution
-from pipeline.data import CropSampler
 from pipeline.evaluate import evaluate, model_upscaler
 from pipeline.plots import bounds_coverage
-from pipeline.weights import load_model
+from srcore.data import CropSampler
+from srcore.weights import load_model
+
 calib=["../shared/data/calib/DF2K_LR_bicubic/X4"]; sets=["../shared/data/benchmark/Set5", "../shared/data/benchmark/Set14"]
 DRAFT = "draft-x4.safetensors"  # the weights these bounds were made for (see the docstring)
 dobi = load_bounds("reports/bounds/cpu-draft/x4-w4a4-dobi.safetensors")

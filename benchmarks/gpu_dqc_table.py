@@ -28,10 +28,10 @@ from calibration.bounds import Bounds, apply_bounds_
 from calibration.config import QuantConfig
 from calibration.dqc import DQC_PRESETS, distill_bounds_
 from pipeline.calibrate import calibrate
-from pipeline.data import CropSampler
 from pipeline.evaluate import evaluate, model_upscaler
-from pipeline.paths import benchmark_dir, calib_dir
-from pipeline.weights import load_model
+from srcore.data import CropSampler
+from srcore.paths import benchmark_dir, calib_dir
+from srcore.weights import load_model
 
 SETTINGS = {"fp32 eager": (False, False), "bf16 eager": (True, False),
             "fp32 compiled": (False, True), "bf16 compiled": (True, True)}

@@ -3,7 +3,7 @@
     SR2BIT_DATA=.devdata python -m benchmarks.gpu_train_reference --out runs/gpu-train --budget-s 240
 
 1. Times a training step (batch, LR patch 64) in fp32 eager, bf16 eager and bf16 with the Swin blocks
-   compiled (:func:`pipeline.model.compiled_blocks`), and the crop pipeline with ``--workers``
+   compiled (:func:`srcore.model.compiled_blocks`), and the crop pipeline with ``--workers``
    processes; writes ``speed.json``.
 2. Fine-tunes the shipped model (``train-fp --init-weights``) with the fastest setting for as many
    steps as fit in what is left of ``--budget-s``, validating on Set5; the run folder holds
@@ -23,12 +23,12 @@ from pathlib import Path
 
 import torch
 
-from pipeline.data import PairStream
 from pipeline.evaluate import evaluate, model_upscaler
-from pipeline.model import build_model, compiled_blocks
-from pipeline.paths import benchmark_dir, data_root
 from pipeline.train import TrainConfig, train
-from pipeline.weights import MODEL_ZOO, load_model, shipped_name
+from srcore.data import PairStream
+from srcore.model import build_model, compiled_blocks
+from srcore.paths import benchmark_dir, data_root
+from srcore.weights import MODEL_ZOO, load_model, shipped_name
 
 SETTINGS = {"fp32 eager": (False, False), "bf16 eager": (True, False), "bf16 compiled": (True, True)}
 

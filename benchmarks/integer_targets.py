@@ -23,8 +23,8 @@ import time
 from pathlib import Path
 
 from pipeline.build import build
-from pipeline.paths import benchmark_dir, cache_dir
-from pipeline.weights import load_model
+from srcore.paths import benchmark_dir, cache_dir
+from srcore.weights import load_model
 
 TARGETS = ("executorch", "tflite")
 

@@ -28,10 +28,10 @@ from calibration.dqc import DQC_PRESETS
 from pipeline.calibrate import calibrate
 from pipeline.cost import compression_ratio, flop_speedup
 from pipeline.evaluate import bicubic_upscaler, evaluate, model_upscaler
-from pipeline.model import build_model
-from pipeline.paths import benchmark_dir, calib_dir
 from pipeline.plots import plot_calibration
-from pipeline.weights import load_model
+from srcore.model import build_model
+from srcore.paths import benchmark_dir, calib_dir
+from srcore.weights import load_model
 
 PAPER_FILE = Path(__file__).with_name("paper_table3.txt")
 

@@ -3,7 +3,7 @@
     python -m benchmarks.ship_reference_model --run-dir runs/swinir-light-x4-cpu --scale 4 \
         --hardware "2-core x86_64 CPU, no GPU"
 
-Copies ``<run-dir>/best.safetensors`` to ``pipeline/model_zoo/swinir-light-x<s>-sr2bit.safetensors``
+Copies ``<run-dir>/best.safetensors`` to ``srcore/model_zoo/swinir-light-x<s>-sr2bit.safetensors``
 and writes the card next to it from the run's checkpoint config and log, plus Set5/Set14 scores
 computed by the same ``evaluate`` call that ``python -m pipeline eval --scale <s>`` makes.
 """
@@ -18,10 +18,10 @@ from pathlib import Path
 
 import torch
 
-from pipeline.data import list_images
 from pipeline.evaluate import evaluate, model_upscaler
-from pipeline.paths import benchmark_dir
-from pipeline.weights import MODEL_ZOO, load_model, shipped_name
+from srcore.data import list_images
+from srcore.paths import benchmark_dir
+from srcore.weights import MODEL_ZOO, load_model, shipped_name
 
 
 def _wall_time_s(log: list[dict]) -> float:
@@ -45,7 +45,7 @@ def _card(name: str, config: dict, log: list[dict], results, info, hardware: str
         f"--batch-size {config['batch_size']} --patch {config['lr_patch']} --lr {config['learning_rate']} "
         f"--warmup {config['warmup_steps']} --seed {config['seed']}"
         + "".join(f" --{flag}" for flag in ("bf16", "compile") if config.get(flag))
-        + (f" --init-weights pipeline/model_zoo/{Path(config['init_weights']).name}" if config.get("init_weights") else "")
+        + (f" --init-weights srcore/model_zoo/{Path(config['init_weights']).name}" if config.get("init_weights") else "")
         + " --hr " + " ".join(f"$SR2BIT_DATA/train/{f.name}" for f in folders)
     )
     rows = "\n".join(f"| {r.dataset} | x{r.scale} | {r.psnr:.2f} | {r.ssim:.4f} |" for r in results)
@@ -58,7 +58,7 @@ SwinIR-light x{scale} (embed 60, depths 6x4, heads 6, window 8, pixelshuffledire
 |---|---|
 | weights | `{name}.safetensors`, fp32 params only, params sha256 `{info.sha256}` |
 | training data | HR crops from {counts} (`../shared/data/train`; no benchmark image) |
-| LR | made on the fly with the MATLAB-compatible bicubic (`pipeline.imresize`) |
+| LR | made on the fly with the MATLAB-compatible bicubic (`srcore.imresize`) |
 | starting point | {f"`{Path(config['init_weights']).name}` as it was then (fine-tuned)" if config.get("init_weights") else "random init"} |
 | steps | {last['step']} of {config['steps']} (batch {config['batch_size']}, LR patch {config['lr_patch']}, HR patch {config['lr_patch'] * scale}) |
 | optimiser | Adam lr {config['learning_rate']} (warm-up {config['warmup_steps']}, cosine to {config['min_learning_rate']}), betas {tuple(config['betas'])}, grad clip {config['grad_clip']}, L1 loss, seed {config['seed']} |

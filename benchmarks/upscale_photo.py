@@ -29,10 +29,10 @@ import numpy as np
 import torch
 from PIL import Image
 
-from pipeline.images import load_rgb, to_tensor
-from pipeline.paths import data_root
-from pipeline.tiling import tile_plan, upscale_tiled
-from pipeline.weights import load_model
+from srcore.images import load_rgb, to_tensor
+from srcore.paths import data_root
+from srcore.tiling import tile_plan, upscale_tiled
+from srcore.weights import load_model
 
 
 def run_upscale(args: list[str]) -> tuple[float, float, str]:

@@ -25,8 +25,8 @@ from calibration.qmodel import quantizers
 from calibration.quantizer import Role
 from calibration.snapping import CONTAINERS, snap_weight_bounds
 from pipeline.evaluate import evaluate, model_upscaler
-from pipeline.paths import benchmark_dir
-from pipeline.weights import load_model
+from srcore.paths import benchmark_dir
+from srcore.weights import load_model
 
 
 def weight_only_scores(bounds_path: str, container: str | None, folders) -> tuple[dict, int]:

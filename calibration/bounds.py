@@ -6,7 +6,7 @@ numbers, so they are all a target needs besides the FP weights):
 - tensors ``<quantizer name>.lower`` and ``<quantizer name>.upper``: float32 scalars (0-d);
 - metadata (string -> string): ``format`` = ``"sr2bit-bounds"``, ``format_version`` = ``"1"`` and
   ``header``, a JSON object with ``format``, ``format_version``, ``architecture`` (the
-  ``SwinIRConfig`` dict), ``scale``, ``weights_sha256`` (:func:`pipeline.checkpoint.weights_sha256`
+  ``SwinIRConfig`` dict), ``scale``, ``weights_sha256`` (:func:`srcore.checkpoint.weights_sha256`
   of the FP model), ``weights_name``, ``quant_config`` (``QuantConfig.to_dict()``), ``quantizers``
   (name -> ``{bits, role, distribution}``, in model order), ``method``, ``settings`` (the method's
   config dict), ``seed``, ``created_at`` (UTC ISO 8601) and ``tool_versions``.
@@ -33,8 +33,15 @@ import torch
 from torch import nn
 
 from calibration.config import QuantConfig
-from calibration.qmodel import is_quantized, quant_config, quantization_disabled, quantize_, quantizers
+from calibration.qmodel import (
+    is_quantized,
+    quant_config,
+    quantization_disabled,
+    quantize_,
+    quantizers,
+)
 from calibration.quantizer import Distribution, Role
+from srcore.checkpoint import weights_sha256
 
 __all__ = [
     "FORMAT",
@@ -124,7 +131,7 @@ def bounds_from_model(
     """Collect the calibrated bounds of a quantized SwinIR with its identity and provenance.
 
     Args:
-        model: a quantized, calibrated :class:`pipeline.model.SwinIR`.
+        model: a quantized, calibrated :class:`srcore.model.SwinIR`.
         method: how the bounds were made, e.g. ``"dobi"`` or ``"dobi+dqc"``.
         settings: that method's JSON-serialisable settings (e.g. ``DobiConfig().to_dict()``).
         seed: the random seed of the run, if any.
@@ -133,8 +140,6 @@ def bounds_from_model(
     Raises:
         BoundsError: the model is not quantized, or a bound is NaN/inf or ``lower >= upper``.
     """
-    from pipeline.checkpoint import weights_sha256
-
     if not is_quantized(model):
         raise BoundsError("model is not quantized (call quantize_ and calibrate_ first)")
     with quantization_disabled(model):
@@ -256,7 +261,7 @@ def apply_bounds_(model: nn.Module, bounds: Bounds, expected_weights_sha256: str
     An unquantized model is first quantized with ``bounds.quant_config``.
 
     Args:
-        model: a :class:`pipeline.model.SwinIR`, quantized or not.
+        model: a :class:`srcore.model.SwinIR`, quantized or not.
         bounds: from :func:`load_bounds` or :func:`bounds_from_model`.
         expected_weights_sha256: the hash of ``model``'s FP weights if the caller already knows
             it; None computes it from the model.
@@ -266,8 +271,6 @@ def apply_bounds_(model: nn.Module, bounds: Bounds, expected_weights_sha256: str
             for), different quantizer names (listed), a bits/role/distribution mismatch, or invalid
             bound values.
     """
-    from pipeline.checkpoint import weights_sha256
-
     _check_values(bounds.quantizers)
     if expected_weights_sha256 is None:
         if is_quantized(model):

@@ -29,8 +29,8 @@ from tqdm import tqdm
 from calibration.config import _Serializable
 from calibration.qmodel import quantization_disabled, quantizers
 from calibration.quantizer import Distribution
-from pipeline.checkpoint import atomic_torch_save
-from pipeline.model import compiled_blocks
+from srcore.checkpoint import atomic_torch_save
+from srcore.model import compiled_blocks
 
 __all__ = ["DQC_PRESETS", "DqcConfig", "DqcResult", "distill_bounds_", "distillation_loss"]
 
@@ -61,7 +61,7 @@ class DqcConfig(_Serializable):
             (about 0) probabilities of shifted windows up to it and leaks attention across the mask.
             False keeps them where DOBI put them.
         bf16: bf16 autocast for the forwards (CUDA; the quantizers still round on an fp32 grid).
-        compile: ``torch.compile`` the Swin blocks (:func:`pipeline.model.compiled_blocks`).
+        compile: ``torch.compile`` the Swin blocks (:func:`srcore.model.compiled_blocks`).
     """
 
     iterations: int = 3000

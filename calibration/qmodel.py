@@ -32,6 +32,7 @@ from torch import nn
 
 from calibration.config import QuantConfig
 from calibration.quantizer import Distribution, Quantizer, Role
+from srcore.model import SwinTransformerBlock
 
 __all__ = [
     "QuantLinear",
@@ -139,15 +140,13 @@ def quantize_(model: nn.Module, config: QuantConfig) -> nn.Module:
     Bounds start uncalibrated: run :func:`calibration.observe.calibrate_` or apply a bounds file.
 
     Args:
-        model: a :class:`pipeline.model.SwinIR` (any module containing ``SwinTransformerBlock``s).
+        model: a :class:`srcore.model.SwinIR` (any module containing ``SwinTransformerBlock``s).
         config: :class:`QuantConfig`; ``act_bits=None`` inserts only the weight quantizers.
 
     Raises:
         ValueError: ``config`` is not a QuantConfig, the model is already quantized, or it has no
             Swin blocks.
     """
-    from pipeline.model import SwinTransformerBlock
-
     if not isinstance(config, QuantConfig):
         raise ValueError(f"quantize_ expects a QuantConfig, got {type(config).__name__}")
     if is_quantized(model):

@@ -24,14 +24,14 @@ from typing import Any
 from calibration.bounds import Bounds, BoundsError, load_bounds
 from calibration.config import QuantConfig
 from calibration.snapping import CONTAINERS, snap_weight_bounds
-from pipeline.checkpoint import file_sha256, weights_sha256
-from pipeline.data import load_benchmark
 from pipeline.evaluate import evaluate, fixed_shape_upscaler, model_upscaler
-from pipeline.images import to_tensor
-from pipeline.latency import versus_baseline
-from pipeline.model import SwinIR, mirror_pad
+from srcore.checkpoint import file_sha256, weights_sha256
+from srcore.data import load_benchmark
+from srcore.images import to_tensor
+from srcore.model import SwinIR, mirror_pad
 from targets import TargetError, get_target
 from targets.base import deploy_model, on_integer_grid
+from targets.latency import versus_baseline
 
 __all__ = ["MANIFEST_VERSION", "BuildResult", "artifact_bytes", "build", "resolve_target", "summary_table"]
 
@@ -117,7 +117,7 @@ def build(
         bounds = load_bounds(bounds_path)
     if bounds is None:
         from pipeline.calibrate import calibrate
-        from pipeline.paths import calib_dir
+        from srcore.paths import calib_dir
 
         folders = calib_folders or [calib_dir()]
         bounds = calibrate(copy.deepcopy(model), "dobi", QuantConfig(bits, bits), folders,

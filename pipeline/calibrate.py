@@ -21,9 +21,9 @@ from calibration.config import DobiConfig, InitConfig, QuantConfig
 from calibration.dqc import DqcConfig, DqcResult, distill_bounds_
 from calibration.observe import calibrate_, init_config
 from calibration.qmodel import quantize_, quantizers
-from pipeline.data import CropSampler
 from pipeline.evaluate import evaluate, model_upscaler
-from pipeline.model import SwinIR
+from srcore.data import CropSampler
+from srcore.model import SwinIR
 
 __all__ = ["METHODS", "CalibrationResult", "calibrate"]
 

@@ -17,10 +17,10 @@ from pathlib import Path
 
 import torch
 
-from pipeline.checkpoint import CheckpointError
-from pipeline.data import DatasetError
-from pipeline.images import ImageReadError
-from pipeline.paths import DATA_ENV_VAR, cache_dir, calib_dir, data_root
+from srcore.checkpoint import CheckpointError
+from srcore.data import DatasetError
+from srcore.images import ImageReadError
+from srcore.paths import DATA_ENV_VAR, cache_dir, calib_dir, data_root
 
 log = logging.getLogger("pipeline")
 
@@ -56,8 +56,14 @@ def _run_notes(args: argparse.Namespace, weights_line: str) -> list[str]:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from pipeline.evaluate import bicubic_upscaler, evaluate, model_upscaler, to_markdown, write_json
-    from pipeline.weights import load_model
+    from pipeline.evaluate import (
+        bicubic_upscaler,
+        evaluate,
+        model_upscaler,
+        to_markdown,
+        write_json,
+    )
+    from srcore.weights import load_model
 
     device = _device(args.device)
     folders = args.data or _default_benchmarks()
@@ -118,10 +124,15 @@ def cmd_train_fp(args: argparse.Namespace) -> int:
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
     from calibration.bounds import save_bounds
-    from calibration.config import DobiConfig, MinMaxConfig, PercentileConfig, QuantConfig
+    from calibration.config import (
+        DobiConfig,
+        MinMaxConfig,
+        PercentileConfig,
+        QuantConfig,
+    )
     from calibration.dqc import DQC_PRESETS
     from pipeline.calibrate import calibrate
-    from pipeline.weights import load_model
+    from srcore.weights import load_model
 
     device = _device(args.device)
     quant = QuantConfig(weight_bits=args.weight_bits or args.bits,
@@ -160,7 +171,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
 def cmd_build(args: argparse.Namespace) -> int:
     from pipeline.build import build, resolve_target, summary_table
-    from pipeline.weights import load_model
+    from srcore.weights import load_model
 
     resolve_target(args.target, args.bits)  # a wrong target or bit width fails before data or weights are read
     model, info = load_model(args.weights, args.scale)
@@ -196,7 +207,7 @@ def cmd_upscale(args: argparse.Namespace) -> int:
         what = f"{build.target} artifact {build.artifact} (W{build.bits}, {build.manifest['weights']['name']})"
     else:
         from pipeline.evaluate import model_upscaler
-        from pipeline.weights import load_model
+        from srcore.weights import load_model
 
         model, info = load_model(args.weights, args.scale)
         what = f"PyTorch FP32, weights {info.describe()}"

@@ -8,7 +8,7 @@ At x4 this gives 3.99/4.47/5.08x speed-up and 3.07/3.31/3.60x compression for b 
 
 from __future__ import annotations
 
-from pipeline.model import SwinIR
+from srcore.model import SwinIR
 
 __all__ = ["compression_ratio", "flop_speedup", "quantized_weight_count"]
 

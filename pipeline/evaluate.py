@@ -20,12 +20,12 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from pipeline.data import ImagePair, dataset_name, load_benchmark
-from pipeline.images import save_rgb, to_tensor, to_uint8
-from pipeline.imresize import imresize
-from pipeline.metrics import ImageScore, psnr_y, ssim_y, summarize
-from pipeline.model import mirror_pad
-from pipeline.tiling import upscale_tiled
+from srcore.data import ImagePair, dataset_name, load_benchmark
+from srcore.images import save_rgb, to_tensor, to_uint8
+from srcore.imresize import imresize
+from srcore.metrics import ImageScore, psnr_y, ssim_y, summarize
+from srcore.model import mirror_pad
+from srcore.tiling import upscale_tiled
 
 __all__ = ["Upscaler", "DatasetResult", "evaluate", "model_upscaler", "bicubic_upscaler", "to_markdown", "write_json"]
 
@@ -59,9 +59,9 @@ def model_upscaler(model: torch.nn.Module, device: str | torch.device = "cpu") -
 def fixed_shape_upscaler(run_tile: Upscaler, tile: int, scale: int) -> Upscaler:
     """Run a fixed-input-shape artifact (tile x tile) on tiles of at most that size.
 
-    Deployed artifacts take one shape; :func:`pipeline.tiling.tile_plan` gives smaller tiles on
+    Deployed artifacts take one shape; :func:`srcore.tiling.tile_plan` gives smaller tiles on
     images narrower than the tile. Those are mirror-padded (the model's own padding,
-    :func:`pipeline.model.mirror_pad`) up to ``tile`` and the output is cropped back. The apps
+    :func:`srcore.model.mirror_pad`) up to ``tile`` and the output is cropped back. The apps
     do the same, so the PyTorch simulation of a build and the artifact see identical inputs.
     """
 

@@ -1,6 +1,6 @@
 """Golden vectors that pin the pre/post-processing shared by the pipeline and the Android/iOS apps.
 
-The apps re-implement tiling (:mod:`pipeline.tiling`), pixel packing and latency statistics. This
+The apps re-implement tiling (:mod:`srcore.tiling`), pixel packing and latency statistics. This
 module computes reference cases with the pipeline's own code and writes them to
 ``apps/golden/vectors.json``; the Python tests check that the file still equals what the pipeline
 computes, and the Kotlin and Swift tests check their code against the same file. So neither side
@@ -18,11 +18,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pipeline.images import to_uint8
-from pipeline.latency import summarize_times
-from pipeline.model import mirror_pad
-from pipeline.paths import REPO_ROOT
-from pipeline.tiling import edge_weights_1d, tile_plan, upscale_tiled
+from srcore.images import to_uint8
+from srcore.model import mirror_pad
+from srcore.paths import REPO_ROOT
+from srcore.tiling import edge_weights_1d, tile_plan, upscale_tiled
+from targets.latency import summarize_times
 
 __all__ = ["GOLDEN_PATH", "golden_vectors", "pack_argb", "unpack_argb"]
 
@@ -37,7 +37,7 @@ def pack_argb(argb: np.ndarray) -> np.ndarray:
 
 
 def unpack_argb(chw: np.ndarray) -> np.ndarray:
-    """Float CHW RGB -> opaque ARGB ints, with the evaluation's rounding (:func:`pipeline.images.to_uint8`)."""
+    """Float CHW RGB -> opaque ARGB ints, with the evaluation's rounding (:func:`srcore.images.to_uint8`)."""
     rgb = to_uint8(torch.from_numpy(np.ascontiguousarray(chw, dtype=np.float32))).astype(np.uint32)
     return (np.uint32(0xFF000000) | (rgb[..., 0] << 16) | (rgb[..., 1] << 8) | rgb[..., 2]).astype(np.int64)
 

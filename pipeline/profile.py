@@ -2,7 +2,7 @@
 
 For each build folder: latency (warm-up, median, p90, min over N runs, peak memory) of the artifact
 and of the FP32 artifact of the same backend and graph, interleaved in one fresh process per thread
-count (:func:`pipeline.latency.versus_baseline`), their ratio beside the paper's theoretical FLOP speed-up
+count (:func:`targets.latency.versus_baseline`), their ratio beside the paper's theoretical FLOP speed-up
 (:func:`pipeline.cost.flop_speedup`), PSNR/SSIM of the artifact on benchmark folders, and the
 runtime's per-operator breakdown where it has one (ExecuTorch ETDump). Results go to JSON, a
 Markdown table and a PNG chart (latency and PSNR per bit width). Numbers are host numbers: the
@@ -21,10 +21,10 @@ from typing import Any
 from pipeline.artifacts import load_build
 from pipeline.build import artifact_bytes
 from pipeline.cost import flop_speedup
-from pipeline.data import dataset_name
 from pipeline.evaluate import evaluate
-from pipeline.latency import versus_baseline
-from pipeline.model import build_model
+from srcore.data import dataset_name
+from srcore.model import build_model
+from targets.latency import versus_baseline
 
 __all__ = ["SCHEMA_VERSION", "plot_profile", "profile_builds", "to_markdown"]
 

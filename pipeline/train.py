@@ -7,7 +7,7 @@ optional bf16 autocast and ``torch.compile`` on CUDA. A run directory holds:
 - ``last.pt``: model, optimizer, schedule, step and RNG state, written atomically every
   ``checkpoint_every`` steps, on Ctrl-C and at the end; ``train`` resumes from it bit-identically
   (same crops, same updates) on the same device. The crops of step ``i`` depend only on the seed
-  and ``i`` (:class:`~pipeline.data.PairStream`), whatever the number of data workers;
+  and ``i`` (:class:`~srcore.data.PairStream`), whatever the number of data workers;
 - ``best.safetensors``: params-only weights of the best Set5 validation PSNR so far;
 - ``log.jsonl``: one JSON line per logged step (loss, learning rate, validation PSNR, wall time
   summed over resumed sessions).
@@ -27,10 +27,10 @@ import torch
 from safetensors.torch import save_file
 from tqdm import tqdm
 
-from pipeline.checkpoint import atomic_torch_save, load_weights_, read_state_dict
-from pipeline.data import PairStream, load_benchmark
 from pipeline.evaluate import evaluate, model_upscaler
-from pipeline.model import SwinIR, build_model, compiled_blocks
+from srcore.checkpoint import atomic_torch_save, load_weights_, read_state_dict
+from srcore.data import PairStream, load_benchmark
+from srcore.model import SwinIR, build_model, compiled_blocks
 
 __all__ = ["TrainConfig", "train"]
 

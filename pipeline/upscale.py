@@ -1,7 +1,7 @@
 """``pipeline upscale``: one photo of any size through a build artifact (or the PyTorch model), tile by tile.
 
-Memory stays bounded by the tile: the LR image is cut by :func:`pipeline.tiling.tile_plan`, the
-SR result is blended and released band by band (:func:`pipeline.tiling.iter_tiled_bands`) and each
+Memory stays bounded by the tile: the LR image is cut by :func:`srcore.tiling.tile_plan`, the
+SR result is blended and released band by band (:func:`srcore.tiling.iter_tiled_bands`) and each
 band is encoded into the output PNG as it is finished, so the full SR image is never held in
 memory. The output is written to a temporary sibling and renamed at the end: a failure or Ctrl-C
 leaves no partial file. The apps run the same plan (``apps/golden/`` holds the shared vectors).
@@ -21,8 +21,8 @@ import torch
 from tqdm import tqdm
 
 from pipeline.evaluate import Upscaler
-from pipeline.images import load_rgb, to_tensor, to_uint8
-from pipeline.tiling import iter_tiled_bands, tile_plan
+from srcore.images import load_rgb, to_tensor, to_uint8
+from srcore.tiling import iter_tiled_bands, tile_plan
 
 __all__ = ["UpscaleReport", "upscale_file"]
 
@@ -48,7 +48,7 @@ def upscale_file(upscaler: Upscaler, src: str | os.PathLike, dst: str | os.PathL
     """Upscale the image ``src`` into the PNG ``dst`` with tiles of ``tile`` LR px overlapping by ``overlap``.
 
     Raises:
-        pipeline.images.ImageReadError: ``src`` is not a readable image.
+        srcore.images.ImageReadError: ``src`` is not a readable image.
         ValueError: ``dst`` is not a .png, or bad tile/overlap.
     """
     import png

@@ -16,8 +16,8 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
-import io
 import logging
+import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,17 +35,36 @@ __all__ = ["MissingDependency", "PalettizedWeight", "Target", "TargetError", "In
            "export_copy", "match_stored_weights", "on_integer_grid", "quiet_tools", "tensor_io"]
 
 
+# The converters' own loggers and the packages whose warnings they raise: what quiet_tools silences.
+TOOL_LOGGERS = ("coremltools", "executorch", "torchao", "litert_torch", "ai_edge_litert", "absl", "tensorflow", "jax",
+                "torch._export", "torch.export", "torch._dynamo", "torch.fx", "torch.utils._pytree", "torch._utils_internal")
+_TOOL_MODULES = r"(coremltools|executorch|torchao|litert_torch|ai_edge_litert|tensorflow|jax|torch|google)(\.|$)"
+
+
 @contextlib.contextmanager
 def quiet_tools():
-    """Converters warn and log per node; keep the build's own output readable (errors still raise)."""
-    level = logging.root.level
-    logging.root.setLevel(logging.ERROR)
-    with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()):
-        warnings.simplefilter("ignore")
-        try:
+    """While a converter runs: its loggers at ERROR, its warnings ignored, its progress bars off; all restored after.
+
+    Filtered where the noise is produced (named loggers, a warnings filter scoped to this context,
+    tqdm's own ``TQDM_DISABLE`` setting), so the user's logging, warnings and stderr are untouched.
+    Errors still raise.
+    """
+    loggers = [(logger, logger.level) for logger in map(logging.getLogger, TOOL_LOGGERS)]
+    tqdm_setting = os.environ.get("TQDM_DISABLE")
+    try:
+        for logger, _ in loggers:
+            logger.setLevel(logging.ERROR)
+        os.environ["TQDM_DISABLE"] = "1"
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", module=_TOOL_MODULES)
             yield
-        finally:
-            logging.root.setLevel(level)
+    finally:
+        for logger, level in loggers:
+            logger.setLevel(level)
+        if tqdm_setting is None:
+            os.environ.pop("TQDM_DISABLE", None)
+        else:
+            os.environ["TQDM_DISABLE"] = tqdm_setting
 
 
 class TargetError(ValueError):

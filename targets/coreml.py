@@ -17,11 +17,7 @@ score the artifact itself. ``apps/ios/profile_coreml.py`` runs the artifact with
 from __future__ import annotations
 
 import collections
-import contextlib
 import copy
-import io
-import logging
-import warnings
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -30,27 +26,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from targets.base import PalettizedWeight, TargetError, tensor_io
+from targets.base import PalettizedWeight, TargetError, quiet_tools, tensor_io
+from targets.coreml_mil import MilInterpreter, mil_program
 
-__all__ = ["CoreMLTarget", "TARGET", "mil_program"]
+__all__ = ["CoreMLTarget", "TARGET"]
 
 INPUT_NAME, OUTPUT_NAME = "lr", "sr"
 _LUT = "_COREML_/weight/lut"
 _COMPRESSION = "_COREML_/weight/compression_type"
 _PALETTIZATION = 2  # coremltools' compression-type code for a lookup table
-
-
-@contextlib.contextmanager
-def _quiet_coremltools():
-    """coremltools warns on import and converts with progress bars; keep the build's output readable."""
-    level = logging.getLogger("coremltools").level
-    logging.getLogger("coremltools").setLevel(logging.ERROR)
-    with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()):
-        warnings.simplefilter("ignore")
-        try:
-            yield
-        finally:
-            logging.getLogger("coremltools").setLevel(level)
 
 
 def _with_lut_buffers(deploy: nn.Module, weights: list[PalettizedWeight]) -> nn.Module:
@@ -123,17 +107,6 @@ def _op_name(path: str) -> str:
     return "p_" + path.replace(".", "_") + "_weight"
 
 
-def mil_program(package: Path):
-    """The MIL program of a saved .mlpackage, with weights loaded (works without macOS)."""
-    with _quiet_coremltools():
-        import coremltools as ct
-        from coremltools.converters.mil.frontend.milproto.load import load as milproto_load
-
-        spec = ct.models.MLModel(str(package), skip_model_load=True).get_spec()
-        weights_dir = Path(package) / "Data" / "com.apple.CoreML" / "weights"
-        return milproto_load(spec, spec.specificationVersion, file_weights_dir=str(weights_dir)), spec
-
-
 class CoreMLTarget:
     name = "coreml"
     extension = ".mlpackage"
@@ -149,7 +122,7 @@ class CoreMLTarget:
             raise TargetError(f"Core ML tile must be a multiple of the window size {window}, got {tile}")
         model = _with_lut_buffers(deploy, weights)
         example = torch.rand(1, 3, tile, tile)
-        with _quiet_coremltools():
+        with quiet_tools():
             import coremltools as ct
 
             # A tile that is a multiple of the window needs no pad or crop, so the graph has no alias op.
@@ -175,7 +148,7 @@ class CoreMLTarget:
 
     def verify(self, artifact: Path, weights: list[PalettizedWeight]) -> dict[str, Any]:
         program, spec = mil_program(artifact)
-        with _quiet_coremltools():
+        with quiet_tools():
             from coremltools.converters.mil.mil import types
             from coremltools.optimize._utils import lut_to_dense
 
@@ -222,8 +195,6 @@ class CoreMLTarget:
 
         ``threads`` is accepted for the common interface; the interpreter uses torch's own threads.
         """
-        from targets.coreml_mil import MilInterpreter
-
         interpreter = MilInterpreter(artifact)
 
         def run(lr: torch.Tensor) -> torch.Tensor:

@@ -1,6 +1,6 @@
 """Execute a Core ML ML program on Linux by interpreting its MIL operations (Core ML itself runs only on Apple systems).
 
-The saved package's program (:func:`targets.coreml.mil_program`) is walked op by op; every op is
+The saved package's program (:func:`mil_program`) is walked op by op; every op is
 computed in float32 with PyTorch and its result rounded to the op's declared output dtype (fp16
 for this model), so values are stored between ops as Core ML stores them. It is not bit-exact
 with Core ML's CPU/GPU/Neural Engine kernels (they also compute inside an op in fp16 and in
@@ -19,7 +19,22 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-__all__ = ["MilInterpreter"]
+from targets.base import quiet_tools
+
+__all__ = ["MilInterpreter", "mil_program"]
+
+
+def mil_program(package: Path):
+    """The MIL program of a saved .mlpackage, with weights loaded (works without macOS)."""
+    with quiet_tools():
+        import coremltools as ct
+        from coremltools.converters.mil.frontend.milproto.load import (
+            load as milproto_load,
+        )
+
+        spec = ct.models.MLModel(str(package), skip_model_load=True).get_spec()
+        weights_dir = Path(package) / "Data" / "com.apple.CoreML" / "weights"
+        return milproto_load(spec, spec.specificationVersion, file_weights_dir=str(weights_dir)), spec
 
 
 def _slice_by_index(x, begin, end, stride=None, begin_mask=None, end_mask=None, squeeze_mask=None):
@@ -124,8 +139,6 @@ class MilInterpreter:
     """``MilInterpreter(package)(lr=array) -> {output name: float32 array}``."""
 
     def __init__(self, package: str | Path):
-        from targets.coreml import mil_program
-
         program, _ = mil_program(Path(package))
         self.function = program.functions["main"]
 

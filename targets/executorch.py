@@ -100,7 +100,9 @@ def _with_our_codes(graph_module: torch.fx.GraphModule, weights: list[Palettized
 
 def _lower(model: nn.Module, example: torch.Tensor, artifact: Path) -> dict[str, Any]:
     """Export, lower to XNNPACK and write ``artifact``; describe the partitioning."""
-    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+    from executorch.backends.xnnpack.partition.xnnpack_partitioner import (
+        XnnpackPartitioner,
+    )
     from executorch.exir import to_edge_transform_and_lower
 
     start = time.perf_counter()
@@ -124,7 +126,10 @@ def stored_weights(artifact: Path) -> list[dict[str, Any]]:
     schema shipped in executorch) and the named constant data the payload points to. Codes are
     stored two per byte, low nibble first, offset by 8 (XNNPACK's unsigned QC4W layout).
     """
-    from executorch.backends.xnnpack.serialization.xnnpack_graph_serialize import XNNHeader, _get_schema_bytes
+    from executorch.backends.xnnpack.serialization.xnnpack_graph_serialize import (
+        XNNHeader,
+        _get_schema_bytes,
+    )
     from executorch.exir._serialize._flatbuffer import _flatc_decompile
     from executorch.exir._serialize._program import deserialize_pte_binary
 
@@ -176,7 +181,10 @@ class ExecuTorchTarget(IntegerTarget):
                 XNNPACKQuantizer,
                 get_symmetric_quantization_config,
             )
-            from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+            from torchao.quantization.pt2e.quantize_pt2e import (
+                convert_pt2e,
+                prepare_pt2e,
+            )
 
             model, example = export_graph(deploy, tile), torch.rand(1, 3, tile, tile)  # checks the tile first
             quantizer = XNNPACKQuantizer()
@@ -211,7 +219,9 @@ class ExecuTorchTarget(IntegerTarget):
             from executorch.runtime import Runtime
 
             if threads is not None:
-                from executorch.extension.pybindings.portable_lib import _unsafe_reset_threadpool
+                from executorch.extension.pybindings.portable_lib import (
+                    _unsafe_reset_threadpool,
+                )
 
                 _unsafe_reset_threadpool(threads)  # must precede load_program (deployment.md §5.5)
             method = Runtime.get().load_program(Path(artifact)).load_method("forward")

@@ -14,7 +14,7 @@ from calibration.bounds import bounds_from_model
 from calibration.config import MinMaxConfig, QuantConfig
 from calibration.observe import calibrate_
 from calibration.qmodel import quantize_
-from pipeline.paths import data_root
+from srcore.paths import data_root
 
 
 def tiny_bounds(model, bits: int, tile: int):

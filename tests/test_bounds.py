@@ -23,9 +23,8 @@ from calibration.bounds import (
 from calibration.config import DobiConfig, QuantConfig
 from calibration.observe import calibrate_
 from calibration.qmodel import quantize_, quantizers
-from pipeline.checkpoint import weights_sha256
-from pipeline.model import build_model
-
+from srcore.checkpoint import weights_sha256
+from srcore.model import build_model
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -10,15 +10,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import tiny_bounds
 
 from calibration.bounds import BoundsError, save_bounds
 from calibration.primitives import dequantize, quantize
 from pipeline.build import build
 from pipeline.cli import main
-from pipeline.model import build_model
+from srcore.model import build_model
 from targets import MissingDependency, TargetError
-
-from conftest import tiny_bounds
 
 TILE = 16
 
@@ -35,9 +34,10 @@ def _bounds(model, bits):
 
 @pytest.mark.parametrize("bits", [4, 3, 2])
 def test_lookup_tables_are_the_calibrated_grid(tiny, tmp_path, bits):
-    from targets.coreml import mil_program
     from coremltools.converters.mil.mil import types
     from coremltools.optimize._utils import lut_to_dense
+
+    from targets.coreml import mil_program
 
     bounds = _bounds(tiny, bits)
     result = build(tiny, "tiny", "coreml", bits, tmp_path / "out", bounds=bounds, tile=TILE)
@@ -161,8 +161,9 @@ def test_mac_profiler_refuses_other_systems(tmp_path, capsys, monkeypatch):
 
 def test_the_artifact_itself_scores_like_its_simulation(tiny, tmp_path):
     from conftest import write_wave_images
-    from targets.coreml import TARGET
+
     from targets.base import deploy_model
+    from targets.coreml import TARGET
     from targets.coreml_mil import MilInterpreter
 
     images = write_wave_images((tmp_path / "imgs").mkdir() or tmp_path / "imgs", count=2, height=56, width=40)

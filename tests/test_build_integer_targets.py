@@ -11,18 +11,17 @@ import json
 import numpy as np
 import pytest
 import torch
+from conftest import tiny_bounds, write_wave_images
 
 from calibration.bounds import save_bounds
 from calibration.primitives import dequantize, fake_quantize_per_token_int8, quantize
-from calibration.snapping import CONTAINERS, snap_bounds, snap_weight_bounds
 from calibration.quantizer import Role
+from calibration.snapping import CONTAINERS, snap_bounds, snap_weight_bounds
 from pipeline.build import build
 from pipeline.cli import main
-from pipeline.model import build_model
+from srcore.model import build_model
 from targets import TargetError, get_target
 from targets.tflite import pack_int4, unpack_int4
-
-from conftest import tiny_bounds, write_wave_images
 
 TILE = 16
 BACKENDS = ("executorch", "tflite")
@@ -224,8 +223,8 @@ def test_per_token_int8_matches_a_float64_reference():
 
 def test_upscale_runs_the_artifact_in_its_runtime(built, tmp_path):
     from pipeline.artifacts import load_build
-    from pipeline.images import load_rgb, to_tensor, to_uint8
-    from pipeline.tiling import upscale_tiled
+    from srcore.images import load_rgb, to_tensor, to_uint8
+    from srcore.tiling import upscale_tiled
 
     _, result = built
     src = next(write_wave_images((tmp_path / "in").mkdir() or tmp_path / "in", 1, 30, 21).glob("*.png"))

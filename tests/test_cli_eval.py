@@ -9,9 +9,9 @@ import pytest
 import torch
 from PIL import Image
 
-from pipeline.checkpoint import save_official
 from pipeline.cli import main
-from pipeline.model import build_model
+from srcore.checkpoint import save_official
+from srcore.model import build_model
 
 
 @pytest.mark.parametrize("scale, psnr, ssim", [(4, "28.43", "0.811"), (2, "33.67", "0.930")])

@@ -3,7 +3,7 @@
 import pytest
 
 from pipeline.cost import compression_ratio, flop_speedup, quantized_weight_count
-from pipeline.model import build_model
+from srcore.model import build_model
 
 
 def test_x4_ratios_match_the_paper():

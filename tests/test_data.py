@@ -1,4 +1,4 @@
-"""Tests for pipeline.data: benchmark layouts, error handling and the seeded CropSampler."""
+"""Tests for srcore.data: benchmark layouts, error handling and the seeded CropSampler."""
 
 from __future__ import annotations
 
@@ -9,9 +9,16 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.data import CropSampler, DatasetError, ImagePair, dataset_name, list_images, load_benchmark
-from pipeline.images import ImageReadError, load_rgb, save_rgb
-from pipeline.imresize import imresize
+from srcore.data import (
+    CropSampler,
+    DatasetError,
+    ImagePair,
+    dataset_name,
+    list_images,
+    load_benchmark,
+)
+from srcore.images import ImageReadError, load_rgb, save_rgb
+from srcore.imresize import imresize
 
 
 def _random_image(h: int, w: int, seed: int) -> np.ndarray:
@@ -54,7 +61,7 @@ def test_layout_a_missing_lr_scale_falls_back_to_generated(data_dir: Path, tmp_p
     for name in ("bird", "woman"):
         save_rgb(folder / "HR" / f"{name}.png", load_rgb(src / "HR" / f"{name}.png"))
     (folder / "LR_bicubic" / "X2").mkdir(parents=True)
-    with caplog.at_level(logging.INFO, logger="pipeline.data"):
+    with caplog.at_level(logging.INFO, logger="srcore.data"):
         pairs = load_benchmark(folder, 3)
     assert "generated 2 LR image(s)" in caplog.text
     for pair in pairs:
@@ -63,7 +70,7 @@ def test_layout_a_missing_lr_scale_falls_back_to_generated(data_dir: Path, tmp_p
 
 
 def test_layout_b_skips_corrupt_with_warning(image_folder: Path, caplog) -> None:
-    with caplog.at_level(logging.INFO, logger="pipeline.data"):
+    with caplog.at_level(logging.INFO, logger="srcore.data"):
         pairs = load_benchmark(image_folder, 2)
     assert [p.name for p in pairs] == ["a", "b", "c"]
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
@@ -114,7 +121,7 @@ def test_tiny_images(tmp_path: Path, caplog) -> None:
     folder = tmp_path / "tiny"
     save_rgb(folder / "one.png", _random_image(1, 1, 4))
     save_rgb(folder / "five.png", _random_image(5, 5, 5))
-    with caplog.at_level(logging.WARNING, logger="pipeline.data"):
+    with caplog.at_level(logging.WARNING, logger="srcore.data"):
         pairs = load_benchmark(folder, 4)
     assert [p.name for p in pairs] == ["five"]
     assert "1x1 px, smaller than the scale 4" in caplog.text and "one.png" in caplog.text
@@ -233,7 +240,7 @@ def test_sampler_errors_and_unreadable(tmp_path: Path, sampler_dirs: tuple[Path,
     save_rgb(mixed / "trunc.png", _random_image(64, 64, 31))
     data = (mixed / "trunc.png").read_bytes()
     (mixed / "trunc.png").write_bytes(data[: len(data) // 2])
-    with caplog.at_level(logging.WARNING, logger="pipeline.data"):
+    with caplog.at_level(logging.WARNING, logger="srcore.data"):
         sampler = CropSampler(lr_folders=[mixed], lr_size=8, seed=0)
         assert [p.name for p in sampler.lr_files] == ["good.png", "trunc.png"]
         batch = sampler.sample_lr(20)

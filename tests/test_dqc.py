@@ -7,16 +7,16 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
+from conftest import write_wave_images
 
 from calibration.bounds import load_bounds
 from calibration.config import QuantConfig
 from calibration.dqc import DqcConfig, distill_bounds_, distillation_loss
 from calibration.observe import calibrate_
 from calibration.qmodel import quantize_, quantizers
-from conftest import write_wave_images
 from pipeline.calibrate import calibrate
-from pipeline.data import CropSampler
-from pipeline.model import build_model
+from srcore.data import CropSampler
+from srcore.model import build_model
 
 TINY_DQC = DqcConfig(iterations=12, batch_size=2, lr_patch=16, checkpoint_every=2, select_every=4)
 

@@ -1,4 +1,4 @@
-"""Tests for pipeline.images: every PIL mode loads as uint8 RGB, broken files raise ImageReadError."""
+"""Tests for srcore.images: every PIL mode loads as uint8 RGB, broken files raise ImageReadError."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-from pipeline.images import ImageReadError, load_rgb, save_rgb, to_tensor, to_uint8
+from srcore.images import ImageReadError, load_rgb, save_rgb, to_tensor, to_uint8
 
 
 def _png_chunk(kind: bytes, data: bytes) -> bytes:

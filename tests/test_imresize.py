@@ -1,4 +1,4 @@
-"""Tests for pipeline.imresize: bit-exact against every shipped benchmark LR file."""
+"""Tests for srcore.imresize: bit-exact against every shipped benchmark LR file."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline.imresize import imresize, mod_crop, resize_weights
-from pipeline.images import load_rgb
+from srcore.images import load_rgb
+from srcore.imresize import imresize, mod_crop, resize_weights
 
 SETS = ("Set5", "Set14")
 SCALES = (2, 3, 4)

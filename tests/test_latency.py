@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from pipeline.latency import summarize_times, time_runners
+from targets.latency import summarize_times, time_runners
 
 
 def test_summary_by_hand():

@@ -7,7 +7,14 @@ import math
 import numpy as np
 import pytest
 
-from pipeline.metrics import ImageScore, gaussian_window_1d, psnr_y, rgb_to_y, ssim_y, summarize
+from srcore.metrics import (
+    ImageScore,
+    gaussian_window_1d,
+    psnr_y,
+    rgb_to_y,
+    ssim_y,
+    summarize,
+)
 
 # ---------------------------------------------------------------------------------------------
 # Independent reference (BasicSR calculate_psnr / calculate_ssim with test_y_channel=True),

@@ -6,8 +6,14 @@ import pytest
 import torch
 
 from benchmarks.spandrel_reference import spandrel_swinir_light
-from pipeline.checkpoint import CheckpointError, infer_scale, load_weights_, read_state_dict, save_official
-from pipeline.model import SwinIR, build_model, mirror_pad, shifted_window_mask
+from srcore.checkpoint import (
+    CheckpointError,
+    infer_scale,
+    load_weights_,
+    read_state_dict,
+    save_official,
+)
+from srcore.model import SwinIR, build_model, mirror_pad, shifted_window_mask
 
 TOLERANCE = 1e-5
 

@@ -22,8 +22,8 @@ from calibration.qmodel import (
     quantizers,
 )
 from calibration.quantizer import Distribution, Quantizer, Role
-from pipeline.checkpoint import weights_sha256
-from pipeline.model import build_model
+from srcore.checkpoint import weights_sha256
+from srcore.model import build_model
 
 BLOCK = "layers.0.residual_group.blocks.0"
 BLOCK_NAMES = [

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from pipeline.cli import main
-from pipeline.weights import MODEL_ZOO, shipped_name, shipped_weights_path
+from srcore.weights import MODEL_ZOO, shipped_name, shipped_weights_path
 
 
 def _card_psnr(dataset: str) -> float:

@@ -7,8 +7,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from pipeline import tiling
-from pipeline.tiling import Tile, edge_weights_1d, iter_tiled_bands, tile_plan, upscale_tiled
+from srcore import tiling
+from srcore.tiling import (
+    Tile,
+    edge_weights_1d,
+    iter_tiled_bands,
+    tile_plan,
+    upscale_tiled,
+)
 
 # ---------------------------------------------------------------------------------------------
 # Plan

@@ -7,12 +7,12 @@ import json
 
 import pytest
 import torch
+from conftest import write_wave_images
 from safetensors.torch import load_file, save_file
 
-from conftest import write_wave_images
-from pipeline.data import PairStream
-from pipeline.model import build_model
 from pipeline.train import TrainConfig, train
+from srcore.data import PairStream
+from srcore.model import build_model
 
 
 @pytest.fixture(scope="module")

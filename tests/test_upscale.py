@@ -8,18 +8,17 @@ import math
 import numpy as np
 import pytest
 import torch
+from conftest import write_wave_images
 from PIL import Image
 
 from pipeline.artifacts import BuildFolderError, load_build
 from pipeline.cli import main
 from pipeline.evaluate import model_upscaler
 from pipeline.golden import GOLDEN_PATH, golden_vectors, pack_argb, unpack_argb
-from pipeline.images import load_rgb, to_tensor, to_uint8
-from pipeline.model import build_model
-from pipeline.tiling import upscale_tiled
 from pipeline.upscale import upscale_file
-
-from conftest import write_wave_images
+from srcore.images import load_rgb, to_tensor, to_uint8
+from srcore.model import build_model
+from srcore.tiling import upscale_tiled
 
 
 @pytest.fixture(scope="module")

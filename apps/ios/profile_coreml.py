@@ -5,7 +5,7 @@
 
 Needs macOS 15 or later (the artifact is an iOS18/macOS15 ML program), coremltools and this
 repository installed (``pip install -e ".[coreml]"``). Images go through the artifact tile by tile
-with the same tiling plan as ``pipeline eval --tile`` and the apps (:mod:`pipeline.tiling`; tiles
+with the same tiling plan as ``pipeline eval --tile`` and the apps (:mod:`srcore.tiling`; tiles
 narrower than the artifact are mirror-padded, :func:`pipeline.evaluate.fixed_shape_upscaler`), and
 are scored by the same metric code. The manifest's ``verification.simulation`` is the PyTorch fp32
 number for the same tiles; Core ML computes in fp16, so expect a few hundredths of a dB of difference.

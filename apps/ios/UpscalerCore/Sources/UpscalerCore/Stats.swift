@@ -1,4 +1,4 @@
-// Latency statistics as the pipeline reports them (pipeline/latency.py summarize_times), in milliseconds.
+// Latency statistics as the pipeline reports them (targets/latency.py summarize_times), in milliseconds.
 
 public struct LatencySummary: Equatable {
     public let medianMs: Double, p90Ms: Double, minMs: Double, meanMs: Double, runs: Int

@@ -1,4 +1,4 @@
-// Overlapping tiles and seamless blending, exactly as sr2bit's pipeline/tiling.py specifies them.
+// Overlapping tiles and seamless blending, exactly as sr2bit's srcore/tiling.py specifies them.
 
 /// One tile in LR pixels, half-open: rows y0..<y1, columns x0..<x1.
 public struct Tile: Equatable {

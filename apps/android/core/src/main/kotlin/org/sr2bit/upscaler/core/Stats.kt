@@ -1,6 +1,6 @@
 package org.sr2bit.upscaler.core
 
-/** Latency statistics as the pipeline reports them (pipeline/latency.py summarize_times), in milliseconds. */
+/** Latency statistics as the pipeline reports them (targets/latency.py summarize_times), in milliseconds. */
 data class LatencySummary(val medianMs: Double, val p90Ms: Double, val minMs: Double, val meanMs: Double, val runs: Int)
 
 /** Median (mean of the middle two for an even count), p90 by the nearest-rank rule, min and mean of [seconds]. */

@@ -3,7 +3,7 @@ package org.sr2bit.upscaler.core
 import kotlin.math.min
 
 /**
- * Overlapping tiles and seamless blending, exactly as sr2bit's pipeline/tiling.py specifies them.
+ * Overlapping tiles and seamless blending, exactly as sr2bit's srcore/tiling.py specifies them.
  *
  * The golden vectors in apps/golden/vectors.json (written by `python -m pipeline.golden`) pin this
  * file to the Python implementation; GoldenVectorsTest fails if either side changes alone.

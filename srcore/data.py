@@ -2,12 +2,12 @@
 
 Why: evaluation must accept the standard benchmark layout (``HR/`` + ``LR_bicubic/X<s>/``) but also
 any HR-only folder (B100, Urban100, Manga109 or a user's photos), making the LR itself with the
-MATLAB-compatible bicubic of :mod:`pipeline.imresize` so that PSNR stays comparable with papers.
+MATLAB-compatible bicubic of :mod:`srcore.imresize` so that PSNR stays comparable with papers.
 Calibration and training need reproducible random patches; :class:`CropSampler` draws them from
 one seeded ``numpy.random.Generator`` whose state can be saved and restored with a checkpoint.
 
 Broken files never stop a run silently: an unreadable image is either skipped with a
-``logging.warning`` naming it, or raised as :class:`~pipeline.images.ImageReadError`; structural
+``logging.warning`` naming it, or raised as :class:`~srcore.images.ImageReadError`; structural
 problems (missing folder, no images, bad scale) raise :class:`DatasetError`.
 """
 
@@ -25,8 +25,8 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from pipeline.images import ImageReadError, image_size, load_rgb
-from pipeline.imresize import imresize, mod_crop
+from srcore.images import ImageReadError, image_size, load_rgb
+from srcore.imresize import imresize, mod_crop
 
 __all__ = [
     "IMAGE_EXTENSIONS",

@@ -4,7 +4,7 @@ A fresh process per measurement because runtimes size their thread pools once pe
 (ExecuTorch's must be set before the first program loads) and so that the peak resident memory it
 reports belongs to that measurement. The artifact and its baseline run in the same process,
 interleaved round by round (:func:`time_runners`), so that both see the same load on a shared
-machine. ``python -m pipeline.latency`` is that process; :func:`measure` starts it and reads its
+machine. ``python -m targets.latency`` is that process; :func:`measure` starts it and reads its
 one JSON line.
 """
 
@@ -78,7 +78,7 @@ def measure(target: str, artifact: str | Path, tile: int, threads: int, runs: in
     Raises:
         RuntimeError: the measuring process failed (its stderr tail is included).
     """
-    command = [sys.executable, "-m", "pipeline.latency", "--target", target, "--artifact", str(artifact),
+    command = [sys.executable, "-m", "targets.latency", "--target", target, "--artifact", str(artifact),
                "--tile", str(tile), "--threads", str(threads), "--runs", str(runs), "--warmup", str(warmup)]
     command += ["--op-profile"] if op_profile else []
     command += ["--baseline", str(baseline)] if baseline else []

@@ -19,8 +19,14 @@ from pathlib import Path
 
 import torch
 
-from pipeline.checkpoint import CheckpointError, file_sha256, load_weights_, read_state_dict, weights_sha256
-from pipeline.model import SwinIR, build_model
+from srcore.checkpoint import (
+    CheckpointError,
+    file_sha256,
+    load_weights_,
+    read_state_dict,
+    weights_sha256,
+)
+from srcore.model import SwinIR, build_model
 
 __all__ = ["WeightsInfo", "load_model", "official_weights_path", "shipped_weights_path"]
 
@@ -47,7 +53,7 @@ class WeightsInfo:
     source: str  # "shipped" | "official" | "file"
     path: str
     scale: int
-    sha256: str  # of the parameters (format-independent), see pipeline.checkpoint.weights_sha256
+    sha256: str  # of the parameters (format-independent), see srcore.checkpoint.weights_sha256
 
     def describe(self) -> str:
         return f"{self.name} ({self.source}, x{self.scale}, params sha256 {self.sha256[:12]})"

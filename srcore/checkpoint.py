@@ -16,7 +16,12 @@ from pathlib import Path
 
 import torch
 
-from pipeline.model import SwinIR, SwinIRConfig, relative_position_index, shifted_window_mask
+from srcore.model import (
+    SwinIR,
+    SwinIRConfig,
+    relative_position_index,
+    shifted_window_mask,
+)
 
 __all__ = ["CheckpointError", "read_state_dict", "load_weights_", "save_official", "weights_sha256", "infer_scale"]
 
