@@ -49,6 +49,43 @@ def _with_lut_buffers(deploy: nn.Module, weights: list[PalettizedWeight]) -> nn.
 
 
 _MIN_COMPACT_ELEMENTS = 4096
+_PALETTE_BITS = (1, 2, 3, 4, 6, 8)  # index widths of an iOS18 constexpr_lut_to_dense: at most 256 entries
+
+
+def _distinct_bit_patterns(value: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct values of a float array and each element's index among them, compared bit for bit.
+
+    Why bits and not floats: numpy 2.4.6 sorts float16 wrongly on CPUs with AVX512_ICL but not
+    AVX512_SPR (``NPY_DISABLE_CPU_FEATURES=AVX512_SPR`` reproduces it on an SPR host): a float
+    ``np.unique`` of the 64 px shift mask {0, -100} returns 8451 values there, and the package grew
+    by 0.5 MB on such hosts. Integer sorting is not affected, and equal bits are equal values, so
+    the table is exact and the decision the same on every host.
+
+    Returns:
+        ``(table, indices)``: the distinct values (``value.dtype``) and, per element of the
+        flattened ``value``, its position in ``table``.
+    """
+    bits = value.reshape(-1).view(f"u{value.dtype.itemsize}")
+    patterns, indices = np.unique(bits, return_inverse=True)
+    return patterns.view(value.dtype), indices.reshape(-1)
+
+
+def _palette_bits(value: np.ndarray) -> int | None:
+    """Narrowest index width whose table holds every distinct value, or None (2 values -> 1, 225 -> 8)."""
+    count = len(_distinct_bit_patterns(value)[0])
+    return next((bits for bits in _PALETTE_BITS if count <= 2**bits), None)
+
+
+def _exact_palette(bits: int):
+    """A coremltools ``lut_function``: the group's distinct values padded to 2**bits, and its indices."""
+
+    def lut_function(value: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        table, indices = _distinct_bit_patterns(value)
+        padded = np.zeros(2**bits, dtype=value.dtype)
+        padded[: len(table)] = table
+        return padded, indices.astype(np.uint8)
+
+    return lut_function
 
 
 def _compact_derived_constants(mlmodel):
@@ -57,8 +94,9 @@ def _compact_derived_constants(mlmodel):
     At a fixed tile, conversion folds the relative-position bias of every block into a
     (heads, N, N) constant (at most 225 distinct values per head: uint8 indices per head) and the
     shifted-window mask into one {0, -100} tensor (uint1). They outweigh the palettized linears, so
-    they are palettized with ``mode="unique"``, which is lossless; each one is checked after the
-    fact. Parameters (``p_*`` consts, e.g. the convs) are left alone.
+    they are palettized losslessly with tables of their distinct bit patterns
+    (:func:`_distinct_bit_patterns`, the same decision on every host); each one is checked after
+    the fact. Parameters (``p_*`` consts, e.g. the convs) are left alone.
 
     Returns:
         ``(mlmodel, summary)`` with the count and bytes of the compacted constants.
@@ -73,13 +111,17 @@ def _compact_derived_constants(mlmodel):
             continue
         if value.dtype.kind != "f":
             continue
-        if len(np.unique(value)) <= 256:
-            configs[op.name] = cto.OpPalettizerConfig(mode="unique", granularity="per_tensor", weight_threshold=0)
-        elif value.ndim >= 2 and all(len(np.unique(channel)) <= 256 for channel in value):
-            configs[op.name] = cto.OpPalettizerConfig(mode="unique", granularity="per_grouped_channel", group_size=1,
+        whole = _palette_bits(value)
+        if whole is not None:
+            configs[op.name] = cto.OpPalettizerConfig(mode="custom", lut_function=_exact_palette(whole),
+                                                      granularity="per_tensor", weight_threshold=0)
+        else:  # e.g. the (heads, N, N) bias: up to 225 values per head, more in all
+            per_channel = [_palette_bits(channel) for channel in value] if value.ndim >= 2 else [None]
+            if None in per_channel:
+                continue
+            configs[op.name] = cto.OpPalettizerConfig(mode="custom", lut_function=_exact_palette(max(per_channel)),
+                                                      granularity="per_grouped_channel", group_size=1,
                                                       channel_axis=0, weight_threshold=0)
-        else:
-            continue
         originals[op.name] = value
     if not configs:
         return mlmodel, {"constants": 0, "bytes_before": 0}

@@ -1,0 +1,78 @@
+"""Core ML derived-constant compaction: exact, the same on every host, and the real 64 px W4 package within budget.
+
+The budget test builds what users get (shipped x4 model, the committed W4 2DQuant bounds, 64 px
+tile): nothing smaller folds the 24 bias tables and the 64-window shift mask that dominate its size.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import tiny_bounds
+
+from calibration.bounds import load_bounds
+from srcore.model import build_model
+from srcore.weights import load_model
+from targets import get_target
+from targets.base import deploy_model
+from targets.coreml import _distinct_bit_patterns, _palette_bits
+
+ROOT = Path(__file__).resolve().parents[1]
+W4_BOUNDS = ROOT / "reports" / "bounds" / "gpu-h200" / "x4-w4a4-2dquant.safetensors"
+# Measured 1,978,440 bytes (coremltools 9.0, x86_64). Without the compaction of the shift mask, as
+# on AVX512_ICL hosts with a float np.unique, it was 2.47 MB; without any compaction, over 3 MB.
+W4_BUDGET_BYTES = 2_050_000
+
+
+def _package_bytes(package: Path) -> int:
+    return sum(f.stat().st_size for f in package.rglob("*") if f.is_file())
+
+
+def _lower(model, bounds, tile: int, package: Path) -> dict:
+    deploy, weights = deploy_model(model, bounds)
+    target = get_target("coreml")
+    summary = target.lower(deploy, weights, tile, package)
+    target.verify(package, weights)
+    return summary
+
+
+def test_distinct_values_compare_bits():
+    value = np.array([[0.0, -100.0, 0.0], [-100.0, 0.5, 0.0]], dtype=np.float16)
+    table, indices = _distinct_bit_patterns(value)
+    np.testing.assert_array_equal(table[indices].reshape(value.shape), value)
+    assert sorted(table.tolist()) == [-100.0, 0.0, 0.5] and table.dtype == np.float16
+    signed_zeros = np.array([0.0, -0.0], dtype=np.float32)  # equal floats, different bits: both kept, still exact
+    assert len(_distinct_bit_patterns(signed_zeros)[0]) == 2
+    assert _palette_bits(np.zeros(8, np.float16)) == 1
+    assert _palette_bits(np.arange(225, dtype=np.float16)) == 8
+    assert _palette_bits(np.arange(257, dtype=np.float16)) is None
+
+
+def test_compaction_does_not_depend_on_float_sorting(tmp_path, monkeypatch):
+    """numpy 2.4.6 on AVX512_ICL hosts sorts float16 wrongly; a float ``np.unique`` must not decide anything."""
+    torch.manual_seed(0)
+    tiny = build_model("tiny", 2).eval()
+    bounds = tiny_bounds(tiny, 4, 16)
+    real_unique = np.unique
+
+    def broken_float_unique(ar, *args, **kwargs):  # every float element comes out distinct, as on such hosts
+        ar = np.asarray(ar)
+        if ar.dtype.kind == "f":
+            return real_unique(np.arange(ar.size).reshape(ar.shape), *args, **kwargs)
+        return real_unique(ar, *args, **kwargs)
+
+    monkeypatch.setattr(np, "unique", broken_float_unique)
+    summary = _lower(tiny, bounds, 16, tmp_path / "model.mlpackage")
+    assert summary["compacted_constants"]["constants"] == 5  # 4 folded bias tables + the shift mask
+
+
+def test_full_size_w4_package_fits_its_budget(tmp_path):
+    model, _ = load_model(None, 4)
+    package = tmp_path / "model.mlpackage"
+    summary = _lower(model, load_bounds(W4_BOUNDS), 64, package)
+    assert summary["compacted_constants"]["constants"] == 25  # 24 bias tables (6x64x64) + the shift mask
+    size = _package_bytes(package)
+    assert size <= W4_BUDGET_BYTES, f"W4 64 px package is {size:,} bytes, budget {W4_BUDGET_BYTES:,}"
