@@ -193,7 +193,7 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 
 def cmd_upscale(args: argparse.Namespace) -> int:
-    from pipeline.upscale import upscale_file
+    from pipeline.upscale import AlphaMethod, UpscaleConfig, upscale_file
 
     if args.artifact:
         if args.weights or args.bounds:
@@ -220,7 +220,23 @@ def cmd_upscale(args: argparse.Namespace) -> int:
             torch.set_num_threads(args.threads)
         upscaler, scale, tile = model_upscaler(model), args.scale, args.tile or 128
     overlap = tile // 4 if args.overlap is None else args.overlap
-    report = upscale_file(upscaler, args.input, args.output, scale, tile, overlap, progress=not args.quiet)
+    config = UpscaleConfig(AlphaMethod(args.alpha), args.bit_depth, args.quality, args.max_memory)
+    if args.input.is_dir():
+        from pipeline.photo_writer import OutputFormat
+        from pipeline.upscale_folder import upscale_folder
+
+        folder = upscale_folder(upscaler, args.input, args.output, scale, tile, overlap,
+                                fmt=OutputFormat(args.format or "png"), recursive=args.recursive, force=args.force,
+                                progress=not args.quiet, config=config)
+        print(f"{args.input} -> {args.output}: {folder.summary()}; {what}")
+        for rel, reason in folder.failed:
+            print(f"failed {rel}: {reason}", file=sys.stderr)
+        return 2 if folder.failed else 0
+    if args.recursive or args.force or args.format is not None:
+        raise ValueError("--recursive, --force and --format apply to an input folder; for one file the output "
+                         "name gives the format and is always overwritten")
+    report = upscale_file(upscaler, args.input, args.output, scale, tile, overlap, progress=not args.quiet,
+                          config=config)
     print(f"wrote {args.output}: {report.input_size[1]}x{report.input_size[0]} -> {report.output_size[1]}x"
           f"{report.output_size[0]} in {report.seconds:.1f} s, {report.tiles} tiles of {tile} px (overlap {overlap}), "
           f"peak RSS {report.peak_rss_mb:.0f} MB; {what}")
@@ -379,13 +395,22 @@ def build_parser() -> argparse.ArgumentParser:
                          "(default ~/.cache/sr2bit) for the same backend, tools, weights and tile")
     bu.set_defaults(func=cmd_build)
 
-    up = sub.add_parser("upscale", help="upscale a photo of any size, tile by tile, through an artifact or the model",
-                        description="Upscale one image with seamless overlapping tiles and memory bounded by the tile "
-                                    "(the SR image is blended and written band by band into the PNG). With --artifact "
-                                    "the tiles run through the build's own runtime (ExecuTorch, LiteRT) at its fixed "
-                                    "tile size; otherwise through the PyTorch model (fake-quantized with --bounds).")
-    up.add_argument("input", type=Path, help="input image (PNG, JPEG, BMP, TIFF, WebP, ...)")
-    up.add_argument("output", type=Path, help="output .png (written to a temporary file, renamed when complete)")
+    up = sub.add_parser("upscale", help="upscale a photo (or a folder of them) of any size, tile by tile, through an "
+                                        "artifact or the model",
+                        description="Upscale an image with seamless overlapping tiles. The photo is read as it "
+                                    "displays (EXIF orientation applied; the output's tag is 1), transparency, "
+                                    "grayscale and 16-bit samples are kept, and the ICC profile and EXIF (with the new "
+                                    "size) are copied. The output format follows its extension: PNG is written band by band "
+                                    "(memory bounded by the tile), JPEG and WebP hold the whole output in memory "
+                                    "(stated up front, limited by --max-memory). With an input folder every image in "
+                                    "it is upscaled into the output folder, resumably. With --artifact the tiles run "
+                                    "through the build's own runtime (ExecuTorch, LiteRT) at its fixed tile size; "
+                                    "otherwise through the PyTorch model (fake-quantized with --bounds). Bad input "
+                                    "is one line on stderr and exit status 2; nothing half-written is left.")
+    up.add_argument("input", type=Path, help="input image (PNG, JPEG, BMP, TIFF, WebP, ...) or folder of images")
+    up.add_argument("output", type=Path,
+                    help="output .png, .jpg/.jpeg or .webp (written to a temporary file, renamed when complete), or "
+                         "the output folder for an input folder")
     up.add_argument("--artifact", type=Path, default=None, metavar="DIR", help="a `pipeline build` folder to run")
     up.add_argument("--weights", default=None, help="FP weights for the PyTorch path (default the shipped model)")
     up.add_argument("--bounds", type=Path, default=None, help="bounds file: run the fake-quantized model (PyTorch path)")
@@ -394,6 +419,24 @@ def build_parser() -> argparse.ArgumentParser:
                     help="LR tile side (default: the artifact's; 128 for the PyTorch path)")
     up.add_argument("--overlap", type=int, default=None, help="LR overlap between tiles (default tile // 4)")
     up.add_argument("--threads", type=int, default=None, help="runtime threads (default: the runtime's choice)")
+    up.add_argument("--alpha", choices=("bicubic", "model"), default="bicubic",
+                    help="how the alpha channel of a transparent image is upscaled: MATLAB bicubic (default) or the "
+                         "model run on the alpha replicated to RGB; either way, fully transparent and fully opaque "
+                         "regions stay so")
+    up.add_argument("--bit-depth", type=int, choices=(8, 16), default=8,
+                    help="bits per sample of the output; 16 needs a .png and keeps a 16-bit input's precision "
+                         "(default 8; a 16-bit input then gets a note)")
+    up.add_argument("--quality", type=int, default=None, metavar="1..100",
+                    help="JPEG or WebP quality (default: JPEG 95, WebP lossless); not for PNG")
+    up.add_argument("--max-memory", type=int, default=2048, metavar="MB",
+                    help="refuse a JPEG or WebP output (not streamed) that needs more memory than this (default 2048)")
+    up.add_argument("--format", choices=("png", "jpeg", "webp"), default=None,
+                    help="input folder only: format of the outputs (default png)")
+    up.add_argument("--recursive", action="store_true", help="input folder only: include images in subfolders "
+                                                             "(the output folder mirrors them)")
+    up.add_argument("--force", action="store_true",
+                    help="input folder only: redo images whose output exists (default: skip them, so an interrupted "
+                         "batch resumes)")
     up.add_argument("--quiet", action="store_true", help="no progress bar")
     up.set_defaults(func=cmd_upscale)
 

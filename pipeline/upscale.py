@@ -1,30 +1,81 @@
 """``pipeline upscale``: one photo of any size through a build artifact (or the PyTorch model), tile by tile.
 
-Memory stays bounded by the tile: the LR image is cut by :func:`srcore.tiling.tile_plan`, the
-SR result is blended and released band by band (:func:`srcore.tiling.iter_tiled_bands`) and each
-band is encoded into the output PNG as it is finished, so the full SR image is never held in
-memory. The output is written to a temporary sibling and renamed at the end: a failure or Ctrl-C
-leaves no partial file. The apps run the same plan (``apps/golden/`` holds the shared vectors).
+The photo is read as it displays (:func:`srcore.images.load_photo`: EXIF orientation applied,
+alpha, grayscale and 16-bit kept). The colour is cut by :func:`srcore.tiling.tile_plan` and
+runs through the upscaler; grayscale runs as gray replicated to RGB, and the mean of the three
+outputs is written. The alpha channel runs through the same plan in lockstep (MATLAB bicubic, or
+the upscaler on alpha replicated to RGB), and where all LR alpha within 2 px (the bicubic support)
+is fully transparent or fully opaque, the SR alpha is set exactly so.
+
+Memory: the LR image as float32 (4 bytes per channel and pixel, alpha included) plus one band of
+tiles per channel group (:func:`srcore.tiling.iter_tiled_bands`: ``(C + 1) * 4 * tile * scale * W * scale``
+bytes). PNG output is encoded band by band, so the full SR image is never held; JPEG and WebP
+hold it once (:func:`pipeline.photo_writer.output_memory`, refused above ``max_memory_mb``).
+The output is written to a temporary sibling and renamed at the end: a failure or Ctrl-C leaves
+no partial file. The apps run the same plan (``apps/golden/`` holds the shared vectors).
 """
 
 from __future__ import annotations
 
+import enum
+import itertools
+import logging
 import os
 import resource
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import torch
+from numpy.lib.stride_tricks import sliding_window_view
 from tqdm import tqdm
 
 from pipeline.evaluate import Upscaler
-from srcore.images import load_rgb, to_tensor, to_uint8
+from pipeline.photo_writer import output_format, output_memory, photo_spec, write_photo
+from srcore.images import Photo, load_photo
+from srcore.imresize import imresize
 from srcore.tiling import iter_tiled_bands, tile_plan
 
-__all__ = ["UpscaleReport", "upscale_file"]
+__all__ = ["AlphaMethod", "UpscaleConfig", "UpscaleReport", "upscale_file"]
+
+logger = logging.getLogger(__name__)
+
+_ALPHA_SUPPORT = 2  # LR px: the bicubic kernel's radius, so bicubic alpha is never changed by the snap
+
+
+class AlphaMethod(enum.Enum):
+    BICUBIC = "bicubic"
+    MODEL = "model"
+
+
+@dataclass(frozen=True)
+class UpscaleConfig:
+    """How a photo is written (the CLI's ``--alpha``, ``--bit-depth``, ``--quality``, ``--max-memory``).
+
+    Attributes:
+        alpha: how the alpha channel is upscaled.
+        bit_depth: 8, or 16 (PNG only; a 16-bit input keeps its precision).
+        quality: JPEG/WebP quality 1..100; None: JPEG 95, WebP lossless.
+        max_memory_mb: largest in-memory output allowed for formats that cannot be streamed (JPEG, WebP).
+    """
+
+    alpha: AlphaMethod = AlphaMethod.BICUBIC
+    bit_depth: int = 8
+    quality: int | None = None
+    max_memory_mb: int = 2048
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.alpha, AlphaMethod):
+            raise ValueError(f"alpha must be one of {[m.value for m in AlphaMethod]}, got {self.alpha!r}")
+        if self.bit_depth not in (8, 16):
+            raise ValueError(f"bit depth must be 8 or 16, got {self.bit_depth}")
+        if self.quality is not None and not 1 <= self.quality <= 100:
+            raise ValueError(f"quality must be in 1..100, got {self.quality}")
+        if self.max_memory_mb < 1:
+            raise ValueError(f"max memory must be >= 1 MB, got {self.max_memory_mb}")
 
 
 @dataclass(frozen=True)
@@ -34,42 +85,121 @@ class UpscaleReport:
     tiles: int
     seconds: float
     peak_rss_mb: float
+    notes: tuple[str, ...] = ()
 
 
-def _rows(bands: Iterator[tuple[int, torch.Tensor]]) -> Iterator[np.ndarray]:
-    """uint8 (W*3,) rows of the SR image from float bands (the evaluation's rounding: :func:`to_uint8`)."""
-    for _, band in bands:
-        pixels = to_uint8(band)
-        yield from pixels.reshape(pixels.shape[0], -1)
+def _to_lr(samples: np.ndarray) -> torch.Tensor:
+    """(H, W, C) uint8/uint16 -> float32 (1, C, H, W) in [0, 1] (``v / 255`` like :func:`to_tensor`)."""
+    maxval = 65535.0 if samples.dtype == np.uint16 else 255.0
+    return torch.from_numpy(samples.transpose(2, 0, 1).astype(np.float32)).div_(maxval).unsqueeze(0)
+
+
+def _quantize(band: torch.Tensor, bit_depth: int) -> np.ndarray:
+    """(1, C, h, w) float -> (h, w, C) uint8/uint16: :func:`to_uint8`'s clamp and round at any depth."""
+    maxval = 2**bit_depth - 1
+    t = band[0].float().nan_to_num(0.0).clamp(0.0, 1.0).mul(maxval).round()
+    return t.permute(1, 2, 0).numpy().astype(np.uint16 if bit_depth == 16 else np.uint8)
+
+
+def _all_near(mask: np.ndarray, radius: int) -> np.ndarray:
+    """True where every pixel within ``radius`` (a square window, clipped at the borders) is True."""
+    padded = np.pad(mask, radius, mode="edge")
+    rows = sliding_window_view(padded, 2 * radius + 1, axis=0).all(axis=-1)
+    return sliding_window_view(rows, 2 * radius + 1, axis=1).all(axis=-1)
+
+
+def _alpha_fn(upscaler: Upscaler, method: AlphaMethod, scale: int) -> Upscaler:
+    """Upscaler of a (1, 1, h, w) alpha tile."""
+    if method is AlphaMethod.MODEL:
+        return lambda a: upscaler(a.expand(-1, 3, -1, -1).contiguous()).mean(dim=1, keepdim=True)
+    return lambda a: torch.from_numpy(imresize(a[0, 0].double().numpy(), scale)).float()[None, None]
+
+
+def _output_bands(upscaler: Upscaler, photo: Photo, scale: int, tile: int, overlap: int, config: UpscaleConfig,
+                  progress) -> Iterator[tuple[int, np.ndarray]]:
+    """``(y0, (rows, W*scale, C) samples)`` of the SR photo, top to bottom, C = gray/RGB (+ alpha)."""
+    gray = photo.pixels.shape[2] == 1
+    lr = _to_lr(photo.pixels).expand(-1, 3, -1, -1)
+    colour = iter_tiled_bands(upscaler, lr, scale, tile, overlap, progress=progress)
+    if photo.alpha is None:
+        alphas = itertools.repeat(None)
+    else:
+        maxval = np.iinfo(photo.alpha.dtype).max
+        clear, opaque = (_all_near(photo.alpha == v, _ALPHA_SUPPORT) for v in (0, maxval))
+        cols = np.arange(photo.alpha.shape[1] * scale) // scale
+        alpha_fn = _alpha_fn(upscaler, config.alpha, scale)
+        alphas = iter_tiled_bands(alpha_fn, _to_lr(photo.alpha[:, :, None]), scale, tile, overlap, progress=progress)
+    for (y0, band), alpha in zip(colour, alphas):
+        out = _quantize(band.mean(dim=1, keepdim=True) if gray else band, config.bit_depth)
+        if alpha is not None:
+            a = _quantize(alpha[1], config.bit_depth)[:, :, 0]
+            rows = np.arange(y0, y0 + a.shape[0]) // scale
+            a[clear[rows][:, cols]] = 0
+            a[opaque[rows][:, cols]] = 2**config.bit_depth - 1
+            out = np.concatenate([out, a[:, :, None]], axis=2)
+        yield y0, out
+
+
+def _open_partial(dst: Path) -> tuple[Path, BinaryIO]:
+    """A new temporary sibling of ``dst``, opened; an unwritable place is one clear ValueError."""
+    partial = dst.with_name(f".{dst.name}.partial-{os.getpid()}")
+    try:
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        return partial, partial.open("wb")
+    except OSError as exc:
+        raise ValueError(f"cannot write {dst}: {exc.strerror or exc}") from exc
 
 
 def upscale_file(upscaler: Upscaler, src: str | os.PathLike, dst: str | os.PathLike, scale: int, tile: int,
-                 overlap: int, progress: bool = True) -> UpscaleReport:
-    """Upscale the image ``src`` into the PNG ``dst`` with tiles of ``tile`` LR px overlapping by ``overlap``.
+                 overlap: int, progress: bool = True, config: UpscaleConfig = UpscaleConfig()) -> UpscaleReport:
+    """Upscale the image ``src`` into ``dst`` (PNG, JPEG or WebP by extension) with overlapping tiles.
+
+    Args:
+        upscaler: maps a (1, 3, h, w) float tile to (1, 3, h*scale, w*scale).
+        tile, overlap: LR tile side and overlap in px.
+        progress: show a tile progress bar.
+        config: alpha method, bit depth, quality and memory limit.
+
+    Returns:
+        Sizes, tile count, time, peak RSS, and the notes logged (conversions, dropped metadata).
 
     Raises:
-        srcore.images.ImageReadError: ``src`` is not a readable image.
-        ValueError: ``dst`` is not a .png, or bad tile/overlap.
+        srcore.images.ImageReadError: ``src`` is not a readable image (corrupt, truncated, too many pixels).
+        ValueError: an unsupported output, ``dst`` is ``src``, an output format that cannot hold the
+            photo (alpha in JPEG, 16 bits outside PNG) or needs more than ``config.max_memory_mb``,
+            an unwritable destination, or bad tile/overlap.
     """
-    import png
-
-    dst = Path(dst)
-    if dst.suffix.lower() != ".png":
-        raise ValueError(f"output must be a .png (written band by band), got {dst.name}")
-    lr = to_tensor(load_rgb(src))
-    _, _, h, w = lr.shape
+    src, dst = Path(src), Path(dst)
+    fmt = output_format(dst)
+    if dst.resolve() == src.resolve():
+        raise ValueError(f"the output {dst} is the input; choose another output name")
+    photo = load_photo(src)
+    h, w, channels = photo.pixels.shape
+    spec, notes = photo_spec(fmt, (h * scale, w * scale), channels + (photo.alpha is not None), config.bit_depth,
+                             config.quality, photo.icc_profile, photo.exif)
+    notes = [*photo.notes, *notes]
+    if photo.bit_depth == 16 and config.bit_depth == 8:
+        notes.append("16-bit input written as 8-bit (--bit-depth 16 keeps 16 bits in a PNG)")
+    needed_mb = output_memory(spec) / 2**20
+    if needed_mb > config.max_memory_mb:
+        raise ValueError(f"a {spec.width}x{spec.height} {fmt.name} output needs about {needed_mb:.0f} MB in memory "
+                         f"(not streamed), above --max-memory {config.max_memory_mb} MB; write a .png (streamed) "
+                         "or raise --max-memory")
+    if needed_mb:
+        logger.info("%s output is not streamed: it needs about %.1f MB in memory", fmt.name, needed_mb)
+    for note in notes:
+        logger.warning("%s: %s", src.name, note)
     plan = tile_plan(h, w, tile, overlap)
     start = time.perf_counter()
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    partial = dst.with_name(f".{dst.name}.partial-{os.getpid()}")
+    partial, f = _open_partial(dst)
     try:
-        with torch.inference_mode(), tqdm(total=len(plan), unit="tile", desc=Path(src).name, disable=not progress,
-                                          leave=False) as bar, partial.open("wb") as f:
-            bands = iter_tiled_bands(upscaler, lr, scale, tile, overlap, progress=bar.update)
-            png.Writer(w * scale, h * scale, greyscale=False, bitdepth=8).write(f, _rows(bands))
+        with f, torch.inference_mode(), tqdm(total=len(plan) * (1 + (photo.alpha is not None)), unit="tile",
+                                            desc=src.name, disable=not progress, leave=False) as bar:
+            write_photo(f, spec, _output_bands(upscaler, photo, scale, tile, overlap, config, bar.update))
         os.replace(partial, dst)
     except BaseException:
         partial.unlink(missing_ok=True)
         raise
     peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return UpscaleReport((h, w), (h * scale, w * scale), len(plan), time.perf_counter() - start, peak_kb / 1024)
+    return UpscaleReport((h, w), (h * scale, w * scale), len(plan), time.perf_counter() - start, peak_kb / 1024,
+                         tuple(notes))

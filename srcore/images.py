@@ -15,20 +15,23 @@ Conversion rules of :func:`load_rgb`:
   low bytes) and scaled with ``round(v / 257)`` too (16-bit gray+alpha PNGs keep PIL's high byte);
 * float (``F``) images are taken as 0..255 values, like PIL's ``convert("L")``.
 
-EXIF orientation is not applied: files are used as stored (benchmark sets are PNG).
+EXIF orientation is not applied by :func:`load_rgb`: files are used as stored (benchmark sets are
+PNG). :func:`load_photo` is the reader for photos (``pipeline upscale``): pixels as displayed (EXIF
+orientation applied), alpha, grayscale and 16-bit kept, and the metadata worth carrying over.
 """
 
 from __future__ import annotations
 
 import os
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
 
-__all__ = ["ImageReadError", "image_size", "load_rgb", "save_rgb", "to_tensor", "to_uint8"]
+__all__ = ["ImageReadError", "Photo", "image_size", "load_photo", "load_rgb", "save_rgb", "to_tensor", "to_uint8"]
 
 # PIL rawmodes of 16-bit-per-sample PNGs that PIL reduces to their high byte, and the rawmode that
 # reads the low byte of the same (big-endian) samples with the same PNG unfiltering.
@@ -98,6 +101,16 @@ def _to_rgb_array(path: Path, im: Image.Image) -> np.ndarray:
     return np.asarray(im, dtype=np.uint8).copy()
 
 
+def _read_error(p: Path, exc: Exception) -> ImageReadError:
+    """Any failure of opening or decoding ``p`` as one :class:`ImageReadError` naming the file."""
+    if isinstance(exc, FileNotFoundError):
+        return ImageReadError(p, "file not found")
+    if isinstance(exc, IsADirectoryError):
+        return ImageReadError(p, "is a directory, not an image file")
+    # PIL raises OSError, SyntaxError, ValueError, zlib.error, DecompressionBombError, ...
+    return ImageReadError(p, f"{type(exc).__name__}: {str(exc) or type(exc).__name__}")
+
+
 def load_rgb(path: str | os.PathLike[str]) -> np.ndarray:
     """Load an image file as RGB.
 
@@ -117,18 +130,109 @@ def load_rgb(path: str | os.PathLike[str]) -> np.ndarray:
             arr = _to_rgb_array(p, im)
     except ImageReadError:
         raise
-    except FileNotFoundError as exc:
-        raise ImageReadError(p, "file not found") from exc
-    except IsADirectoryError as exc:
-        raise ImageReadError(p, "is a directory, not an image file") from exc
-    except Exception as exc:  # PIL raises OSError, SyntaxError, ValueError, zlib.error, ...
-        reason = str(exc) or type(exc).__name__
-        raise ImageReadError(p, f"{type(exc).__name__}: {reason}") from exc
+    except Exception as exc:
+        raise _read_error(p, exc) from exc
     if arr.ndim != 3 or arr.shape[2] != 3:
         raise ImageReadError(p, f"decoded to unexpected shape {arr.shape}")
     if arr.shape[0] == 0 or arr.shape[1] == 0:
         raise ImageReadError(p, f"image has zero size ({arr.shape[1]}x{arr.shape[0]})")
     return np.ascontiguousarray(arr)
+
+
+# EXIF orientation -> how to turn the stored (H, W, ...) array into the displayed one; the same
+# transposes as Pillow's ImageOps.exif_transpose (6 is a phone held upright: rotate 90 deg clockwise).
+_ORIENT = {
+    2: lambda a: a[:, ::-1],
+    3: lambda a: a[::-1, ::-1],
+    4: lambda a: a[::-1],
+    5: lambda a: a.swapaxes(0, 1),
+    6: lambda a: np.rot90(a, -1),
+    7: lambda a: a[::-1, ::-1].swapaxes(0, 1),
+    8: lambda a: np.rot90(a, 1),
+}
+_EXIF_ORIENTATION = 0x0112
+_GRAY_MODES = frozenset({"1", "L", "LA", "La", "I", "F"})
+
+
+@dataclass(frozen=True)
+class Photo:
+    """An image as it displays, with what an upscaled copy should keep (see :func:`load_photo`).
+
+    Attributes:
+        pixels: (H, W, C) uint8 or uint16 (16-bit files), C = 1 (grayscale) or 3 (RGB), upright.
+        alpha: (H, W) opacity of the same dtype (max = opaque), or None.
+        icc_profile: the embedded ICC profile, as stored (it may describe CMYK after a CMYK file).
+        exif: EXIF block (``Exif\\0\\0`` + TIFF) with the orientation set to 1, or None.
+        notes: conversions the caller should report (palette expanded, CMYK converted, ...).
+    """
+
+    pixels: np.ndarray
+    alpha: np.ndarray | None
+    icc_profile: bytes | None
+    exif: bytes | None
+    notes: tuple[str, ...]
+
+    @property
+    def bit_depth(self) -> int:
+        return 16 if self.pixels.dtype == np.uint16 else 8
+
+
+def _decode_photo(path: Path, im: Image.Image, notes: list[str]) -> tuple[np.ndarray, np.ndarray | None]:
+    """Stored (not yet oriented) pixels (H, W, C) and alpha (H, W) of an opened image."""
+    wide = _png16_rgb(path, im)
+    if wide is not None:
+        return wide[:, :, :3], (wide[:, :, 3] if wide.shape[2] == 4 else None)
+    im.load()
+    if im.mode == "I" or im.mode.startswith("I;16"):
+        return np.clip(np.asarray(im), 0, 65535).astype(np.uint16)[:, :, None], None
+    if im.mode == "F":
+        return np.clip(np.rint(np.asarray(im, dtype=np.float64)), 0, 255).astype(np.uint8)[:, :, None], None
+    gray = im.mode in _GRAY_MODES
+    has_alpha = im.has_transparency_data
+    target = ("LA" if has_alpha else "L") if gray else ("RGBA" if has_alpha else "RGB")
+    if im.mode in ("P", "PA"):
+        notes.append(f"palette image expanded to {target}")
+    elif im.mode == "CMYK":
+        notes.append("CMYK converted to RGB without colour management (colours are approximate)")
+    if im.mode != target:
+        im = im.convert(target)
+    arr = np.asarray(im, dtype=np.uint8).reshape(im.height, im.width, len(target))
+    return arr[:, :, : len(target) - has_alpha], (arr[:, :, -1] if has_alpha else None)
+
+
+def load_photo(path: str | os.PathLike[str]) -> Photo:
+    """Load a photo as it displays, keeping alpha, grayscale, 16-bit samples and metadata.
+
+    Unlike :func:`load_rgb` (the benchmark reader), this is what a photo tool needs: EXIF
+    orientation applied (a phone picture comes out upright), transparency kept as alpha (also a
+    palette's or a colour key's), grayscale kept as one channel, 16-bit PNGs at full precision.
+    Palette and CMYK images are converted, and the conversion is listed in ``notes``.
+
+    Raises:
+        ImageReadError: as :func:`load_rgb`, including for a header that declares more pixels
+            than Pillow's decompression-bomb limit (``Image.MAX_IMAGE_PIXELS`` x 2).
+    """
+    p = Path(path)
+    notes: list[str] = []
+    try:
+        with Image.open(p) as im:
+            pixels, alpha = _decode_photo(p, im, notes)  # first: PNG's getexif() loads, which ends 16-bit decoding
+            exif = im.getexif()
+            orientation = exif.get(_EXIF_ORIENTATION, 1)
+            icc = im.info.get("icc_profile") or None
+    except ImageReadError:
+        raise
+    except Exception as exc:
+        raise _read_error(p, exc) from exc
+    if pixels.shape[0] == 0 or pixels.shape[1] == 0:
+        raise ImageReadError(p, f"image has zero size ({pixels.shape[1]}x{pixels.shape[0]})")
+    turn = _ORIENT.get(orientation)
+    if turn is not None:
+        pixels, alpha = turn(pixels), (None if alpha is None else turn(alpha))
+    if orientation != 1:
+        exif[_EXIF_ORIENTATION] = 1
+    return Photo(np.ascontiguousarray(pixels), None if alpha is None else np.ascontiguousarray(alpha), icc,
+                 exif.tobytes() if len(exif) else None, tuple(notes))
 
 
 def image_size(path: str | os.PathLike[str]) -> tuple[int, int]:

@@ -1,4 +1,5 @@
-"""Tests for srcore.images: every PIL mode loads as uint8 RGB, broken files raise ImageReadError."""
+"""Tests for srcore.images: every PIL mode loads as uint8 RGB, broken files raise ImageReadError; load_photo keeps
+orientation, alpha, grayscale, 16 bits and metadata."""
 
 from __future__ import annotations
 
@@ -9,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PIL import Image
+from PIL import Image, ImageOps
 
-from srcore.images import ImageReadError, load_rgb, save_rgb, to_tensor, to_uint8
+from srcore.images import ImageReadError, load_photo, load_rgb, save_rgb, to_tensor, to_uint8
 
 
 def _png_chunk(kind: bytes, data: bytes) -> bytes:
@@ -192,3 +193,75 @@ def test_to_uint8_clamps_and_rounds() -> None:
         to_uint8(torch.zeros(3, 4, 4, dtype=torch.uint8))
     with pytest.raises(ValueError, match="uint8"):
         to_tensor(np.zeros((4, 4, 3), dtype=np.float32))
+
+
+def write_header_bomb(path: Path, side: int = 100_000) -> None:
+    """A 100-byte PNG whose header declares side x side pixels (10 billion by default)."""
+    ihdr = struct.pack(">IIBBBBB", side, side, 8, 2, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", ihdr) + _png_chunk(b"IDAT", zlib.compress(b"\0"))
+                     + _png_chunk(b"IEND", b""))
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_load_photo_applies_exif_orientation_like_pillow(tmp_path: Path, rgb: np.ndarray, orientation: int) -> None:
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    Image.fromarray(rgb).save(tmp_path / "o.png", exif=exif)  # PNG: lossless, so pixels compare exactly
+    photo = load_photo(tmp_path / "o.png")
+    with Image.open(tmp_path / "o.png") as im:
+        upright = np.asarray(ImageOps.exif_transpose(im))
+    np.testing.assert_array_equal(photo.pixels, upright)
+    written = Image.Exif()
+    written.load(photo.exif)
+    assert written[0x0112] == 1
+    assert photo.alpha is None and photo.bit_depth == 8 and photo.notes == ()
+
+
+def test_load_photo_keeps_alpha_gray_and_16_bits(tmp_path: Path, rgb: np.ndarray) -> None:
+    alpha = np.random.default_rng(5).integers(0, 256, rgb.shape[:2], dtype=np.uint8)
+    Image.fromarray(np.dstack([rgb, alpha]), mode="RGBA").save(tmp_path / "rgba.png")
+    photo = load_photo(tmp_path / "rgba.png")
+    np.testing.assert_array_equal(photo.pixels, rgb)
+    np.testing.assert_array_equal(photo.alpha, alpha)
+
+    Image.fromarray(np.dstack([rgb[:, :, 0], alpha]), mode="LA").save(tmp_path / "la.png")
+    photo = load_photo(tmp_path / "la.png")
+    np.testing.assert_array_equal(photo.pixels, rgb[:, :, :1])
+    np.testing.assert_array_equal(photo.alpha, alpha)
+
+    wide = np.random.default_rng(6).integers(0, 65536, (5, 7, 4)).astype(np.uint16)
+    write_png16(tmp_path / "c16.png", wide)
+    photo = load_photo(tmp_path / "c16.png")
+    assert photo.bit_depth == 16
+    np.testing.assert_array_equal(photo.pixels, wide[:, :, :3])
+    np.testing.assert_array_equal(photo.alpha, wide[:, :, 3])
+
+    Image.fromarray(wide[:, :, 0]).save(tmp_path / "g16.png")
+    np.testing.assert_array_equal(load_photo(tmp_path / "g16.png").pixels, wide[:, :, :1])
+
+
+def test_load_photo_expands_palette_and_cmyk_and_says_so(tmp_path: Path) -> None:
+    im = Image.new("P", (5, 4))
+    im.putpalette([255, 0, 0, 0, 255, 0] + [0] * (768 - 6))
+    im.putdata([0, 1, 1, 1, 0] * 4)
+    im.save(tmp_path / "p.png", transparency=0)  # palette entry 0 transparent
+    photo = load_photo(tmp_path / "p.png")
+    assert photo.notes == ("palette image expanded to RGBA",)
+    np.testing.assert_array_equal(photo.alpha[0], [0, 255, 255, 255, 0])
+    np.testing.assert_array_equal(photo.pixels[0, 1], [0, 255, 0])
+
+    Image.new("CMYK", (3, 2), (0, 0, 0, 0)).save(tmp_path / "c.jpg")
+    photo = load_photo(tmp_path / "c.jpg")
+    assert photo.pixels.shape == (2, 3, 3) and photo.pixels.min() > 240
+    assert "CMYK converted to RGB" in photo.notes[0]
+
+
+def test_load_photo_rejects_bombs_and_truncated_files(tmp_path: Path) -> None:
+    write_header_bomb(tmp_path / "bomb.png")
+    with pytest.raises(ImageReadError, match="bomb.png: DecompressionBombError"):
+        load_photo(tmp_path / "bomb.png")
+    noisy = np.random.default_rng(4).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    Image.fromarray(noisy).save(tmp_path / "full.jpg")
+    (tmp_path / "cut.jpg").write_bytes((tmp_path / "full.jpg").read_bytes()[:2000])
+    with pytest.raises(ImageReadError, match="cut.jpg: OSError: image file is truncated"):
+        load_photo(tmp_path / "cut.jpg")

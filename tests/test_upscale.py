@@ -1,4 +1,4 @@
-"""`pipeline upscale` (streamed PNG, atomic output), build folders, and the golden vectors the apps share."""
+"""`pipeline upscale` (streamed PNG, atomic output even on Ctrl-C), build folders, and the golden vectors the apps share."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from PIL import Image
 
 from pipeline.artifacts import BuildFolderError, load_build
 from pipeline.cli import main
-from pipeline.evaluate import model_upscaler
+from pipeline.evaluate import bicubic_upscaler, model_upscaler
 from pipeline.golden import GOLDEN_PATH, golden_vectors, pack_argb, unpack_argb
 from pipeline.upscale import upscale_file
 from srcore.images import load_rgb, to_tensor, to_uint8
@@ -52,13 +52,29 @@ def test_failure_leaves_no_output(photo, tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["in"]
 
 
+@pytest.mark.parametrize("suffix", [".png", ".jpg"])
+def test_ctrl_c_mid_upscale_leaves_nothing(photo, tmp_path, suffix):
+    """KeyboardInterrupt is no Exception: the clean-up must catch BaseException, or Ctrl-C leaves a partial file."""
+    calls = []
+
+    def interrupted(tile):
+        calls.append(tile)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return bicubic_upscaler(2)(tile)
+
+    with pytest.raises(KeyboardInterrupt):
+        upscale_file(interrupted, photo, tmp_path / f"sr{suffix}", scale=2, tile=24, overlap=6, progress=False)
+    assert len(calls) == 2 and [p.name for p in tmp_path.iterdir()] == ["in"]
+
+
 def test_cli_errors_are_one_line(photo, tmp_path, capsys):
     corrupt = tmp_path / "corrupt.png"
     corrupt.write_bytes(b"\x89PNG\r\n\x1a\n garbage")
     assert main(["upscale", str(corrupt), str(tmp_path / "sr.png"), "--tile", "16", "--quiet"]) == 2
     assert "corrupt.png" in capsys.readouterr().err
-    assert main(["upscale", str(photo), str(tmp_path / "sr.jpg"), "--quiet"]) == 2
-    assert "must be a .png" in capsys.readouterr().err
+    assert main(["upscale", str(photo), str(tmp_path / "sr.gif"), "--quiet"]) == 2
+    assert "the output format follows the extension" in capsys.readouterr().err
     assert main(["upscale", str(photo), str(tmp_path / "sr.png"), "--artifact", str(tmp_path)]) == 2
     assert "not a build folder" in capsys.readouterr().err
     assert not (tmp_path / "sr.png").exists()
