@@ -1,6 +1,6 @@
 plugins {
-    id("com.android.application")
-    id("org.jetbrains.kotlin.android")
+    alias(libs.plugins.android.application)
+    alias(libs.plugins.kotlin.android)
 }
 
 android {
@@ -8,10 +8,12 @@ android {
     compileSdk = 35
     defaultConfig {
         applicationId = "org.sr2bit.upscaler"
-        minSdk = 26
+        // 28: BitmapRegionDecoder and ExifInterface read HEIF photos from Android 9 on; the photo picker
+        // (androidx.activity) and both runtimes (LiteRT 2.3 declares 24) need less.
+        minSdk = 28
         targetSdk = 35
-        versionCode = 1
-        versionName = "0.1"
+        versionCode = 2
+        versionName = "0.2"
     }
     compileOptions {
         sourceCompatibility = JavaVersion.VERSION_17
@@ -23,7 +25,8 @@ android {
 
 dependencies {
     implementation(project(":core"))
-    implementation("org.pytorch:executorch-android:1.0.0")
-    implementation("com.google.ai.edge.litert:litert:2.0.2")
-    implementation("org.jetbrains.kotlinx:kotlinx-coroutines-android:1.9.0")
+    implementation(libs.executorch.android)
+    implementation(libs.litert)
+    implementation(libs.androidx.activity)  // ComponentActivity, photo picker, enableEdgeToEdge
+    implementation(libs.androidx.core)      // FileProvider, ViewCompat / WindowInsetsCompat
 }

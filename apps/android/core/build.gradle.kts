@@ -1,6 +1,7 @@
-// Platform-free logic (tiling, blending, pixel packing, statistics): plain Kotlin/JVM, unit-tested on any machine.
-plugins { id("org.jetbrains.kotlin.jvm") }
+// Platform-free logic (tiling, blending, pixel packing, PNG rows, EXIF orientation, statistics): plain Kotlin/JVM,
+// unit-tested on any machine.
+plugins { alias(libs.plugins.kotlin.jvm) }
 
-dependencies { testImplementation("junit:junit:4.13.2") }
+dependencies { testImplementation(libs.junit) }
 
 tasks.test { systemProperty("golden", rootProject.file("../golden/vectors.json").path) }

@@ -1,78 +1,100 @@
 package org.sr2bit.upscaler
 
-import android.app.Activity
 import android.content.Intent
-import android.graphics.Bitmap
-import android.graphics.ImageDecoder
 import android.net.Uri
 import android.os.Bundle
-import android.os.SystemClock
+import android.util.Log
+import android.view.View
 import android.widget.Button
 import android.widget.ImageView
 import android.widget.ProgressBar
 import android.widget.RadioGroup
 import android.widget.TextView
+import androidx.activity.ComponentActivity
+import androidx.activity.enableEdgeToEdge
+import androidx.activity.result.ActivityResultLauncher
+import androidx.activity.result.PickVisualMediaRequest
+import androidx.activity.result.contract.ActivityResultContracts
 import androidx.core.content.FileProvider
+import androidx.core.view.ViewCompat
+import androidx.core.view.WindowInsetsCompat
 import java.io.File
-import kotlin.concurrent.thread
-import org.sr2bit.upscaler.core.argbToChw
-import org.sr2bit.upscaler.core.chwToArgb
-import org.sr2bit.upscaler.core.upscaleTiled
+import java.util.concurrent.ExecutorService
+import java.util.concurrent.Executors
+import org.sr2bit.upscaler.core.describeFailure
 
 /**
- * Pick a photo, upscale it tile by tile with the artifact of the chosen runtime (assets: model.pte from
- * `pipeline build --target executorch`, model.tflite from `--target tflite`; 64 px tiles, x4), show before/after
- * and the time taken, share the result.
+ * Pick a photo (system photo picker), upscale it tile by tile with the artifact of the chosen runtime (assets:
+ * model.pte from `pipeline build --target executorch`, model.tflite from `--target tflite`; 64 px tiles, x4),
+ * show small before/after previews and the time taken, share the full-size PNG.
+ *
+ * Threads: decoding, inference and encoding run on one worker thread (the runtimes are not thread-safe); views
+ * are touched only on the main thread, through runOnUiThread. Every failure on the worker, OutOfMemoryError
+ * included, becomes one sentence in the status line (core describeFailure) instead of a crash.
  */
-class MainActivity : Activity() {
+class MainActivity : ComponentActivity() {
+    private val worker: ExecutorService = Executors.newSingleThreadExecutor()
     private var result: File? = null
+    private lateinit var picker: ActivityResultLauncher<PickVisualMediaRequest>
 
     override fun onCreate(savedInstanceState: Bundle?) {
+        enableEdgeToEdge()  // targetSdk 35 draws behind the system bars on Android 15: pad the content by their insets
         super.onCreate(savedInstanceState)
         setContentView(R.layout.activity_main)
+        ViewCompat.setOnApplyWindowInsetsListener(findViewById<View>(R.id.root)) { view, insets ->
+            val bars = insets.getInsets(WindowInsetsCompat.Type.systemBars() or WindowInsetsCompat.Type.displayCutout())
+            view.setPadding(bars.left, bars.top, bars.right, bars.bottom)
+            WindowInsetsCompat.CONSUMED
+        }
+        picker = registerForActivityResult(ActivityResultContracts.PickVisualMedia()) { uri: Uri? ->
+            if (uri != null) upscale(uri)
+        }
         findViewById<Button>(R.id.pick).setOnClickListener {
-            startActivityForResult(Intent(Intent.ACTION_GET_CONTENT).setType("image/*"), PICK)
+            picker.launch(PickVisualMediaRequest(ActivityResultContracts.PickVisualMedia.ImageOnly))
         }
         findViewById<Button>(R.id.share).setOnClickListener { share() }
     }
 
-    @Deprecated("Activity result API kept simple for the sample")
-    override fun onActivityResult(requestCode: Int, resultCode: Int, data: Intent?) {
-        super.onActivityResult(requestCode, resultCode, data)
-        val uri = data?.data
-        if (requestCode == PICK && resultCode == RESULT_OK && uri != null) upscale(uri)
+    override fun onDestroy() {
+        worker.shutdownNow()
+        super.onDestroy()
     }
 
     private fun upscale(uri: Uri) {
-        val before = ImageDecoder.decodeBitmap(ImageDecoder.createSource(contentResolver, uri)) { decoder, _, _ ->
-            decoder.allocator = ImageDecoder.ALLOCATOR_SOFTWARE
-        }.copy(Bitmap.Config.ARGB_8888, false)
-        findViewById<ImageView>(R.id.before).setImageBitmap(before)
         val status = findViewById<TextView>(R.id.status)
         val progress = findViewById<ProgressBar>(R.id.progress)
+        val pick = findViewById<Button>(R.id.pick)
         val useExecuTorch = findViewById<RadioGroup>(R.id.runtime).checkedRadioButtonId == R.id.executorch
-        status.text = "Upscaling..."
-        thread {  // off the UI thread: load the runtime once per photo, then every tile
-            val runner = if (useExecuTorch) ExecuTorchRunner(this, "model.pte", TILE, SCALE)
-                         else LiteRtRunner(this, "model.tflite", TILE, SCALE)
-            val w = before.width
-            val h = before.height
-            val pixels = IntArray(w * h).also { before.getPixels(it, 0, w, 0, 0, w, h) }
-            val started = SystemClock.elapsedRealtime()
-            val sr = runner.use { r ->
-                upscaleTiled(argbToChw(pixels, w, h), 3, h, w, SCALE, TILE, TILE / 4,
-                    onTile = { done, total -> runOnUiThread { progress.max = total; progress.progress = done } },
-                    upscaleTile = r::upscaleTile)
+        val runtime = if (useExecuTorch) "ExecuTorch" else "LiteRT"
+        val asset = if (useExecuTorch) "model.pte" else "model.tflite"
+        pick.isEnabled = false
+        findViewById<Button>(R.id.share).isEnabled = false
+        status.text = getString(R.string.upscaling)
+        worker.execute {
+            val outcome = runCatching {  // any Throwable: exceptions, OutOfMemoryError, UnsatisfiedLinkError
+                val runner = if (useExecuTorch) ExecuTorchRunner(this, asset, TILE, SCALE) else LiteRtRunner(this, asset, TILE, SCALE)
+                runner.use {
+                    val output = File(cacheDir, "results/upscaled-${System.currentTimeMillis()}.png")
+                    output.parentFile?.listFiles()?.forEach { old -> old.delete() }  // keep only the latest result
+                    output.parentFile?.mkdirs()
+                    PhotoUpscaler(contentResolver, it).upscale(uri, output) { done, total ->
+                        runOnUiThread { progress.max = total; progress.progress = done }
+                    }
+                }
             }
-            val millis = SystemClock.elapsedRealtime() - started
-            val after = Bitmap.createBitmap(chwToArgb(sr, w * SCALE, h * SCALE), w * SCALE, h * SCALE, Bitmap.Config.ARGB_8888)
-            val file = File(cacheDir, "results/upscaled.png").apply { parentFile?.mkdirs() }
-            file.outputStream().use { after.compress(Bitmap.CompressFormat.PNG, 100, it) }
             runOnUiThread {
-                findViewById<ImageView>(R.id.after).setImageBitmap(after)
-                status.text = "${if (useExecuTorch) "ExecuTorch" else "LiteRT"}: $millis ms, ${w}x$h -> ${w * SCALE}x${h * SCALE}"
-                result = file
-                findViewById<Button>(R.id.share).isEnabled = true
+                if (isDestroyed) return@runOnUiThread
+                pick.isEnabled = true
+                outcome.onSuccess { up ->
+                    findViewById<ImageView>(R.id.before).setImageBitmap(up.before)
+                    findViewById<ImageView>(R.id.after).setImageBitmap(up.after)
+                    status.text = "$runtime: ${up.millis} ms, ${up.width}x${up.height} -> ${up.width * up.scale}x${up.height * up.scale} PNG"
+                    result = up.png
+                    findViewById<Button>(R.id.share).isEnabled = true
+                }.onFailure { error ->
+                    Log.e(TAG, "upscale failed", error)
+                    status.text = describeFailure(error, runtime, asset)
+                }
             }
         }
     }
@@ -81,11 +103,11 @@ class MainActivity : Activity() {
         val file = result ?: return
         val uri = FileProvider.getUriForFile(this, "org.sr2bit.upscaler.files", file)
         startActivity(Intent.createChooser(Intent(Intent.ACTION_SEND).setType("image/png")
-            .putExtra(Intent.EXTRA_STREAM, uri).addFlags(Intent.FLAG_GRANT_READ_URI_PERMISSION), "Share"))
+            .putExtra(Intent.EXTRA_STREAM, uri).addFlags(Intent.FLAG_GRANT_READ_URI_PERMISSION), getString(R.string.share)))
     }
 
     companion object {
-        private const val PICK = 1
+        private const val TAG = "sr2bit"
         private const val TILE = 64
         private const val SCALE = 4
     }

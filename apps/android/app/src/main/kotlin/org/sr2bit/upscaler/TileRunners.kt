@@ -1,17 +1,22 @@
 package org.sr2bit.upscaler
 
 import android.content.Context
+import com.google.ai.edge.litert.Accelerator
 import com.google.ai.edge.litert.CompiledModel
+import com.google.ai.edge.litert.TensorBuffer
 import java.io.File
+import java.io.FileNotFoundException
 import org.pytorch.executorch.EValue
 import org.pytorch.executorch.Module
 import org.pytorch.executorch.Tensor
+import org.sr2bit.upscaler.core.MissingAssetException
 import org.sr2bit.upscaler.core.Tile
 import org.sr2bit.upscaler.core.mirrorPad
 
 /**
  * One fixed-size artifact from `python -m pipeline build` (tile x tile LR -> (tile*scale)^2 SR, NCHW float32 in
- * [0, 1]); tiles smaller than that are mirror-padded like the pipeline does and cropped back.
+ * [0, 1]); tiles smaller than that are mirror-padded like the pipeline does and cropped back. Not thread-safe:
+ * one worker thread owns a runner, and closes it.
  */
 abstract class TileRunner(val tile: Int, val scale: Int) : AutoCloseable {
     protected abstract fun runPadded(chw: FloatArray): FloatArray
@@ -19,6 +24,9 @@ abstract class TileRunner(val tile: Int, val scale: Int) : AutoCloseable {
     fun upscaleTile(chw: FloatArray, t: Tile): FloatArray {
         val out = runPadded(mirrorPad(chw, 3, t.height, t.width, tile))
         val side = tile * scale
+        check(out.size == 3 * side * side) {
+            "the model returned ${out.size} values; the app expects ${tile}px tiles at x$scale (3 x $side x $side)"
+        }
         val th = t.height * scale
         val tw = t.width * scale
         val cropped = FloatArray(3 * th * tw)
@@ -27,22 +35,39 @@ abstract class TileRunner(val tile: Int, val scale: Int) : AutoCloseable {
     }
 }
 
-/** ExecuTorch needs a real file path: the .pte is copied from assets to filesDir once. */
+/** ExecuTorch needs a real file path: the .pte is copied from assets to filesDir (see [copyAsset]), then mapped. */
 class ExecuTorchRunner(context: Context, asset: String, tile: Int, scale: Int) : TileRunner(tile, scale) {
-    private val module = Module.load(copyAsset(context, asset).path)
+    private val module = Module.load(copyAsset(context, asset).path, Module.LOAD_MODE_MMAP)
     private val shape = longArrayOf(1, 3, tile.toLong(), tile.toLong())
 
     override fun runPadded(chw: FloatArray): FloatArray =
         module.forward(EValue.from(Tensor.fromBlob(chw, shape)))[0].toTensor().dataAsFloatArray
 
-    override fun close() = module.destroy()
+    override fun close() = module.close()
 }
 
-/** LiteRT's CompiledModel on the CPU (XNNPACK); the artifact keeps PyTorch's NCHW input. */
+/**
+ * LiteRT's CompiledModel on the CPU (XNNPACK); the artifact keeps PyTorch's NCHW input. Its TensorBuffers hold
+ * native memory with no finalizer, so close() releases them before the model.
+ */
 class LiteRtRunner(context: Context, asset: String, tile: Int, scale: Int) : TileRunner(tile, scale) {
-    private val model = CompiledModel.create(context.assets, asset, CompiledModel.Options(com.google.ai.edge.litert.Accelerator.CPU))
-    private val inputs = model.createInputBuffers()
-    private val outputs = model.createOutputBuffers()
+    private val model: CompiledModel
+    private val inputs: List<TensorBuffer>
+    private val outputs: List<TensorBuffer>
+
+    init {
+        requireAsset(context, asset)  // LiteRT reports a missing asset as a generic LiteRtException
+        model = CompiledModel.create(context.assets, asset, CompiledModel.Options(Accelerator.CPU))
+        val created = mutableListOf<TensorBuffer>()
+        try {
+            inputs = model.createInputBuffers().also { created += it }
+            outputs = model.createOutputBuffers()
+        } catch (e: Throwable) {
+            created.forEach { it.close() }
+            model.close()
+            throw e
+        }
+    }
 
     override fun runPadded(chw: FloatArray): FloatArray {
         inputs[0].writeFloat(chw)
@@ -50,11 +75,39 @@ class LiteRtRunner(context: Context, asset: String, tile: Int, scale: Int) : Til
         return outputs[0].readFloat()
     }
 
-    override fun close() = model.close()
+    override fun close() {
+        (inputs + outputs).forEach { it.close() }
+        model.close()
+    }
 }
 
-private fun copyAsset(context: Context, asset: String): File {
-    val file = File(context.filesDir, asset)
-    if (!file.exists()) context.assets.open(asset).use { input -> file.outputStream().use { input.copyTo(it) } }
-    return file
+/**
+ * Copies an asset to filesDir once per installed app version, atomically.
+ *
+ * The copy is named after the asset and the package's lastUpdateTime, so an update that ships a new model is
+ * copied again (the old copies are deleted), and it is written to a temporary file renamed into place, so a
+ * copy interrupted by a crash or a kill is never loaded.
+ */
+fun copyAsset(context: Context, asset: String): File {
+    val version = context.packageManager.getPackageInfo(context.packageName, 0).lastUpdateTime
+    val dir = File(context.filesDir, "models").apply { mkdirs() }
+    val target = File(dir, "$version-$asset")
+    if (target.isFile) return target
+    val partial = File.createTempFile("$asset.", ".part", dir)
+    try {
+        openAsset(context, asset).use { input -> partial.outputStream().use { input.copyTo(it) } }
+        check(partial.renameTo(target)) { "could not rename $partial to $target" }
+    } finally {
+        partial.delete()
+    }
+    dir.listFiles()?.filter { it.name.endsWith("-$asset") && it != target }?.forEach { it.delete() }
+    return target
 }
+
+private fun openAsset(context: Context, asset: String) = try {
+    context.assets.open(asset)
+} catch (e: FileNotFoundException) {
+    throw MissingAssetException(asset, e)
+}
+
+private fun requireAsset(context: Context, asset: String) = openAsset(context, asset).close()

@@ -143,4 +143,17 @@ class StreamingTest {
         assertTrue("streamed: $after B", after < 100_000_000L)  // the README's budget is 400 MB with runtime and decoder
         println("12 MP (${w}x$h) at x4: whole frame $before B, streamed $after B")
     }
+
+    @Test fun everyFailureBecomesOneSentence() {
+        val cases = mapOf(
+            MissingAssetException("model.pte", java.io.FileNotFoundException("model.pte")) to "is not in the app",
+            OutOfMemoryError("Failed to allocate") to "ran out of memory",
+            UnreadablePhotoException("no decoder") to "could not be read (no decoder)",
+            RuntimeException("Failed to load method forward") to "ExecuTorch could not run model.pte (RuntimeException: Failed")
+        for ((error, expected) in cases) {
+            val sentence = describeFailure(error, "ExecuTorch", "model.pte")
+            assertTrue("'$sentence' lacks '$expected'", expected in sentence)
+            assertTrue("'$sentence' is not one sentence", sentence.endsWith(".") && '\n' !in sentence)
+        }
+    }
 }

@@ -1,0 +1,5 @@
+// Compile-only stub for apps/android (tests/test_apps_compile.py): signature as in the Android SDK (API 35); bodies throw.
+package android.widget;
+public class ImageView extends android.view.View {
+    public void setImageBitmap(android.graphics.Bitmap bm) { throw new RuntimeException("Stub!"); }
+}

@@ -1,0 +1,5 @@
+// Compile-only stub for apps/android (tests/test_apps_compile.py): signature as in the Android SDK (API 35); bodies throw.
+package android.widget;
+public class RadioGroup extends android.view.View {
+    public int getCheckedRadioButtonId() { throw new RuntimeException("Stub!"); }
+}

@@ -1,0 +1,6 @@
+// Compile-only stub for apps/android (tests/test_apps_compile.py): signature as in the Android SDK (API 35); bodies throw.
+package android.widget;
+public class TextView extends android.view.View {
+    public CharSequence getText() { throw new RuntimeException("Stub!"); }
+    public final void setText(CharSequence text) { throw new RuntimeException("Stub!"); }
+}
