@@ -2,13 +2,18 @@ import PhotosUI
 import SwiftUI
 import UpscalerCore
 
-/// Pick a photo, upscale it tile by tile with the bundled Core ML model, compare before/after, share.
+/// Pick a photo, upscale it tile by tile with the bundled Core ML model, compare before/after previews, share the PNG.
+///
+/// Inference runs in a detached task (PhotoUpscaler and CoreMLTileUpscaler are `nonisolated`); state changes only
+/// on the main actor. Every failure becomes one sentence in the status line.
 struct ContentView: View {
     @State private var item: PhotosPickerItem?
     @State private var before: UIImage?
     @State private var after: UIImage?
+    @State private var result: URL?
     @State private var status = "Pick a photo"
     @State private var progress = 0.0
+    @State private var busy = false
 
     var body: some View {
         NavigationStack {
@@ -19,8 +24,8 @@ struct ContentView: View {
                 }
                 ProgressView(value: progress)
                 Text(status).font(.footnote).monospaced()
-                PhotosPicker("Choose photo", selection: $item, matching: .images)
-                if let after { ShareLink(item: Image(uiImage: after), preview: SharePreview("sr2bit", image: Image(uiImage: after))) }
+                PhotosPicker("Choose photo", selection: $item, matching: .images).disabled(busy)
+                if let result { ShareLink(item: result) }
             }
             .padding()
             .navigationTitle("sr2bit upscaler")
@@ -36,50 +41,32 @@ struct ContentView: View {
     }
 
     private func load(_ newItem: PhotosPickerItem?) async {
-        guard let data = try? await newItem?.loadTransferable(type: Data.self), let image = UIImage(data: data) else { return }
-        before = image
+        guard let newItem else { return }
+        busy = true
+        defer { busy = false }
+        before = nil
         after = nil
-        status = "Upscaling..."
-        let started = Date()
+        result = nil
+        progress = 0
+        status = "Upscaling…"
         do {
-            let result = try await Task.detached(priority: .userInitiated) { try Upscaling.run(image) { done, total in
-                Task { @MainActor in progress = Double(done) / Double(total) }
-            } }.value
-            after = result
-            status = String(format: "%.0f ms for the whole photo (tiles of 64 px, overlap 16)", Date().timeIntervalSince(started) * 1e3)
+            // The encoded file only (a few MB for 12 MP): PhotoUpscaler decodes it band by band.
+            guard let data = try await newItem.loadTransferable(type: Data.self) else {
+                throw UpscaleError.unreadablePhoto("the picker returned no data")
+            }
+            let output = FileManager.default.temporaryDirectory.appendingPathComponent("upscaled.png")
+            let up = try await Task.detached(priority: .userInitiated) {
+                try PhotoUpscaler.run(data: data, output: output) { done, total in
+                    Task { @MainActor in progress = Double(done) / Double(total) }
+                }
+            }.value
+            before = UIImage(cgImage: up.before)
+            after = UIImage(cgImage: up.after)
+            result = up.png
+            status = String(format: "%.1f s, %dx%d -> %dx%d PNG", up.seconds, up.width, up.height,
+                            up.width * up.scale, up.height * up.scale)
         } catch {
-            status = "Failed: \(error)"
+            status = (error as? LocalizedError)?.errorDescription ?? "Upscaling failed: \(error.localizedDescription)"
         }
-    }
-}
-
-/// Bitmap <-> ARGB glue around CoreMLTileUpscaler.
-enum Upscaling {
-    static func run(_ image: UIImage, progress: @escaping (Int, Int) -> Void) throws -> UIImage {
-        guard let url = Bundle.main.url(forResource: "model", withExtension: "mlmodelc"), let cg = image.cgImage else {
-            throw UpscaleError.noImage
-        }
-        let upscaler = try CoreMLTileUpscaler(url: url)
-        let (argb, width, height) = pixels(of: cg)
-        let out = try upscaler.upscale(argb: argb, width: width, height: height, progress: progress)
-        return UIImage(cgImage: makeImage(out, width: width * upscaler.scale, height: height * upscaler.scale))
-    }
-
-    static func pixels(of image: CGImage) -> ([UInt32], Int, Int) {
-        let width = image.width, height = image.height
-        var buffer = [UInt32](repeating: 0, count: width * height)
-        let context = CGContext(data: &buffer, width: width, height: height, bitsPerComponent: 8, bytesPerRow: 4 * width,
-                                space: CGColorSpaceCreateDeviceRGB(),
-                                bitmapInfo: CGImageAlphaInfo.premultipliedFirst.rawValue | CGBitmapInfo.byteOrder32Little.rawValue)!
-        context.draw(image, in: CGRect(x: 0, y: 0, width: width, height: height))
-        return (buffer, width, height)
-    }
-
-    static func makeImage(_ argb: [UInt32], width: Int, height: Int) -> CGImage {
-        var pixels = argb
-        let context = CGContext(data: &pixels, width: width, height: height, bitsPerComponent: 8, bytesPerRow: 4 * width,
-                                space: CGColorSpaceCreateDeviceRGB(),
-                                bitmapInfo: CGImageAlphaInfo.premultipliedFirst.rawValue | CGBitmapInfo.byteOrder32Little.rawValue)!
-        return context.makeImage()!
     }
 }
