@@ -228,9 +228,7 @@ def cmd_upscale(args: argparse.Namespace) -> int:
         folder = upscale_folder(upscaler, args.input, args.output, scale, tile, overlap,
                                 fmt=OutputFormat(args.format or "png"), recursive=args.recursive, force=args.force,
                                 progress=not args.quiet, config=config)
-        print(f"{args.input} -> {args.output}: {folder.summary()}; {what}")
-        for rel, reason in folder.failed:
-            print(f"failed {rel}: {reason}", file=sys.stderr)
+        print(f"{args.input} -> {args.output}: {folder.summary()}; {what}")  # failures were logged as they came
         return 2 if folder.failed else 0
     if args.recursive or args.force or args.format is not None:
         raise ValueError("--recursive, --force and --format apply to an input folder; for one file the output "

@@ -96,6 +96,6 @@ def upscale_folder(upscaler: Upscaler, src_dir: str | Path, dst_dir: str | Path,
                 report.done.append(rel)
             except (ImageReadError, ValueError) as err:
                 report.failed.append((rel, str(err)))
-                logger.warning("skipped %s: %s", rel, err)
+                logger.warning("failed %s: %s", rel, err)
     report.seconds = time.perf_counter() - start
     return report

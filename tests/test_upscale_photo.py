@@ -212,3 +212,13 @@ def test_bad_input_is_one_line_exit_2_and_nothing_written(rgb, tmp_path, capsys,
     assert re.search(message, err), err
     assert {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*")} == before
 
+
+
+def test_lossless_webp_keeps_colour_under_transparent_pixels(rgb, tmp_path):
+    alpha = np.full(rgb.shape[:2], 255, np.uint8)
+    alpha[4:20, 4:30] = 0
+    Image.fromarray(np.dstack([rgb, alpha])).save(tmp_path / "rgba.png")
+    _up(tmp_path / "rgba.png", tmp_path / "out.png")
+    _up(tmp_path / "rgba.png", tmp_path / "out.webp")
+    with Image.open(tmp_path / "out.png") as png_out, Image.open(tmp_path / "out.webp") as webp_out:
+        np.testing.assert_array_equal(np.asarray(webp_out), np.asarray(png_out))
