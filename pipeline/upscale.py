@@ -37,7 +37,7 @@ from pipeline.evaluate import Upscaler
 from pipeline.photo_writer import output_format, output_memory, photo_spec, write_photo
 from srcore.images import Photo, load_photo
 from srcore.imresize import imresize
-from srcore.tiling import iter_tiled_bands, tile_plan
+from srcore.tiling import ProgressFn, iter_tiled_bands, tile_plan
 
 __all__ = ["AlphaMethod", "UpscaleConfig", "UpscaleReport", "upscale_file"]
 
@@ -116,7 +116,7 @@ def _alpha_fn(upscaler: Upscaler, method: AlphaMethod, scale: int) -> Upscaler:
 
 
 def _output_bands(upscaler: Upscaler, photo: Photo, scale: int, tile: int, overlap: int, config: UpscaleConfig,
-                  progress) -> Iterator[tuple[int, np.ndarray]]:
+                  progress: ProgressFn) -> Iterator[tuple[int, np.ndarray]]:
     """``(y0, (rows, W*scale, C) samples)`` of the SR photo, top to bottom, C = gray/RGB (+ alpha)."""
     gray = photo.pixels.shape[2] == 1
     lr = _to_lr(photo.pixels).expand(-1, 3, -1, -1)
@@ -143,11 +143,14 @@ def _output_bands(upscaler: Upscaler, photo: Photo, scale: int, tile: int, overl
 def _open_partial(dst: Path) -> tuple[Path, BinaryIO]:
     """A new temporary sibling of ``dst``, opened; an unwritable place is one clear ValueError."""
     partial = dst.with_name(f".{dst.name}.partial-{os.getpid()}")
+    existing = next(p for p in dst.absolute().parents if p.exists())
+    if not existing.is_dir():
+        raise ValueError(f"cannot write {dst}: {existing} is a file, not a folder")
     try:
         dst.parent.mkdir(parents=True, exist_ok=True)
         return partial, partial.open("wb")
     except OSError as exc:
-        raise ValueError(f"cannot write {dst}: {exc.strerror or exc}") from exc
+        raise ValueError(f"cannot write {dst} (in {dst.parent}): {exc.strerror or exc}") from exc
 
 
 def upscale_file(upscaler: Upscaler, src: str | os.PathLike, dst: str | os.PathLike, scale: int, tile: int,
@@ -186,7 +189,8 @@ def upscale_file(upscaler: Upscaler, src: str | os.PathLike, dst: str | os.PathL
                          f"(not streamed), above --max-memory {config.max_memory_mb} MB; write a .png (streamed) "
                          "or raise --max-memory")
     if needed_mb:
-        logger.info("%s output is not streamed: it needs about %.1f MB in memory", fmt.name, needed_mb)
+        logger.info("%s: the %s output is not streamed: it needs about %.1f MB in memory", src.name, fmt.name,
+                    needed_mb)
     for note in notes:
         logger.warning("%s: %s", src.name, note)
     plan = tile_plan(h, w, tile, overlap)

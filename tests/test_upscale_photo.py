@@ -194,7 +194,7 @@ def _bad_inputs(tmp_path, rgb):
         "unsupported input": (["notes.txt", "out.png"], "notes.txt: UnidentifiedImageError"),
         "bomb": (["bomb.png", "out.png"], "bomb.png: DecompressionBombError: Image size \\(10000000000 pixels\\)"),
         "same path": (["good.png", "good.png"], "is the input; choose another output name"),
-        "unwritable": (["good.png", "a_file/out.png"], "cannot write .*a_file/out.png: "),
+        "unwritable": (["good.png", "a_file/sub/out.png"], "cannot write .*a_file/sub/out.png: .*a_file is a file, "),
         "unsupported output": (["good.png", "out.gif"], "the output format follows the extension"),
         "alpha to jpeg": (["rgba.png", "out.jpg"], "JPEG cannot hold the alpha channel"),
         "16 bits to jpeg": (["good.png", "out.jpg", "--bit-depth", "16"], "--bit-depth 16 needs a .png output"),
@@ -222,3 +222,16 @@ def test_lossless_webp_keeps_colour_under_transparent_pixels(rgb, tmp_path):
     _up(tmp_path / "rgba.png", tmp_path / "out.webp")
     with Image.open(tmp_path / "out.png") as png_out, Image.open(tmp_path / "out.webp") as webp_out:
         np.testing.assert_array_equal(np.asarray(webp_out), np.asarray(png_out))
+
+
+def test_permission_denied_is_one_clear_error(rgb, tmp_path, monkeypatch):
+    """As root nothing is read-only, so the refusal of the file system is simulated."""
+    Image.fromarray(rgb).save(tmp_path / "in.png")
+
+    def denied(self, *args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(self))
+
+    monkeypatch.setattr("pathlib.Path.mkdir", denied)
+    with pytest.raises(ValueError, match=r"cannot write .*out.png \(in .*locked\): Permission denied"):
+        _up(tmp_path / "in.png", tmp_path / "locked" / "out.png")
+    assert [p.name for p in tmp_path.iterdir()] == ["in.png"]
