@@ -1,0 +1,86 @@
+"""Deliberate breakages (mutants) that their guarding tests must catch, so a weakened test is noticed.
+
+Each entry of :data:`MUTANTS` is ``(file, old, new, tests)``: in a temporary copy of the working
+tree, the one occurrence of ``old`` in ``file`` becomes ``new``, and ``tests`` (pytest arguments,
+as few as catch it) must then fail on an assertion. ``old`` must occur exactly once, so a refactor
+that moves the guarded code fails here loudly instead of leaving a mutant that no longer applies.
+To add one: append an entry whose ``tests`` pass on the real code.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from srcore.paths import DATA_ENV_VAR, data_root
+
+ROOT = Path(__file__).resolve().parents[1]
+_LINK_ABOVE_BYTES = 1_000_000  # larger files (the shipped model) are linked, never mutated
+
+MUTANTS = [
+    # Resuming must skip the steps already run: a restart gives the same result, only the step count differs.
+    ("calibration/dqc.py", "    if state_path is not None and state_path.is_file():", "    if False:",
+     "tests/test_dqc.py::test_resume_after_interrupt_is_identical"),
+    ("pipeline/train.py", "    if last.is_file():", "    if False:",
+     "tests/test_train.py::test_resume_is_bit_identical"),
+    # Core ML compaction: decided on numpy's float sort (wrong on AVX512_ICL hosts) ...
+    ("targets/coreml.py", 'bits = value.reshape(-1).view(f"u{value.dtype.itemsize}")', "bits = value.reshape(-1)",
+     "tests/test_coreml_compaction.py::test_compaction_does_not_depend_on_float_sorting"),
+    # ... or a wider index than needed (the shift mask in uint8): only the 64 px package's size shows it.
+    ("targets/coreml.py", "_PALETTE_BITS = (1, 2, 3, 4, 6, 8)", "_PALETTE_BITS = (8,)",
+     "tests/test_coreml_compaction.py::test_full_size_w4_package_fits_its_budget"),
+    # The official checkpoint's size, sha256 and (where no sha256 is known) structure checks.
+    ("srcore/weights.py", "    if size is not None and actual != size:", "    if False:",
+     "tests/test_weights.py -k 'wrong_size'"),
+    ("srcore/weights.py", "        if file_sha256(path) != sha:", "        if False:",
+     "tests/test_weights.py -k 'wrong_sha'"),
+    ("srcore/weights.py", '        load_weights_(build_model("light", scale), read_state_dict(path), source=str(path))',
+     "        pass", "tests/test_weights.py::test_without_a_known_sha_the_structure_is_checked"),
+]
+
+# How a pytest summary line shows a failed assertion (plain assert, pytest.raises that did not raise or
+# did not match); anything else (ImportError, a missing file) means the copy is broken, not the code.
+_ASSERTION = re.compile(r"^FAILED \S+ - (AssertionError|assert |Failed: DID NOT RAISE)", re.M)
+
+
+@pytest.fixture(scope="module")
+def tree_files() -> list[str]:
+    """The working tree as git sees it: tracked files plus untracked ones that are not ignored."""
+    listing = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"], cwd=ROOT,
+                             capture_output=True, text=True, check=True).stdout
+    return [name for name in listing.split("\0") if name and (ROOT / name).is_file()]
+
+
+def _copy_tree(files: list[str], dest: Path) -> None:
+    for name in files:
+        source, target = ROOT / name, dest / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if source.stat().st_size > _LINK_ABOVE_BYTES:
+            target.symlink_to(source)
+        else:
+            shutil.copy2(source, target)
+
+
+@pytest.mark.parametrize("file, old, new, tests", MUTANTS, ids=[f"{m[0]}:{m[3].split('::')[-1]}" for m in MUTANTS])
+def test_mutant_is_caught(file, old, new, tests, tree_files, tmp_path):
+    source = (ROOT / file).read_text()
+    assert source.count(old) == 1, f"{file}: the mutated code {old!r} occurs {source.count(old)} times, not once"
+    _copy_tree(tree_files, tmp_path)
+    (tmp_path / file).write_text(source.replace(old, new))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
+    env.update(PYTHONPATH=str(tmp_path), COLUMNS="400", PYTHONDONTWRITEBYTECODE="1")
+    data = data_root(required=False)
+    if data is not None:
+        env[DATA_ENV_VAR] = str(data)
+    run = subprocess.run([sys.executable, "-m", "pytest", "-x", "-q", "-rf", "-p", "no:cacheprovider",
+                          *shlex.split(tests)], cwd=tmp_path, env=env, capture_output=True, text=True)
+    output = run.stdout + run.stderr
+    assert run.returncode == 1, f"{tests} did not fail on the mutant (exit {run.returncode}):\n{output[-3000:]}"
+    assert _ASSERTION.search(output), f"{tests} failed, but not on an assertion:\n{output[-3000:]}"
