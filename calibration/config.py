@@ -19,6 +19,7 @@ from typing import Any, ClassVar
 from calibration.primitives import ALLOWED_BITS
 
 __all__ = [
+    "DeployMode",
     "DobiConfig",
     "DobiVariant",
     "InitConfig",
@@ -34,6 +35,29 @@ class DobiVariant(enum.Enum):
 
     PAPER = "paper"
     CODE = "code"
+
+
+class DeployMode(enum.Enum):
+    """What the student runs like while it is calibrated (issue 21: calibrate what ships).
+
+    PAPER: 2DQuant's own setting, every activation quantizer fake-quantized at ``act_bits``.
+    INT8_TOKEN: ExecuTorch/XNNPACK and TFLite/LiteRT: no activation quantizers; every Linear input
+        is quantized to dynamic int8 per token (:func:`calibration.deploy.simulate`).
+    FP16: Core ML: no activation quantizers; every Linear input and output rounded to fp16.
+    """
+
+    PAPER = "paper"
+    INT8_TOKEN = "int8-token"
+    FP16 = "fp16"
+
+
+def _plain(value: Any) -> Any:
+    """The JSON form of a field: enums by value, tuples as lists (so a dict equals its JSON round trip)."""
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, (tuple, list)):
+        return [_plain(v) for v in value]
+    return value
 
 
 class _Serializable:
@@ -82,19 +106,46 @@ class QuantConfig(_Serializable):
         act_bits: bits of every activation quantizer, or None for weights only (W4A16: no
             activation quantizer is inserted, the attention operands stay FP). The paper uses
             ``act_bits == weight_bits``; other pairs (e.g. W4A8) are allowed.
+        deploy: :class:`DeployMode` the student is calibrated in; anything but ``PAPER`` needs
+            ``act_bits=None`` (the runtime, not a calibrated quantizer, handles activations).
+        zero_softmax_lower: pin the post-softmax quantizers' lower bound at exactly 0 (masked
+            attention of shifted windows then stays 0); False calibrates and trains it like any
+            bound, as the released code does. Files written before this field read back as False.
     """
 
     weight_bits: int = 4
     act_bits: int | None = 4
+    deploy: DeployMode = DeployMode.PAPER
+    zero_softmax_lower: bool = True
 
     def __post_init__(self):
         _check_bits("weight_bits", self.weight_bits)
         _check_bits("act_bits", self.act_bits, allow_none=True)
+        try:
+            object.__setattr__(self, "deploy", DeployMode(self.deploy))
+        except ValueError:
+            raise ValueError(f"deploy must be one of {[m.value for m in DeployMode]}, got {self.deploy!r}") from None
+        if self.deploy is not DeployMode.PAPER and self.act_bits is not None:
+            raise ValueError(f"deploy mode {self.deploy.value!r} simulates the activations itself; "
+                             f"act_bits must be None, got {self.act_bits!r}")
+        if not isinstance(self.zero_softmax_lower, bool):
+            raise ValueError(f"zero_softmax_lower must be True or False, got {self.zero_softmax_lower!r}")
 
     @property
     def label(self) -> str:
-        """``W4A4``-style label; ``A16`` for unquantized activations."""
-        return f"W{self.weight_bits}A{self.act_bits if self.act_bits is not None else 16}"
+        """``W4A4``-style label; ``A16`` for unquantized activations.
+
+        Deploy modes replace the activation part: ``W4-int8-token``, ``W4-fp16``.
+        """
+        acts = f"A{self.act_bits if self.act_bits is not None else 16}"
+        return f"W{self.weight_bits}" + (acts if self.deploy is DeployMode.PAPER else f"-{self.deploy.value}")
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> QuantConfig:
+        """As :meth:`_Serializable.from_dict`; a dict without ``zero_softmax_lower`` predates it (False)."""
+        if isinstance(data, dict) and "zero_softmax_lower" not in data:
+            data = {**data, "zero_softmax_lower": False}
+        return super().from_dict(data)
 
 
 @dataclass(frozen=True)

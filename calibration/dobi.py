@@ -192,11 +192,21 @@ def dobi_scan(
     num_candidates: int = 100,
     max_exact_elements: int = 2**22,
     histogram_bins: int = 2**16,
+    lower: float | None = None,
 ) -> DobiScan:
-    """Run DOBI on ``x`` and return every candidate's error and the choice (see :func:`dobi_search`)."""
+    """Run DOBI on ``x`` and return every candidate's error and the choice (see :func:`dobi_search`).
+
+    ``lower``: if given, every candidate keeps this lower bound and only the upper one moves (the
+    one-sided grid over [lower, max]); used to pin the post-softmax lower bound at exactly 0.
+    """
     config = DobiConfig(num_candidates, variant, False, max_exact_elements, histogram_bins)  # validates
     check_bits(bits)
     minimum, maximum = minmax_bounds(x)
+    data_min = minimum
+    if lower is not None:
+        if not lower < maximum:
+            raise ValueError(f"a fixed lower bound {lower} must lie below the tensor's maximum {maximum}")
+        minimum, one_sided = lower, True
     if minimum == maximum:  # constant tensor: nothing to search; Quantizer.set_bounds_ widens it
         one = torch.ones(1, dtype=torch.float64)
         return DobiScan(one * minimum, one * maximum, one * 0.0, 0, True)
@@ -208,9 +218,10 @@ def dobi_scan(
     if exact:
         mse = candidate_mse(torch.sort(flat).values, lowers, uppers, bits)
     else:
-        counts = histogram(flat, histogram_bins, minimum, maximum)
-        width = (maximum - minimum) / histogram_bins
-        centres = minimum + (torch.arange(histogram_bins, dtype=torch.float64) + 0.5) * width
+        start = min(minimum, data_min)  # the histogram spans the data even below a fixed lower bound
+        counts = histogram(flat, histogram_bins, start, maximum)
+        width = (maximum - start) / histogram_bins
+        centres = start + (torch.arange(histogram_bins, dtype=torch.float64) + 0.5) * width
         mse = candidate_mse(centres, lowers, uppers, bits, weights=counts)
     if config.variant is DobiVariant.PAPER:  # Alg. 1 updates on <=: the last minimum wins
         index = len(mse) - 1 - int(torch.argmin(mse.flip(0)))
@@ -256,7 +267,10 @@ def dobi_search(
 
 
 def dobi_init_(quantizer: Quantizer, x: torch.Tensor, config: DobiConfig | None = None) -> None:
-    """Set ``quantizer``'s bounds by DOBI on ``x``; one-sided for EXPONENTIAL quantizers unless ``all_two_sided``."""
+    """Set ``quantizer``'s bounds by DOBI on ``x``; one-sided for EXPONENTIAL quantizers unless ``all_two_sided``.
+
+    A quantizer with a ``fixed_lower`` keeps it and searches only its upper bound, whatever the config.
+    """
     config = config or DobiConfig()
     one_sided = quantizer.distribution is Distribution.EXPONENTIAL and not config.all_two_sided
     start = time.perf_counter()
@@ -268,6 +282,7 @@ def dobi_init_(quantizer: Quantizer, x: torch.Tensor, config: DobiConfig | None 
         num_candidates=config.num_candidates,
         max_exact_elements=config.max_exact_elements,
         histogram_bins=config.histogram_bins,
+        lower=quantizer.fixed_lower,
     )
     quantizer.set_bounds_(scan.lower, scan.upper)
     logger.debug(

@@ -2,7 +2,9 @@
 
 The FP model teaches its own quantized version: the same module tree run once with quantization
 disabled (teacher, no autograd) and once quantized (student); only the ``lower``/``upper`` of every
-quantizer receive gradients. The loss (2dquant.md §3) is
+quantizer receive gradients. The student runs in the deploy mode of its ``QuantConfig``
+(:mod:`calibration.deploy`): with ``int8-token`` or ``fp16`` it has only weight quantizers and
+its Linears see the runtime's activations, so the weight bounds are tuned for what ships. The loss (2dquant.md §3) is
 
     L = L1(O_q, O_fp) + lambda * sum_i MSE(F_q,i / ||F_q,i||, F_fp,i / ||F_fp,i||)
 
@@ -27,7 +29,8 @@ from torch import nn
 from tqdm import tqdm
 
 from calibration.config import _Serializable
-from calibration.qmodel import quantization_disabled, quantizers
+from calibration.deploy import deploy_simulation
+from calibration.qmodel import quant_config, quantization_disabled, quantizers
 from calibration.quantizer import Distribution
 from srcore.checkpoint import atomic_torch_save
 from srcore.model import compiled_blocks
@@ -55,11 +58,12 @@ class DqcConfig(_Serializable):
         lr_patch: LR crop size (64).
         checkpoint_every: steps between resumable checkpoints when a run directory is given.
         select_every: steps between evaluations on the selection folder, if any.
-        train_exponential_lower: also train the lower bound of EXPONENTIAL quantizers (post-softmax
-            map, fc2 input), as the released code does. The paper's DOBI keeps those at the tensor
-            minimum; DQC can then raise the softmax lower bound above 0, which clips the masked
-            (about 0) probabilities of shifted windows up to it and leaks attention across the mask.
-            False keeps them where DOBI put them.
+        train_exponential_lower: also train the lower bound of EXPONENTIAL quantizers (fc2 input
+            after GELU, and the post-softmax map unless its lower bound is pinned), as the released
+            code does. A quantizer with a ``fixed_lower`` (the post-softmax map by default, see
+            :func:`calibration.observe.calibrate_`) never trains its lower bound: DQC would raise
+            it above 0, which clips the masked (about 0) probabilities of shifted windows up to it
+            and leaks attention across the mask. False keeps them where DOBI put them.
         bf16: bf16 autocast for the forwards (CUDA; the quantizers still round on an fp32 grid).
         compile: ``torch.compile`` the Swin blocks (:func:`srcore.model.compiled_blocks`).
     """
@@ -187,7 +191,8 @@ def distill_bounds_(
         p
         for q in quantizers(model).values()
         for p in (q.lower, q.upper)
-        if config.train_exponential_lower or not (p is q.lower and q.distribution is Distribution.EXPONENTIAL)
+        if not (p is q.lower and (q.fixed_lower is not None or (
+            q.distribution is Distribution.EXPONENTIAL and not config.train_exponential_lower)))
     ]
     frozen = {p: p.requires_grad for p in model.parameters()}
     for p in model.parameters():
@@ -222,7 +227,8 @@ def distill_bounds_(
     start = time.perf_counter()
     bar = tqdm(total=config.iterations, initial=step, desc="DQC", unit="it", disable=not progress)
     try:
-        with _residual_group_outputs(model) as feats:  # registered once: no recompiles for hook changes
+        # Registered once (no recompiles for hook changes); the student runs in its deploy mode.
+        with _residual_group_outputs(model) as feats, deploy_simulation(model, quant_config(model).deploy):
             while step < config.iterations:
                 for group in optimizer.param_groups:
                     group["lr"] = config.learning_rate_at(step)
@@ -287,6 +293,9 @@ def _keep_ordered_(model: nn.Module) -> None:
     if not crossed.any():
         return
     for q in (qs[i] for i in crossed.nonzero().reshape(-1).tolist()):
+        if q.fixed_lower is not None:  # a pinned lower bound stays exactly where it is
+            q.upper.copy_(q.lower + max(abs(q.fixed_lower) * 1e-4, 1e-6))
+            continue
         mid = (q.lower + q.upper) / 2
         eps = torch.clamp(mid.abs() * 1e-4, min=1e-6)
         q.lower.copy_(mid - eps)

@@ -32,5 +32,6 @@ def minmax_bounds(x: torch.Tensor) -> tuple[float, float]:
 
 
 def minmax_init_(quantizer: Quantizer, x: torch.Tensor, config: MinMaxConfig | None = None) -> None:
-    """Set ``quantizer``'s bounds to the min and max of ``x`` (any shape)."""
-    quantizer.set_bounds_(*minmax_bounds(x))
+    """Set ``quantizer``'s bounds to the min and max of ``x`` (any shape); ``lower`` stays at its ``fixed_lower``."""
+    lo, hi = minmax_bounds(x)
+    quantizer.set_bounds_(lo if quantizer.fixed_lower is None else quantizer.fixed_lower, hi)

@@ -25,8 +25,8 @@ from calibration.config import DobiConfig, InitConfig, MinMaxConfig, PercentileC
 from calibration.dobi import dobi_init_
 from calibration.minmax import minmax_init_
 from calibration.percentile import percentile_init_
-from calibration.qmodel import quantizers
-from calibration.quantizer import Quantizer
+from calibration.qmodel import is_quantized, quant_config, quantizers
+from calibration.quantizer import Quantizer, is_post_softmax
 
 __all__ = ["INITIALIZERS", "calibrate_", "init_config"]
 
@@ -59,6 +59,11 @@ def calibrate_(model: nn.Module, method: str | InitConfig, lr_batch: torch.Tenso
             :class:`PercentileConfig` or :class:`DobiConfig`.
         lr_batch: (B, 3, H, W) float LR images in [0, 1] (the paper: B = 32, 64x64 crops).
 
+    With ``QuantConfig.zero_softmax_lower`` (the default), the lower bound of every post-softmax
+    quantizer is pinned at exactly 0 (``Quantizer.fixed_lower``; DQC then leaves it there): a
+    positive lower bound clips the masked probabilities of shifted windows up to it, so attention
+    leaks across the mask. Otherwise it is calibrated like any other bound, as the released code does.
+
     Returns:
         ``model``, with every quantizer calibrated (training mode restored).
 
@@ -73,12 +78,14 @@ def calibrate_(model: nn.Module, method: str | InitConfig, lr_batch: torch.Tenso
     table = quantizers(model)
     if not table:
         raise ValueError("model has no quantizers (call quantize_ first)")
+    zero_softmax_lower = quant_config(model).zero_softmax_lower if is_quantized(model) else True
     seen: set[str] = set()
     calibrator = _SharedInputCalibrator(init, config, seen)
     was_training = model.training
     model.eval()
     for quantizer in table.values():
         quantizer.calibrator = calibrator
+        quantizer.fixed_lower = 0.0 if zero_softmax_lower and is_post_softmax(quantizer) else None
     start = time.perf_counter()
     try:
         model(lr_batch)
@@ -118,7 +125,7 @@ class _SharedInputCalibrator:
         self.reused = 0
 
     def __call__(self, quantizer: Quantizer, x: torch.Tensor) -> None:
-        key = (quantizer.bits, quantizer.role, quantizer.distribution, tuple(x.shape))
+        key = (quantizer.bits, quantizer.role, quantizer.distribution, quantizer.fixed_lower, tuple(x.shape))
         hit = self.cache.get(id(x))
         if hit is not None and hit[0]() is x and hit[1] == x._version and hit[2] == key:
             quantizer.set_bounds_(hit[3], hit[4])

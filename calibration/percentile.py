@@ -55,6 +55,10 @@ def _kth(flat: torch.Tensor, k: int, largest: bool, use_topk: bool | None = None
 
 
 def percentile_init_(quantizer: Quantizer, x: torch.Tensor, config: PercentileConfig | None = None) -> None:
-    """Set ``quantizer``'s bounds to the percentiles of ``x`` given by ``config`` (default p = 0.01)."""
+    """Set ``quantizer``'s bounds to the percentiles of ``x`` given by ``config`` (default p = 0.01).
+
+    ``lower`` stays at the quantizer's ``fixed_lower`` if it has one.
+    """
     config = config or PercentileConfig()
-    quantizer.set_bounds_(*percentile_bounds(x, config.percentile))
+    lo, hi = percentile_bounds(x, config.percentile)
+    quantizer.set_bounds_(lo if quantizer.fixed_lower is None else quantizer.fixed_lower, hi)

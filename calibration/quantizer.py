@@ -23,7 +23,7 @@ from torch import nn
 
 from calibration.primitives import check_bits, fake_quantize
 
-__all__ = ["Calibrator", "Distribution", "Quantizer", "Role"]
+__all__ = ["Calibrator", "Distribution", "Quantizer", "Role", "is_post_softmax"]
 
 
 class Role(enum.Enum):
@@ -64,6 +64,10 @@ class Quantizer(nn.Module):
         calibrator: when not None, ``forward`` is an observer (see module docstring).
         calibrated: False until the bounds have been set once (by a calibrator, ``set_bounds_``
             or a bounds file); a quantizing forward before that raises.
+        fixed_lower: when not None, the initialisers put ``lower`` exactly there and search or
+            train only ``upper``. :func:`calibration.observe.calibrate_` sets 0 on the post-softmax
+            quantizers (:func:`is_post_softmax`): masked probabilities of shifted windows then stay
+            exactly 0 instead of being clipped up to a positive ``lower``.
     """
 
     def __init__(self, name: str, bits: int, role: Role, distribution: Distribution):
@@ -82,6 +86,7 @@ class Quantizer(nn.Module):
         self.enabled = True
         self.calibrated = False
         self.calibrator: Calibrator | None = None
+        self.fixed_lower: float | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.calibrator is not None:
@@ -130,3 +135,8 @@ class Quantizer(nn.Module):
 
 def _to_float32(value: float) -> float:
     return torch.tensor(value, dtype=torch.float32).item()
+
+
+def is_post_softmax(quantizer: Quantizer) -> bool:
+    """True for the quantizer of the softmax output (BMM2's ``attn`` operand), whose values lie in [0, 1]."""
+    return quantizer.name.endswith("attn.bmm2_attn")

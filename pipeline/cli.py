@@ -135,8 +135,12 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     from srcore.weights import load_model
 
     device = _device(args.device)
-    quant = QuantConfig(weight_bits=args.weight_bits or args.bits,
-                        act_bits=None if args.act_bits == 16 else (args.act_bits or args.bits))
+    if args.deploy != "paper" and args.act_bits not in (None, 16):
+        raise SystemExit(f"--deploy {args.deploy} calibrates weights only (the runtime handles activations); "
+                         f"drop --act-bits {args.act_bits}")
+    act_bits = None if args.deploy != "paper" or args.act_bits == 16 else (args.act_bits or args.bits)
+    quant = QuantConfig(weight_bits=args.weight_bits or args.bits, act_bits=act_bits, deploy=args.deploy,
+                        zero_softmax_lower=args.zero_softmax_lower)
     init = {
         "minmax": MinMaxConfig(),
         "percentile": PercentileConfig(percentile=args.percentile),
@@ -346,10 +350,19 @@ def build_parser() -> argparse.ArgumentParser:
                          "cpu (batch 4, 200 it, cosine; default)")
     ca.add_argument("--iters", type=int, default=None, help="override the preset's DQC iterations")
     ca.add_argument("--batch-size", type=int, default=None, help="override the preset's DQC batch size")
+    ca.add_argument("--deploy", choices=("paper", "int8-token", "fp16"), default="paper",
+                    help="what the student runs like during calibration: paper = activations fake-quantized at "
+                         "--act-bits (2DQuant; default); int8-token = weights only, Linear inputs dynamic int8 per "
+                         "token (ExecuTorch, TFLite); fp16 = weights only, Linear inputs/outputs in fp16 (Core ML). "
+                         "Recorded in the bounds file; build warns when the target runs another mode")
+    ca.add_argument("--zero-softmax-lower", action=argparse.BooleanOptionalAction, default=True,
+                    help="pin the post-softmax quantizers' lower bound at exactly 0, so masked attention "
+                         "probabilities of shifted windows stay 0 (default). --no-zero-softmax-lower calibrates and "
+                         "trains it like any bound, as the released code does (it can rise above 0 and leak)")
     ca.add_argument("--train-exponential-lower", action=argparse.BooleanOptionalAction, default=True,
-                    help="DQC also trains the lower bound of the post-softmax and fc2-input quantizers (released code; "
-                         "default). --no-train-exponential-lower keeps DOBI's lower bound, so masked attention "
-                         "probabilities are not clipped up above 0")
+                    help="DQC also trains the lower bound of the fc2-input (post-GELU) quantizers, and of the "
+                         "post-softmax ones under --no-zero-softmax-lower (released code; default). "
+                         "--no-train-exponential-lower keeps DOBI's lower bounds")
     ca.add_argument("--select-on", type=Path, default=None,
                     help="benchmark folder to select the best DQC step on (the paper uses Set5, a test set: results "
                          "are then optimistic); default: keep the last step")

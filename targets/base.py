@@ -28,7 +28,8 @@ import torch
 from torch import nn
 
 from calibration.bounds import Bounds, apply_bounds_
-from calibration.primitives import fake_quantize, fake_quantize_per_token_int8, grid
+from calibration.deploy import DeployMode, simulate
+from calibration.primitives import fake_quantize, grid
 from calibration.qmodel import QuantLinear, QuantQKV
 
 __all__ = ["MissingDependency", "PalettizedWeight", "Target", "TargetError", "IntegerTarget", "deploy_model", "dynamic_int8_linears",
@@ -265,12 +266,9 @@ def dynamic_int8_linears(deploy: nn.Module) -> nn.Module:
 
     The PyTorch simulation of what the integer backends run: float activations everywhere, but each
     quantized Linear multiplies int8 per-token activations (ExecuTorch/XNNPACK ``qd8``) by its integer weights.
+    It is :func:`calibration.deploy.simulate` in ``int8-token`` mode, the one DQC calibrates in.
     """
-    sim = copy.deepcopy(deploy)
-    for module in sim.modules():
-        if isinstance(module, nn.Linear):
-            module.register_forward_pre_hook(lambda _, args: (fake_quantize_per_token_int8(args[0]),))
-    return sim
+    return simulate(deploy, DeployMode.INT8_TOKEN)
 
 
 class Target(Protocol):

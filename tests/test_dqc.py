@@ -54,8 +54,9 @@ def test_loss_matches_released_code_scaling():
 
 
 # The code's 1/numel scaling puts gradients near Adam's eps, so its steps are damped: it must still
-# lower the loss, the paper's scaling by more (measured 0.86-0.95 and 0.75-0.80 at 1-2 threads).
-@pytest.mark.parametrize("scaling, max_ratio", [("code", 0.99), ("paper", 0.9)])
+# lower the loss, the paper's scaling by more (measured 0.86-0.95 and 0.75-0.80 at 1-2 threads; 0.90
+# for the paper's once the post-softmax lower bound is pinned at 0, issue 21).
+@pytest.mark.parametrize("scaling, max_ratio", [("code", 0.99), ("paper", 0.95)])
 def test_only_bounds_train_and_loss_falls(scaling, max_ratio):
     model = _dobi_model()
     weights = {n: p.detach().clone() for n, p in model.named_parameters() if not n.endswith(("lower", "upper"))}
