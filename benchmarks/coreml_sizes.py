@@ -22,10 +22,13 @@ from pathlib import Path
 
 import torch
 
-from pipeline.build import artifact_bytes, build
+from calibration.bounds import load_bounds
+from pipeline.artifacts import artifact_bytes
+from pipeline.build import BuildChecks, build
 from pipeline.cost import compression_ratio
 from srcore.paths import benchmark_dir
 from srcore.weights import load_model
+from targets.config import CoreMLConfig
 from targets.coreml import CoreMLTarget, mil_program
 
 
@@ -58,7 +61,7 @@ def main(argv: list[str] | None = None) -> None:
         for label, compact in (("FP16, plain conversion", False), ("FP16, derived constants compacted", True)):
             start = time.perf_counter()
             fp16 = Path(tmp) / f"fp16-{compact}.mlpackage"
-            CoreMLTarget(compact_constants=compact).lower(model, [], args.tile, fp16)
+            CoreMLTarget(CoreMLConfig(tile=args.tile, compact_constants=compact)).lower(model, [], args.tile, fp16)
             if not compact:
                 fp16_bytes = artifact_bytes(fp16)
             rows.append((label, "–", artifact_bytes(fp16), *const_bytes(fp16), f"{fp16_bytes / artifact_bytes(fp16):.2f}x", "–", "–",
@@ -66,8 +69,8 @@ def main(argv: list[str] | None = None) -> None:
         for item in args.bounds:
             bits, path = item.split("=", 1)
             start = time.perf_counter()
-            result = build(model, info.name, "coreml", int(bits), Path(tmp) / f"w{bits}", bounds_path=path,
-                           tile=args.tile, score_on=benchmark_dir("Set5"))
+            result = build(model, load_bounds(path), CoreMLConfig(tile=args.tile), Path(tmp) / f"w{bits}",
+                           checks=BuildChecks(score_on=benchmark_dir("Set5")))
             m = result.manifest
             artifact = result.folder / m["artifact"]
             sim = m["verification"]["simulation"]

@@ -27,7 +27,7 @@ from benchmarks import paper_table
 from calibration.bounds import Bounds, apply_bounds_
 from calibration.config import QuantConfig
 from calibration.dqc import DQC_PRESETS, distill_bounds_
-from pipeline.calibrate import calibrate
+from pipeline.calibrate import CalibrationConfig, Method, run_calibration
 from pipeline.evaluate import evaluate, model_upscaler
 from srcore.data import CropSampler
 from srcore.paths import benchmark_dir, calib_dir
@@ -75,11 +75,11 @@ def main(argv: list[str] | None = None) -> None:
 
     model, weights = load_model(args.weights, 4, device)
     t = time.perf_counter()
-    result = calibrate(model, "dobi", QuantConfig(4, 4), calib, weights_name=weights.name, device=device,
-                       progress=False)
+    result = run_calibration(model, CalibrationConfig(Method.DOBI, QuantConfig(4, 4)), calib, weights_name=weights.name,
+                             device=device, progress=False)
     dobi_s = time.perf_counter() - t
     t = time.perf_counter()
-    evaluate(model_upscaler(model, device), [benchmark_dir("Set5"), benchmark_dir("Set14")], 4, progress=False)
+    evaluate(model_upscaler(result.model, device), [benchmark_dir("Set5"), benchmark_dir("Set14")], 4, progress=False)
     eval_s = time.perf_counter() - t
     sampler = CropSampler(lr_folders=[str(c) for c in calib], scale=4, lr_size=64, seed=1)
     sampler.sample_lr(args.batch_size)

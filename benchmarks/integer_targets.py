@@ -22,9 +22,11 @@ import sys
 import time
 from pathlib import Path
 
-from pipeline.build import build
+from calibration.bounds import load_bounds
+from pipeline.build import BuildChecks, build
 from srcore.paths import benchmark_dir, cache_dir
 from srcore.weights import load_model
+from targets.config import CONFIGS
 
 TARGETS = ("executorch", "tflite")
 
@@ -54,8 +56,11 @@ def main(argv: list[str] | None = None) -> None:
     for target in args.targets:
         for bits, path in sorted(bounds.items(), reverse=True):
             start = time.perf_counter()
-            result = build(model, info.name, target, int(bits), args.builds / f"{target}-w{bits}", bounds_path=path,
-                           tile=args.tile, force=True, score_on=benchmark_dir("Set5"), baseline_cache=cache_dir())
+            bounds = load_bounds(path)
+            if bounds.quant_config.weight_bits != int(bits):
+                raise SystemExit(f"{path} holds {bounds.quant_config.weight_bits}-bit weights, not {bits}")
+            result = build(model, bounds, CONFIGS[target](tile=args.tile), args.builds / f"{target}-w{bits}", force=True,
+                           checks=BuildChecks(score_on=benchmark_dir("Set5"), threads=(1, 2), baseline_cache=cache_dir()))
             seconds = time.perf_counter() - start
             rows.append(row(target, int(bits), result.manifest, seconds))
             manifests[f"{target}-w{bits}"] = result.manifest

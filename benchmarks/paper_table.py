@@ -25,7 +25,7 @@ import torch
 from calibration.bounds import save_bounds
 from calibration.config import DobiConfig, MinMaxConfig, PercentileConfig, QuantConfig
 from calibration.dqc import DQC_PRESETS
-from pipeline.calibrate import calibrate
+from pipeline.calibrate import CalibrationConfig, run_calibration
 from pipeline.cost import compression_ratio, flop_speedup
 from pipeline.evaluate import bicubic_upscaler, evaluate, model_upscaler
 from pipeline.plots import plot_calibration
@@ -104,18 +104,19 @@ def main(argv: list[str] | None = None) -> None:
         label, paper_label, method, init = METHODS[key]
         model, info = load_model(args.weights, args.scale, args.device)
         start = time.perf_counter()
-        result = calibrate(model, method, QuantConfig(bits, bits), calib, weights_name=info.name, init=init,
-                           dqc=dqc if method == "2dquant" else None, device=args.device, progress=False)
+        config = CalibrationConfig(method, QuantConfig(bits, bits), init, dqc if method == "2dquant" else None)
+        result = run_calibration(model, config, calib, weights_name=info.name, device=args.device, progress=False)
         seconds = time.perf_counter() - start
         path = save_bounds(result.bounds, args.bounds_dir / f"x{args.scale}-w{bits}a{bits}-{key}.safetensors")
-        ours = {r.dataset: r for r in evaluate(model_upscaler(model, args.device), folders, args.scale, progress=False)}
+        ours = {r.dataset: r for r in evaluate(model_upscaler(result.model, args.device), folders, args.scale,
+                                               progress=False)}
         note = f"{len(result.dqc.losses)} it x batch {dqc.batch_size}, {result.dqc.selection}" if result.dqc else ""
         rows.append((label, paper_label, str(bits), ours, paper.get((paper_label, str(bits)), {}), note))
         speed = f", {len(result.dqc.losses) / result.dqc.wall_s:.2f} DQC it/s" if result.dqc else ""
         timings.append(f"| {label} | {bits} | {seconds:.0f} s{speed} | `{path}` |")
         print(f"W{bits}A{bits} {label}: " + ", ".join(f"{d} {ours[d].psnr:.2f}" for d in datasets), flush=True)
         if args.plot_dir and result.dqc:
-            plot_calibration(model, result, args.plot_dir / f"w{bits}a{bits}-{key}")
+            plot_calibration(result.model, result, args.plot_dir / f"w{bits}a{bits}-{key}")
         report.write()
     print("\n".join(report.write()))
 

@@ -102,6 +102,16 @@ class Bounds:
     created_at: str = ""
     tool_versions: dict[str, str] = field(default_factory=dict)
     format_version: int = FORMAT_VERSION
+    source: str | None = field(default=None, compare=False)  # the file it was loaded from (not stored in it)
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write this bounds file atomically (:func:`save_bounds`)."""
+        return save_bounds(self, path)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> Bounds:
+        """Read and validate a bounds file (:func:`load_bounds`)."""
+        return load_bounds(path)
 
     def header(self) -> dict[str, Any]:
         """The JSON header stored in the file's metadata."""
@@ -221,6 +231,7 @@ def load_bounds(path: str | os.PathLike) -> Bounds:
         raise BoundsError(f"{path}: {err}") from None
     except (KeyError, TypeError, ValueError) as err:
         raise BoundsError(f"{path} has a malformed header: {err!r}") from err
+    bounds.source = str(path)
     return bounds
 
 

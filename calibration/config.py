@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import fnmatch
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -69,7 +70,7 @@ class _Serializable:
         data: dict[str, Any] = {"_type": type(self).__name__, "version": self.VERSION}
         for field in dataclasses.fields(self):  # type: ignore[arg-type]
             value = getattr(self, field.name)
-            data[field.name] = value.value if isinstance(value, enum.Enum) else value
+            data[field.name] = _plain(value)
         return data
 
     @classmethod
@@ -106,6 +107,11 @@ class QuantConfig(_Serializable):
         act_bits: bits of every activation quantizer, or None for weights only (W4A16: no
             activation quantizer is inserted, the attention operands stay FP). The paper uses
             ``act_bits == weight_bits``; other pairs (e.g. W4A8) are allowed.
+        overrides: ``(selector, bits)`` pairs applied in order, the last match winning: a selector
+            is a role (``"weight"`` or ``"activation"``) or a shell-style pattern on quantizer
+            names (``"layers.0.*"``, ``"*.mlp.fc2.weight"``). Resolved once by
+            :meth:`bits_for` when the model is quantized; every quantizer's bits are then written
+            into the bounds file. Example: ``QuantConfig(2, 4, overrides=(("*.attn.bmm2_attn", 8),))``.
         deploy: :class:`DeployMode` the student is calibrated in; anything but ``PAPER`` needs
             ``act_bits=None`` (the runtime, not a calibrated quantizer, handles activations).
         zero_softmax_lower: pin the post-softmax quantizers' lower bound at exactly 0 (masked
@@ -115,6 +121,7 @@ class QuantConfig(_Serializable):
 
     weight_bits: int = 4
     act_bits: int | None = 4
+    overrides: tuple[tuple[str, int], ...] = ()
     deploy: DeployMode = DeployMode.PAPER
     zero_softmax_lower: bool = True
 
@@ -130,15 +137,35 @@ class QuantConfig(_Serializable):
                              f"act_bits must be None, got {self.act_bits!r}")
         if not isinstance(self.zero_softmax_lower, bool):
             raise ValueError(f"zero_softmax_lower must be True or False, got {self.zero_softmax_lower!r}")
+        if isinstance(self.overrides, (str, bytes)) or not isinstance(self.overrides, (tuple, list)):
+            raise ValueError(f"overrides must be a sequence of (selector, bits) pairs, got {self.overrides!r}")
+        pairs = []
+        for pair in self.overrides:
+            if not isinstance(pair, (tuple, list)) or len(pair) != 2 or not isinstance(pair[0], str) or not pair[0]:
+                raise ValueError(f"each override is a (selector, bits) pair with a non-empty selector, got {pair!r}")
+            _check_bits(f"override {pair[0]!r} bits", pair[1])
+            pairs.append((pair[0], pair[1]))
+        object.__setattr__(self, "overrides", tuple(pairs))
+
+    def bits_for(self, name: str, role: str) -> int | None:
+        """Bits of the quantizer ``name`` of ``role`` (``"weight"``/``"activation"``); None: not quantized."""
+        bits = self.weight_bits if role == "weight" else self.act_bits
+        if bits is None:
+            return None
+        for selector, override in self.overrides:
+            if selector == role or fnmatch.fnmatchcase(name, selector):
+                bits = override
+        return bits
 
     @property
     def label(self) -> str:
-        """``W4A4``-style label; ``A16`` for unquantized activations.
+        """``W4A4``-style label; ``A16`` for unquantized activations; ``+overrides`` when some tensors differ.
 
         Deploy modes replace the activation part: ``W4-int8-token``, ``W4-fp16``.
         """
         acts = f"A{self.act_bits if self.act_bits is not None else 16}"
-        return f"W{self.weight_bits}" + (acts if self.deploy is DeployMode.PAPER else f"-{self.deploy.value}")
+        base = f"W{self.weight_bits}" + (acts if self.deploy is DeployMode.PAPER else f"-{self.deploy.value}")
+        return base + ("+overrides" if self.overrides else "")
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> QuantConfig:

@@ -164,16 +164,17 @@ def quantize_(model: nn.Module, config: QuantConfig) -> nn.Module:
 def _quantize_block(block: nn.Module, prefix: str, config: QuantConfig, swaps: list[_Swap]) -> None:
     """Swap one block's linears and attention hooks, in data-flow order (which fixes :func:`quantizers`' order)."""
     attn, mlp = block.attn, block.mlp
-    wb, ab = config.weight_bits, config.act_bits
     bell, expo = Distribution.BELL, Distribution.EXPONENTIAL
 
     device = attn.qkv.weight.device  # bounds live with the weights (CPU or GPU)
 
     def act(name: str, distribution: Distribution) -> Quantizer | None:
-        return None if ab is None else Quantizer(f"{prefix}.{name}", ab, Role.ACTIVATION, distribution).to(device)
+        bits = config.bits_for(f"{prefix}.{name}", Role.ACTIVATION.value)
+        return None if bits is None else Quantizer(f"{prefix}.{name}", bits, Role.ACTIVATION, distribution).to(device)
 
     def linear(name: str, layer: nn.Linear, act_distribution: Distribution, rows: slice | None = None) -> QuantLinear:
-        weight_quant = Quantizer(f"{prefix}.{name}.weight", wb, Role.WEIGHT, bell).to(device)
+        weight_name = f"{prefix}.{name}.weight"
+        weight_quant = Quantizer(weight_name, config.bits_for(weight_name, Role.WEIGHT.value), Role.WEIGHT, bell).to(device)
         return QuantLinear(layer.weight, layer.bias, act(f"{name}.act", act_distribution), weight_quant, rows)
 
     def swap(parent: nn.Module, attr: str, quantized: nn.Module | None) -> None:
@@ -188,6 +189,8 @@ def _quantize_block(block: nn.Module, prefix: str, config: QuantConfig, swaps: l
         raise ValueError(f"{prefix}.attn.qkv is {type(qkv).__name__}, expected an nn.Linear(C, 3C)")
     c = qkv.in_features
     q, k, v = (linear(f"attn.{n}", qkv, bell, slice(i * c, (i + 1) * c)) for i, n in enumerate("qkv"))
+    if len({part.weight_quant.bits for part in (q, k, v)}) > 1:  # one stored tensor, one bit width
+        raise ValueError(f"{prefix}.attn.q/k/v weights share the tensor attn.qkv; give them the same bits")
     swap(attn, "qkv", QuantQKV(qkv, q, k, v))
     for hook, distribution in (("bmm1_q", bell), ("bmm1_k", bell), ("bmm2_attn", expo), ("bmm2_v", bell)):
         swap(attn, hook, act(f"attn.{hook}", distribution))

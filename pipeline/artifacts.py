@@ -1,30 +1,42 @@
 """A build folder (``pipeline build`` output) read back: manifest, artifact, FP32 baseline, and a runner for it.
 
-``pipeline upscale --artifact`` and ``pipeline profile`` start from here, so both run exactly what
-the build wrote, through the runtime its manifest names, with its fixed tile.
+:func:`pipeline.build.build` returns an :class:`Artifact`; ``pipeline upscale --artifact`` and
+``pipeline profile`` load one with :func:`load_build`, so all of them run exactly what the build
+wrote, through the runtime its manifest names, with its fixed tile.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pipeline.evaluate import Upscaler, fixed_shape_upscaler
+import torch
 
-__all__ = ["BuildFolder", "BuildFolderError", "load_build"]
+from pipeline.evaluate import Upscaler, fixed_shape_upscaler
+from targets import get_target
+
+__all__ = ["Artifact", "BuildFolderError", "artifact_bytes", "load_build"]
 
 
 class BuildFolderError(ValueError):
     """Not a build folder: no or unreadable manifest, or a file it names is missing."""
 
 
+def artifact_bytes(path: Path) -> int:
+    """Size of an artifact on disk: a file, or every file in a folder (e.g. an .mlpackage)."""
+    return path.stat().st_size if path.is_file() else sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
 @dataclass(frozen=True)
-class BuildFolder:
+class Artifact:
+    """A verified build folder: ``folder/manifest.json`` and the artifact (and FP32 baseline) it names."""
+
     folder: Path
     manifest: dict[str, Any]
+    _run: Upscaler | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def target(self) -> str:
@@ -53,18 +65,25 @@ class BuildFolder:
 
     def upscaler(self, threads: int | None = None, baseline: bool = False) -> Upscaler:
         """Tiles of at most ``tile`` px through the artifact's runtime (the FP32 baseline with ``baseline``)."""
-        from targets import get_target
-
         path = self.baseline if baseline else self.artifact
         if path is None:
             raise BuildFolderError(f"{self.folder} has no FP32 baseline ({self.target} builds keep none)")
         backend = get_target(self.target)
-        if not hasattr(backend, "runner"):
+        if backend.runtime is None:
             raise BuildFolderError(f"{self.target} artifacts cannot run on this host")
         return fixed_shape_upscaler(backend.runner(path, threads=threads), self.tile, self.scale)
 
+    def run(self, lr: torch.Tensor) -> torch.Tensor:
+        """One (1, 3, h, w) LR image in [0, 1], h and w at most ``tile``, through the artifact's runtime -> SR image.
 
-def load_build(folder: str | os.PathLike) -> BuildFolder:
+        The runtime is loaded on the first call and kept; :meth:`upscaler` gives one with other threads.
+        """
+        if self._run is None:
+            object.__setattr__(self, "_run", self.upscaler())
+        return self._run(lr)
+
+
+def load_build(folder: str | os.PathLike) -> Artifact:
     """Read ``folder/manifest.json`` and check that the files it names exist.
 
     Raises:
@@ -77,7 +96,7 @@ def load_build(folder: str | os.PathLike) -> BuildFolder:
                                "`python -m pipeline build --target ...`")
     try:
         manifest = json.loads(manifest_path.read_text())
-        build = BuildFolder(folder, manifest)
+        build = Artifact(folder, manifest)
         paths = [build.artifact] + ([build.baseline] if build.baseline else [])
         _ = build.tile, build.scale, build.bits, build.target
     except (json.JSONDecodeError, KeyError, TypeError, ValueError) as err:

@@ -2,14 +2,11 @@
 
 The folder is assembled in a hidden temporary sibling and renamed into place only after the
 artifact has been lowered, read back and verified, so a failure or Ctrl-C never leaves a
-half-written build behind (the temporary folder is removed). Without a bounds file the model is
-calibrated first (DOBI, the 2DQuant initialisation; DQC needs a GPU to be practical and is run
-with ``pipeline calibrate`` beforehand).
+half-written build behind (the temporary folder is removed, a replaced folder restored).
 """
 
 from __future__ import annotations
 
-import copy
 import datetime
 import functools
 import hashlib
@@ -21,116 +18,89 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from calibration.bounds import Bounds, BoundsError, load_bounds
-from calibration.config import QuantConfig
+from calibration.bounds import Bounds
+from calibration.qmodel import is_quantized
+from calibration.quantizer import Quantizer
 from calibration.snapping import CONTAINERS, snap_weight_bounds
+from pipeline.artifacts import Artifact, artifact_bytes
 from pipeline.evaluate import evaluate, fixed_shape_upscaler, model_upscaler
 from srcore.checkpoint import file_sha256, weights_sha256
 from srcore.data import load_benchmark
 from srcore.images import to_tensor
 from srcore.model import SwinIR, mirror_pad
-from targets import TargetError, get_target
+from targets import TargetConfig, get_target
 from targets.base import deploy_model, on_integer_grid
 from targets.latency import versus_baseline
 
-__all__ = ["MANIFEST_VERSION", "BuildResult", "artifact_bytes", "build", "resolve_target", "summary_table"]
+__all__ = ["MANIFEST_VERSION", "BuildChecks", "build", "summary_table"]
 
 MANIFEST_VERSION = 1
 
 
-@dataclass
-class BuildResult:
-    folder: Path
-    manifest: dict[str, Any]
-
-
-def artifact_bytes(path: Path) -> int:
-    """Size of an artifact on disk: a file, or every file in a folder (e.g. an .mlpackage)."""
-    return path.stat().st_size if path.is_file() else sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
-
-
-def resolve_target(target: str, bits: int):
-    """The backend for ``target`` if it can store ``bits``-bit weights (checked before any slow work).
-
-    Raises:
-        TargetError: unknown target, missing backend package or unsupported bits.
-    """
-    backend = get_target(target)
-    if bits not in backend.bits:
-        raise TargetError(f"target {target!r} stores {', '.join(map(str, backend.bits))}-bit weights, not {bits!r}")
-    return backend
-
-
-def build(
-    model: SwinIR,
-    weights_name: str,
-    target: str,
-    bits: int,
-    out: str | os.PathLike,
-    *,
-    bounds: Bounds | None = None,
-    bounds_path: str | os.PathLike | None = None,
-    tile: int = 64,
-    force: bool = False,
-    calib_folders: list[str | os.PathLike] | None = None,
-    score_on: str | os.PathLike | None = None,
-    overlap: int | None = None,
-    threads: tuple[int, ...] = (1, 2),
-    runs: int = 10,
-    baseline_cache: str | os.PathLike | None = None,
-) -> BuildResult:
-    """Lower ``model`` with its bounds to ``target`` and write ``out/`` (artifact + manifest.json).
+@dataclass(frozen=True)
+class BuildChecks:
+    """What the build measures besides the read-back verification it always does.
 
     Args:
-        model: the FP SwinIR (not modified).
-        weights_name: how the manifest names the weights.
-        target: backend name (:data:`targets.BACKENDS`).
-        bits: weight bit width; must match the bounds file and the backend.
-        out: the folder to create; an existing one is replaced only with ``force``.
-        bounds / bounds_path: the calibration result (a path is also hashed into the manifest);
-            with neither, DOBI W<bits>A<bits> bounds are computed from ``calib_folders``.
-        tile: fixed LR input side of the artifact.
-        score_on: a benchmark folder (e.g. Set5) on which the PyTorch simulation of the artifact
-            (fake-quantized weights, float activations, the artifact's tiles via
-            :func:`pipeline.evaluate.fixed_shape_upscaler`) and, when the backend can execute it
-            here (``runner``), the artifact itself are scored into the manifest.
-            The FP model is scored the same way, as the reference.
+        score_on: a benchmark folder (e.g. Set5) on which the FP model, the PyTorch simulation of
+            the artifact (its tiles via :func:`pipeline.evaluate.fixed_shape_upscaler`) and, when the
+            backend runs here, the artifact itself are scored into the manifest; None: no scoring.
         overlap: LR overlap of those tiles (default ``tile // 4``: 16 at the 64 px default).
-        threads, runs: for a backend that runs here and has an FP32 baseline (ExecuTorch, TFLite),
-            the artifact and the baseline are timed (median of ``runs`` after warm-up) with each
-            thread count, each in a fresh process; ``threads=()`` skips timing.
+        threads, runs: for a backend with an FP32 baseline (ExecuTorch, TFLite), the artifact and
+            the baseline are timed (median of ``runs`` after warm-up) with each thread count, each in
+            a fresh process; ``threads=()`` skips timing.
         baseline_cache: a folder where FP32 baselines are kept and reused (keyed by backend, tool
             versions, the export code, weights and tile); None lowers the baseline every time.
+    """
+
+    score_on: str | os.PathLike | None = None
+    overlap: int | None = None
+    threads: tuple[int, ...] = ()
+    runs: int = 10
+    baseline_cache: str | os.PathLike | None = None
+
+    def __post_init__(self):
+        object.__setattr__(self, "threads", tuple(self.threads))
+        if self.runs < 1 or any(count < 1 for count in self.threads):
+            raise ValueError(f"runs and thread counts must be >= 1, got runs={self.runs}, threads={list(self.threads)}")
+
+
+def build(model: SwinIR, bounds: Bounds, config: TargetConfig, out: str | os.PathLike, *, force: bool = False,
+          checks: BuildChecks = BuildChecks()) -> Artifact:
+    """Lower ``model`` with its ``bounds`` to the backend ``config`` names and write ``out/`` (artifact + manifest.json).
+
+    The folder is assembled in a hidden sibling and renamed into place only once the artifact has
+    been lowered, read back and verified; with ``force`` an existing ``out`` is kept until then.
+
+    Args:
+        model: the FP SwinIR (not modified; a model that still holds quantizers is refused).
+        bounds: its bounds file (:func:`pipeline.api.calibrate` or :meth:`Bounds.load`); the weight
+            bits come from it.
+        config: the backend and its options (:class:`targets.CoreMLConfig`, ``ExecuTorchConfig``, ``TFLiteConfig``).
+        out: the folder to create; an existing one is replaced only with ``force``.
+        checks: scoring and timing (:class:`BuildChecks`; default: none beyond the read-back).
 
     Raises:
-        TargetError: unknown target, missing backend package, unsupported bits or tile.
-        BoundsError: the bounds are for another model or another bit width.
+        TargetError: missing backend package, bits the backend cannot store, or a bad tile.
+        BoundsError: the bounds are for another model.
+        ValueError: ``model`` holds quantizers (pass the FP model).
         FileExistsError: ``out`` exists and ``force`` is False.
     """
-    backend = resolve_target(target, bits)
-    if runs < 1 or any(count < 1 for count in threads):
-        raise ValueError(f"runs and thread counts must be >= 1, got runs={runs}, threads={list(threads)}")
+    if is_quantized(model) or any(isinstance(m, Quantizer) for m in model.modules()):
+        raise ValueError("build needs the FP model, but this one holds quantizers (it was quantized in place); pass "
+                         "the model as loaded: pipeline.calibrate(...) returns bounds and leaves the model unchanged")
+    bits = bounds.quant_config.weight_bits
+    backend = get_target(config, bits)
     out = Path(out)
     if out.exists() and not force:
         raise FileExistsError(f"{out} exists; choose another --out or pass --force to replace it")
-    if bounds is None and bounds_path is not None:
-        bounds = load_bounds(bounds_path)
-    if bounds is None:
-        from pipeline.calibrate import calibrate
-        from srcore.paths import calib_dir
-
-        folders = calib_folders or [calib_dir()]
-        bounds = calibrate(copy.deepcopy(model), "dobi", QuantConfig(bits, bits), folders,
-                           weights_name=weights_name, progress=False).bounds
-    if bounds.quant_config.weight_bits != bits:
-        raise BoundsError(f"the bounds file quantizes weights to {bounds.quant_config.weight_bits} bits, "
-                          f"but --bits {bits} was asked for")
     snapping = integer = None
-    if getattr(backend, "container", None):
+    if backend.container is not None:
         bounds, snapping = snap_weight_bounds(bounds, backend.container)
     deploy, palettized = deploy_model(model, bounds)
     if snapping:
         deploy, palettized, integer = on_integer_grid(deploy, palettized, *CONTAINERS[backend.container])
+    tile = config.tile
 
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.parent / f".{out.name}.building-{os.getpid()}"
@@ -141,14 +111,16 @@ def build(
         described = backend.lower(deploy, palettized, tile, artifact)
         verification = backend.verify(artifact, palettized)
         baseline = None
-        if hasattr(backend, "lower_baseline"):
+        if backend.has_baseline:
             baseline = tmp / f"baseline_fp32{backend.extension}"
-            described["baseline"] = {"artifact": baseline.name, **_baseline(backend, model, tile, baseline, baseline_cache)}
+            described["baseline"] = {"artifact": baseline.name,
+                                     **_baseline(backend, model, tile, baseline, checks.baseline_cache)}
             described["baseline"]["artifact_bytes"] = artifact_bytes(baseline)
-        if score_on is not None:
-            overlap = tile // 4 if overlap is None else overlap
-            verification.update(_scores(backend, model, deploy, artifact, score_on, tile, overlap))
-        latency = _latency(backend.name, artifact, baseline, tile, threads, runs) if baseline and threads else None
+        if checks.score_on is not None:
+            overlap = tile // 4 if checks.overlap is None else checks.overlap
+            verification.update(_scores(backend, model, deploy, artifact, checks.score_on, tile, overlap))
+        latency = (_latency(backend.name, artifact, baseline, tile, checks.threads, checks.runs)
+                   if baseline and checks.threads else None)
         manifest = {
             "manifest_version": MANIFEST_VERSION,
             "target": backend.name,
@@ -163,22 +135,33 @@ def build(
             "bits_per_tensor": {w.path: w.bits for w in palettized},
             "grids": {w.path: {"quantizers": list(w.quantizers), "lower": w.lowers.tolist(), "upper": w.uppers.tolist()}
                       for w in palettized},
-            "weights": {"name": weights_name, "sha256": weights_sha256(model)},
-            "bounds": {"file": str(bounds_path) if bounds_path else None,
-                       "sha256": file_sha256(bounds_path) if bounds_path else None,
+            "weights": {"name": bounds.weights_name, "sha256": weights_sha256(model)},
+            "bounds": {"file": bounds.source, "sha256": file_sha256(bounds.source) if bounds.source else None,
                        "method": bounds.method, "quant_config": bounds.quant_config.to_dict()},
             "tool_versions": backend.tool_versions(),
             "verification": verification,
             "created_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         }
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
-        if out.exists():
-            shutil.rmtree(out)
-        tmp.rename(out)
+        _replace_folder(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return BuildResult(out, manifest)
+    return Artifact(out, manifest)
+
+
+def _replace_folder(new: Path, out: Path) -> None:
+    """Put the finished folder ``new`` at ``out``; an old ``out`` is set aside first and removed only after."""
+    old = out.parent / f".{out.name}.replaced-{os.getpid()}"
+    if out.exists():
+        out.rename(old)
+    try:
+        new.rename(out)
+    except BaseException:
+        if old.exists():
+            old.rename(out)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def _baseline(backend, model: SwinIR, tile: int, path: Path, cache: str | os.PathLike | None) -> dict[str, Any]:
@@ -209,14 +192,14 @@ def _baseline(backend, model: SwinIR, tile: int, path: Path, cache: str | os.Pat
 def _scores(backend, model: SwinIR, deploy, artifact: Path, folder, tile: int, overlap: int) -> dict[str, Any]:
     """PSNR/SSIM on ``folder`` of the FP model, the deploy-mode simulation and (if it runs here) the artifact."""
     score = functools.partial(_score, folder=folder, scale=model.scale, tile=tile, overlap=overlap)
-    simulation = backend.simulate(deploy) if hasattr(backend, "simulate") else deploy
+    simulation = backend.simulate(deploy)
     scores = {
         "fp": {**score(fixed_shape_upscaler(model_upscaler(model), tile, model.scale)),
                "what": "PyTorch fp32, the FP model (no quantization)"},
         "simulation": {**score(fixed_shape_upscaler(model_upscaler(simulation), tile, model.scale)),
-                       "what": getattr(backend, "simulation", "PyTorch fp32, fake-quantized weights, float activations")},
+                       "what": backend.simulation},
     }
-    if hasattr(backend, "runner"):
+    if backend.runtime is not None:
         run = backend.runner(artifact)
         scores["artifact"] = {**score(fixed_shape_upscaler(run, tile, model.scale)), "what": backend.runtime}
         scores["artifact"]["psnr_minus_simulation"] = scores["artifact"]["psnr"] - scores["simulation"]["psnr"]
@@ -246,7 +229,7 @@ def _score(upscaler, folder, scale: int, tile: int, overlap: int) -> dict[str, A
     return {"dataset": result.dataset, "psnr": result.psnr, "ssim": result.ssim, "tile": tile, "overlap": overlap}
 
 
-def summary_table(result: BuildResult) -> str:
+def summary_table(result: Artifact) -> str:
     """The few lines ``pipeline build`` prints at the end."""
     m = result.manifest
     v = m["verification"]

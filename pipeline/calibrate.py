@@ -9,6 +9,8 @@ paper's protocol, and the bounds file records which.
 
 from __future__ import annotations
 
+import copy
+import enum
 import logging
 import os
 from dataclasses import dataclass
@@ -17,7 +19,13 @@ from pathlib import Path
 import torch
 
 from calibration.bounds import Bounds, bounds_from_model
-from calibration.config import DobiConfig, InitConfig, QuantConfig
+from calibration.config import (
+    DobiConfig,
+    InitConfig,
+    MinMaxConfig,
+    PercentileConfig,
+    QuantConfig,
+)
 from calibration.dqc import DqcConfig, DqcResult, distill_bounds_
 from calibration.observe import calibrate_, init_config
 from calibration.qmodel import quantize_, quantizers
@@ -25,61 +33,113 @@ from pipeline.evaluate import evaluate, model_upscaler
 from srcore.data import CropSampler
 from srcore.model import SwinIR
 
-__all__ = ["METHODS", "CalibrationResult", "calibrate"]
+__all__ = ["CalibrationConfig", "CalibrationResult", "Method", "calibrate", "run_calibration"]
 
 log = logging.getLogger(__name__)
 
-METHODS = ("minmax", "percentile", "dobi", "2dquant")
+
+class Method(enum.Enum):
+    """How the bounds are found: the paper's baselines, DOBI alone, or 2DQuant (DOBI then DQC)."""
+
+    MINMAX = "minmax"
+    PERCENTILE = "percentile"
+    DOBI = "dobi"
+    TWODQUANT = "2dquant"
+
+
+_INIT_TYPES = {Method.MINMAX: MinMaxConfig, Method.PERCENTILE: PercentileConfig, Method.DOBI: DobiConfig,
+               Method.TWODQUANT: DobiConfig}
+
+
+@dataclass(frozen=True)
+class CalibrationConfig:
+    """Everything that decides the bounds, checked at construction.
+
+    Args:
+        method: :class:`Method` (or its value, e.g. ``"dobi"``).
+        quant: bits of weights and activations, per-tensor overrides included (:class:`QuantConfig`).
+        init: the bound initialisation (a MinMax/Percentile/DobiConfig matching ``method``;
+            2DQuant initialises with DOBI); None: that method's defaults.
+        dqc: DQC settings, required by 2DQuant (e.g. ``DQC_PRESETS["paper"]``) and refused otherwise.
+        num_crops, crop_size: the statistics batch (the paper: 32 LR crops of 64 px).
+        seed: seeds the statistics crops (``seed``) and the DQC crops (``seed + 1``).
+    """
+
+    method: Method
+    quant: QuantConfig = QuantConfig()
+    init: InitConfig | None = None
+    dqc: DqcConfig | None = None
+    num_crops: int = 32
+    crop_size: int = 64
+    seed: int = 0
+
+    def __post_init__(self):
+        try:
+            object.__setattr__(self, "method", Method(self.method))
+        except ValueError:
+            raise ValueError(f"method must be one of {[m.value for m in Method]}, got {self.method!r}") from None
+        if not isinstance(self.quant, QuantConfig):
+            raise ValueError(f"quant must be a QuantConfig, got {type(self.quant).__name__}")
+        expected = _INIT_TYPES[self.method]
+        if self.init is None:
+            object.__setattr__(self, "init", init_config(expected.method))
+        elif type(self.init) is not expected:
+            raise ValueError(f"{self.method.value} initialises with a {expected.__name__}, got {type(self.init).__name__}")
+        if (self.method is Method.TWODQUANT) != (self.dqc is not None):
+            raise ValueError("2dquant needs a DqcConfig (e.g. DQC_PRESETS['paper'])" if self.dqc is None
+                             else f"{self.method.value} has no DQC stage; drop dqc or use Method.TWODQUANT")
+        for field, minimum in (("num_crops", 1), ("crop_size", 8), ("seed", 0)):
+            value = getattr(self, field)
+            if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+                raise ValueError(f"{field} must be an integer >= {minimum}, got {value!r}")
 
 
 @dataclass
 class CalibrationResult:
     bounds: Bounds
+    model: SwinIR  # the quantized, calibrated copy (for coverage plots); the caller's model is untouched
     dqc: DqcResult | None
-    calibration_batch: torch.Tensor  # the (num_crops, 3, p, p) DOBI batch, for coverage plots
+    calibration_batch: torch.Tensor  # the (num_crops, 3, p, p) statistics batch, for coverage plots
     init_bounds: dict[str, tuple[float, float]]  # bounds before DQC
 
 
-def calibrate(
+def calibrate(model: SwinIR, config: CalibrationConfig, data: str | os.PathLike | list[str | os.PathLike],
+              **options) -> Bounds:
+    """The bounds of ``model`` under ``config``, from the LR images in ``data``; ``model`` is not changed.
+
+    ``options`` are :func:`run_calibration`'s (``weights_name``, ``device``, ``run_dir``, ``select_on``,
+    ``progress``).
+    """
+    return run_calibration(model, config, data, **options).bounds
+
+
+def run_calibration(
     model: SwinIR,
-    method: str,
-    quant: QuantConfig,
-    calib_folders: list[str | os.PathLike],
+    config: CalibrationConfig,
+    data: str | os.PathLike | list[str | os.PathLike],
     *,
-    weights_name: str,
-    init: InitConfig | None = None,
-    dqc: DqcConfig | None = None,
-    num_crops: int = 32,
-    crop_size: int = 64,
-    seed: int = 0,
+    weights_name: str | None = None,
     device: str | torch.device = "cpu",
     run_dir: str | os.PathLike | None = None,
     select_on: str | os.PathLike | None = None,
     progress: bool = True,
 ) -> CalibrationResult:
-    """Quantize ``model`` in place and calibrate its bounds; returns the bounds (not yet saved).
+    """Quantize a copy of ``model`` and calibrate its bounds; returns them (not yet saved) with what plots need.
 
     Args:
-        model: FP SwinIR (eval mode); it is quantized in place (weights are not copied or changed).
-        method: one of :data:`METHODS`.
-        quant: bits of weights and activations.
-        calib_folders: folders of LR calibration images (e.g. DF2K LR crops).
-        weights_name: name of the FP weights, recorded in the bounds file.
-        init: bound initialisation config for ``minmax``/``percentile``/``dobi`` (defaults if None);
-            ``2dquant`` uses DOBI (``init`` must then be a DobiConfig or None).
-        dqc: DQC config for ``2dquant`` (required there).
-        num_crops, crop_size: the DOBI statistics batch.
-        seed: seeds the DOBI crops (``seed``) and the DQC crops (``seed + 1``).
+        model: FP SwinIR; not modified (a copy on ``device`` is quantized).
+        config: :class:`CalibrationConfig`.
+        data: a folder, or folders, of LR calibration images (e.g. DF2K LR crops).
+        weights_name: name of the FP weights recorded in the bounds file (default: the name
+            :func:`srcore.weights.load_model` gave the model, else ``"unnamed"``).
         run_dir: DQC checkpoint folder (resumable), or None.
         select_on: benchmark folder for DQC model selection, or None to keep the last step.
     """
-    if method not in METHODS:
-        raise ValueError(f"unknown method {method!r}; allowed {METHODS}")
-    init = init_config(init or ("dobi" if method == "2dquant" else method))
-    if method == "2dquant" and not isinstance(init, DobiConfig):
-        raise ValueError(f"2dquant initialises with DOBI, got {type(init).__name__}")
-    if method == "2dquant" and dqc is None:
-        raise ValueError("2dquant needs a DqcConfig")
+    calib_folders = [data] if isinstance(data, (str, os.PathLike)) else list(data)
+    method, quant, init, dqc, seed = config.method.value, config.quant, config.init, config.dqc, config.seed
+    num_crops, crop_size = config.num_crops, config.crop_size
+    weights_name = weights_name or getattr(model, "weights_name", None) or "unnamed"
+    model = copy.deepcopy(model)
     model.to(device).eval()
     quantize_(model, quant)
     sampler = CropSampler(lr_folders=[str(f) for f in calib_folders], scale=model.scale, lr_size=crop_size, seed=seed)
@@ -110,4 +170,4 @@ def calibrate(
         model, method="dobi+dqc" if method == "2dquant" else init.method, settings=settings, seed=seed,
         weights_name=weights_name,
     )
-    return CalibrationResult(bounds, result, batch, init_bounds)
+    return CalibrationResult(bounds, model, result, batch, init_bounds)

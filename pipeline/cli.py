@@ -131,7 +131,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         QuantConfig,
     )
     from calibration.dqc import DQC_PRESETS
-    from pipeline.calibrate import calibrate
+    from pipeline.calibrate import CalibrationConfig, run_calibration
     from srcore.weights import load_model
 
     device = _device(args.device)
@@ -152,17 +152,16 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         overrides = {k: v for k, v in (("iterations", args.iters), ("batch_size", args.batch_size)) if v is not None}
         overrides["train_exponential_lower"] = args.train_exponential_lower
         dqc = dataclasses.replace(DQC_PRESETS[args.dqc_preset], **overrides)
+    config = CalibrationConfig(args.method, quant, init, dqc, seed=args.seed)
     model, info = load_model(args.weights, args.scale, device)
     out = args.out or Path("bounds") / f"{info.name}-{quant.label.lower()}-{args.method}.safetensors"
-    result = calibrate(
-        model, args.method, quant, args.calib or [calib_dir()], weights_name=info.name, init=init, dqc=dqc,
-        seed=args.seed, device=device, run_dir=args.run_dir, select_on=args.select_on, progress=not args.quiet,
-    )
+    result = run_calibration(model, config, args.calib or [calib_dir()], weights_name=info.name, device=device,
+                             run_dir=args.run_dir, select_on=args.select_on, progress=not args.quiet)
     path = save_bounds(result.bounds, out)
     if args.plot:
         from pipeline.plots import plot_calibration
 
-        for png in plot_calibration(model, result, args.plot):
+        for png in plot_calibration(result.model, result, args.plot):
             log.info("wrote %s", png)
     print(f"wrote {path}: {len(result.bounds.quantizers)} quantizers, {quant.label}, method {result.bounds.method}, "
           f"weights {info.describe()}")
@@ -174,14 +173,18 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
 
 def cmd_build(args: argparse.Namespace) -> int:
-    from pipeline.build import build, resolve_target, summary_table
+    from calibration.bounds import BoundsError, load_bounds
+    from calibration.config import QuantConfig
+    from pipeline.build import BuildChecks, build, summary_table
+    from pipeline.calibrate import CalibrationConfig, Method, calibrate
     from srcore.weights import load_model
+    from targets import get_target
+    from targets.config import CONFIGS
 
-    resolve_target(args.target, args.bits)  # a wrong target or bit width fails before data or weights are read
-    model, info = load_model(args.weights, args.scale)
-    out = args.out or Path("build") / f"{info.name}-{args.target}-w{args.bits}-t{args.tile}"
-    if args.bounds is None:
-        log.info("no --bounds given: calibrating W%dA%d with DOBI first", args.bits, args.bits)
+    if args.target not in CONFIGS:
+        get_target(args.target)  # the unknown-target error, listing the known ones
+    config = CONFIGS[args.target](tile=args.tile)
+    get_target(config, args.bits)  # a wrong target or bit width fails before data or weights are read
     score_on = None
     if args.score:
         root = data_root(required=False)
@@ -189,10 +192,22 @@ def cmd_build(args: argparse.Namespace) -> int:
         if score_on is None or not Path(score_on).is_dir():
             raise FileNotFoundError(f"no benchmark folder to score the simulation on ({score_on}); "
                                     "pass --score-on DIR or --no-score")
-    result = build(model, info.name, args.target, args.bits, out, bounds_path=args.bounds, tile=args.tile,
-                   force=args.force, calib_folders=args.calib, score_on=score_on, threads=tuple(args.threads),
-                   runs=args.runs, baseline_cache=None if args.no_cache else cache_dir())
-    print(summary_table(result))
+    checks = BuildChecks(score_on=score_on, threads=tuple(args.threads), runs=args.runs,
+                         baseline_cache=None if args.no_cache else cache_dir())
+    model, info = load_model(args.weights, args.scale)
+    out = args.out or Path("build") / f"{info.name}-{args.target}-w{args.bits}-t{args.tile}"
+    if out.exists() and not args.force:
+        raise FileExistsError(f"{out} exists; choose another --out or pass --force to replace it")
+    if args.bounds is None:
+        log.info("no --bounds given: calibrating W%dA%d with DOBI first", args.bits, args.bits)
+        bounds = calibrate(model, CalibrationConfig(Method.DOBI, QuantConfig(args.bits, args.bits)),
+                           args.calib or [calib_dir()], weights_name=info.name, progress=False)
+    else:
+        bounds = load_bounds(args.bounds)
+        if bounds.quant_config.weight_bits != args.bits:
+            raise BoundsError(f"the bounds file quantizes weights to {bounds.quant_config.weight_bits} bits, "
+                              f"but --bits {args.bits} was asked for")
+    print(summary_table(build(model, bounds, config, out, force=args.force, checks=checks)))
     return 0
 
 

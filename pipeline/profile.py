@@ -18,8 +18,7 @@ import platform
 from pathlib import Path
 from typing import Any
 
-from pipeline.artifacts import load_build
-from pipeline.build import artifact_bytes
+from pipeline.artifacts import artifact_bytes, load_build
 from pipeline.cost import flop_speedup
 from pipeline.evaluate import evaluate
 from srcore.data import dataset_name

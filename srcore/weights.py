@@ -148,4 +148,5 @@ def load_model(weights: str | os.PathLike | None, scale: int, device: str | torc
         name = path.stem
     model = load_weights_(build_model("light", scale), read_state_dict(path), source=str(path))
     info = WeightsInfo(name=name, source=source, path=str(path), scale=scale, sha256=weights_sha256(model))
+    model.weights_name = name  # what calibration records in the bounds file when not told otherwise
     return model.to(device).eval(), info

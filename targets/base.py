@@ -13,15 +13,17 @@ snaps the grids first and :func:`on_integer_grid` adds the codes and scales, and
 
 from __future__ import annotations
 
+import abc
 import contextlib
 import copy
 import dataclasses
 import logging
 import os
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -31,8 +33,9 @@ from calibration.bounds import Bounds, apply_bounds_
 from calibration.deploy import DeployMode, simulate
 from calibration.primitives import fake_quantize, grid
 from calibration.qmodel import QuantLinear, QuantQKV
+from targets.config import CONFIGS, TargetConfig
 
-__all__ = ["MissingDependency", "PalettizedWeight", "Target", "TargetError", "IntegerTarget", "deploy_model", "dynamic_int8_linears",
+__all__ = ["MissingDependency", "PalettizedWeight", "Target", "TargetConfig", "TargetError", "IntegerTarget", "deploy_model", "dynamic_int8_linears",
            "export_copy", "match_stored_weights", "on_integer_grid", "quiet_tools", "tensor_io"]
 
 
@@ -220,7 +223,65 @@ def tensor_io(deploy: nn.Module, tile: int, dtypes: tuple[str, str] = ("float32"
     }
 
 
-class IntegerTarget:
+class Target(abc.ABC):
+    """One backend: lowers a deploy model to an artifact and checks it. Subclasses set the class attributes.
+
+    Attributes:
+        name: the backend's name (``coreml``, ``executorch``, ``tflite``).
+        extension: the artifact's suffix.
+        bits: the weight bit widths it stores exactly.
+        container: for backends that store ``codes * scale`` with zero point 0, the integer
+            container (``"int4"``); the build then snaps the grids into it and computes codes
+            (:func:`on_integer_grid`). None: the backend stores the calibrated grid itself.
+        simulation: what :meth:`simulate` models, in a line.
+        runtime: what executes the artifact on this host (:meth:`runner`); None: it cannot run here.
+        has_baseline: the build also lowers an FP32 baseline of the same graph (:meth:`lower_baseline`).
+    """
+
+    name: ClassVar[str]
+    extension: ClassVar[str]
+    bits: ClassVar[tuple[int, ...]]
+    container: ClassVar[str | None] = None
+    simulation: ClassVar[str] = "PyTorch fp32, fake-quantized weights, float activations"
+    runtime: ClassVar[str | None] = None
+    has_baseline: ClassVar[bool] = False
+
+    def __init__(self, config: TargetConfig | None = None):
+        self.config = config if config is not None else CONFIGS[self.name]()
+        if type(self.config) is not CONFIGS[self.name]:
+            raise TargetError(f"the {self.name} backend takes a {CONFIGS[self.name].__name__}, "
+                              f"got {type(self.config).__name__}")
+
+    @abc.abstractmethod
+    def lower(self, deploy: nn.Module, weights: list[PalettizedWeight], tile: int, artifact: Path) -> dict[str, Any]:
+        """Write the artifact for a fixed (1, 3, tile, tile) input; return what the manifest should say about it."""
+
+    @abc.abstractmethod
+    def verify(self, artifact: Path, weights: list[PalettizedWeight]) -> dict[str, Any]:
+        """Read the artifact back and check every stored weight against ``weights``; raise if one differs."""
+
+    @abc.abstractmethod
+    def tool_versions(self) -> dict[str, str]:
+        """Versions of the packages that produced the artifact."""
+
+    def simulate(self, deploy: nn.Module) -> nn.Module:
+        """The PyTorch model of the artifact's arithmetic (default: the deploy model itself)."""
+        return deploy
+
+    def runner(self, artifact: Path, threads: int | None = None) -> Callable[[torch.Tensor], torch.Tensor]:
+        """LR tile -> SR tile through the artifact's runtime on this host."""
+        raise TargetError(f"{self.name} artifacts cannot run on this host")
+
+    def lower_baseline(self, deploy: nn.Module, tile: int, artifact: Path) -> dict[str, Any]:
+        """The same graph with FP32 weights: the speed and size baseline stored beside the artifact."""
+        raise TargetError(f"the {self.name} backend has no FP32 baseline")
+
+    def op_profile(self, artifact: Path, example: torch.Tensor, runs: int) -> list[dict[str, Any]] | str:
+        """Per-operator times of the artifact, or a line saying why the runtime offers none."""
+        return "this runtime offers no per-operator profile"
+
+
+class IntegerTarget(Target):
     """What the backends that store ``scale * code`` in an int4 container share (ExecuTorch/XNNPACK, TFLite).
 
     The build snaps their grids into :attr:`container` and hands them codes (:func:`on_integer_grid`);
@@ -228,9 +289,9 @@ class IntegerTarget:
     int8 per token, which :meth:`simulate` reproduces.
     """
 
-    name: str
     bits = (2, 3, 4)
     container = "int4"
+    has_baseline = True
 
     def require_codes(self, weights: list[PalettizedWeight]) -> None:
         if any(w.codes is None for w in weights):
@@ -269,30 +330,3 @@ def dynamic_int8_linears(deploy: nn.Module) -> nn.Module:
     It is :func:`calibration.deploy.simulate` in ``int8-token`` mode, the one DQC calibrates in.
     """
     return simulate(deploy, DeployMode.INT8_TOKEN)
-
-
-class Target(Protocol):
-    """One backend. ``bits``: the weight bit widths it stores exactly; ``extension``: the artifact's suffix."""
-
-    name: str
-    extension: str
-    bits: tuple[int, ...]
-
-    def lower(self, deploy: nn.Module, weights: list[PalettizedWeight], tile: int, artifact: Path) -> dict[str, Any]:
-        """Write the artifact for a fixed (1, 3, tile, tile) input; return what the manifest should say about it."""
-
-    def verify(self, artifact: Path, weights: list[PalettizedWeight]) -> dict[str, Any]:
-        """Read the artifact back and check every stored weight against ``weights``; raise if one differs."""
-
-    def tool_versions(self) -> dict[str, str]:
-        """Versions of the packages that produced the artifact."""
-
-    # Optional:
-    # - ``runner(artifact, threads=None) -> (LR tile -> SR tile)`` executing the artifact on this host, and
-    #   ``runtime``, a line saying what executes it; the build then scores (and times) the artifact itself.
-    # - ``container``: the integer container ("int4", "int8") of a backend that stores codes * scale with
-    #   zero point 0; the build then snaps the weight grids into it and calls :func:`on_integer_grid`.
-    # - ``simulate(deploy) -> nn.Module`` and ``simulation``: the PyTorch model of the artifact's
-    #   arithmetic (e.g. :func:`dynamic_int8_linears`) and a line describing it; default: ``deploy``.
-    # - ``lower_baseline(deploy, tile, artifact)``: the same graph with FP32 weights, the speed and size
-    #   baseline that the build stores beside the artifact.

@@ -26,10 +26,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from targets.base import PalettizedWeight, TargetError, quiet_tools, tensor_io
+from targets.base import PalettizedWeight, Target, TargetError, quiet_tools, tensor_io
 from targets.coreml_mil import MilInterpreter, mil_program
 
-__all__ = ["CoreMLTarget", "TARGET"]
+__all__ = ["CoreMLTarget"]
 
 INPUT_NAME, OUTPUT_NAME = "lr", "sr"
 _LUT = "_COREML_/weight/lut"
@@ -149,14 +149,17 @@ def _op_name(path: str) -> str:
     return "p_" + path.replace(".", "_") + "_weight"
 
 
-class CoreMLTarget:
+class CoreMLTarget(Target):
+    """Exact lookup tables for the quantized linears; options from :class:`targets.config.CoreMLConfig`."""
+
     name = "coreml"
     extension = ".mlpackage"
     bits = (2, 3, 4, 8)
+    runtime = "MIL interpreter (targets.coreml_mil): the artifact's program, fp16 between ops, on this host"
 
-    def __init__(self, compute_precision: str = "fp16", compact_constants: bool = True):
-        self.compute_precision = compute_precision
-        self.compact_constants = compact_constants
+    @property
+    def compute_precision(self) -> str:
+        return self.config.compute_precision.value
 
     def lower(self, deploy: nn.Module, weights: list[PalettizedWeight], tile: int, artifact: Path) -> dict[str, Any]:
         window = deploy.config.window_size
@@ -175,7 +178,7 @@ class CoreMLTarget:
                 inputs=[ct.TensorType(name=INPUT_NAME, shape=example.shape)], outputs=[ct.TensorType(name=OUTPUT_NAME)],
             )
             compacted = {"constants": 0, "bytes_before": 0}
-            if self.compact_constants:
+            if self.config.compact_constants:
                 mlmodel, compacted = _compact_derived_constants(mlmodel)
             mlmodel.short_description = "sr2bit SwinIR-light super-resolution, palettized weights"
             mlmodel.save(str(artifact))
@@ -230,8 +233,6 @@ class CoreMLTarget:
             "weight_bin_bytes": weight_file.stat().st_size,
         }
 
-    runtime = "MIL interpreter (targets.coreml_mil): the artifact's program, fp16 between ops, on this host"
-
     def runner(self, artifact: Path, threads: int | None = None):
         """LR tile -> SR tile through the artifact's own program (Core ML cannot run here; see :mod:`targets.coreml_mil`).
 
@@ -247,5 +248,3 @@ class CoreMLTarget:
     def tool_versions(self) -> dict[str, str]:
         return {"coremltools": metadata.version("coremltools"), "torch": torch.__version__}
 
-
-TARGET = CoreMLTarget()

@@ -42,7 +42,7 @@ from targets.base import (
     tensor_io,
 )
 
-__all__ = ["ExecuTorchTarget", "LinearMeanLayerNorm", "TARGET", "export_graph", "stored_weights"]
+__all__ = ["ExecuTorchTarget", "LinearMeanLayerNorm", "export_graph", "stored_weights"]
 
 class LinearMeanLayerNorm(nn.Module):
     """LayerNorm over the last dim with both means as ``F.linear`` against a 1/C row (XNNPACK has no layer norm)."""
@@ -259,5 +259,3 @@ class ExecuTorchTarget(IntegerTarget):
     def tool_versions(self) -> dict[str, str]:
         return {p: metadata.version(p) for p in ("executorch", "torchao")} | {"torch": torch.__version__}
 
-
-TARGET = ExecuTorchTarget()

@@ -1,11 +1,12 @@
 """Latency of a deployment artifact in its own runtime, against its FP32 baseline, in a fresh process.
 
 A fresh process per measurement because runtimes size their thread pools once per process
-(ExecuTorch's must be set before the first program loads) and so that the peak resident memory it
-reports belongs to that measurement. The artifact and its baseline run in the same process,
-interleaved round by round (:func:`time_runners`), so that both see the same load on a shared
-machine. ``python -m targets.latency`` is that process; :func:`measure` starts it and reads its
-one JSON line.
+(ExecuTorch's must be set before the first program loads) and so that a peak resident memory
+belongs to one artifact. The artifact and its baseline run in the same process, interleaved round
+by round (:func:`time_runners`), so that both see the same load on a shared machine; the artifact's
+peak memory is read there before the baseline loads, the baseline's in a process of its own
+(:func:`versus_baseline`). ``python -m targets.latency`` is that process; :func:`measure` starts it
+and reads its one JSON line.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from typing import Any
 import torch
 
 Run = Callable[[torch.Tensor], torch.Tensor]
+PEAK_RSS_WHAT = "peak resident memory of a fresh process that loaded and ran only that artifact (runtime, Python included)"
 
 __all__ = ["measure", "summarize_times", "time_runners", "versus_baseline"]
 
@@ -70,8 +72,9 @@ def measure(target: str, artifact: str | Path, tile: int, threads: int, runs: in
 
     Returns:
         ``{"artifact": stats, "fp32_baseline": stats (with a baseline), "paired_speedup_median"
-        (baseline / artifact per round, median), "threads", "peak_rss_mb"}``: the process's peak
-        resident memory, runtime, Python and every loaded model included. With ``op_profile``,
+        (baseline / artifact per round, median), "threads"}``. ``stats["artifact"]["peak_rss_mb"]``
+        is the process's peak resident memory (runtime and Python included) after loading and
+        running the artifact once, before any baseline loads. With ``op_profile``,
         also ``ops``: the backend's per-operator times of the artifact (after the timed runs, so
         they do not slow them), or a reason why the runtime offers none.
 
@@ -97,15 +100,19 @@ def versus_baseline(target: str, artifact: Path, baseline: Path, tile: int, thre
     """Artifact against its FP32 baseline per thread count: one fresh process each, runs interleaved.
 
     ``speedup_vs_fp32`` is the ratio of the medians (> 1: the artifact is faster); ``paired_speedup_median``
-    the median of the per-round ratios, the steadier of the two on a busy machine.
+    the median of the per-round ratios, the steadier of the two on a busy machine. Each side's
+    ``peak_rss_mb`` is its own: a fresh process that loaded and ran only that artifact once
+    (the artifact's read before the baseline loads, the baseline's from one more process).
     """
     table = {}
     for count in threads:
         r = measure(target, artifact, tile, count, runs, warmup, op_profile=op_profile, baseline=baseline)
-        shared = {"threads": count, "peak_rss_mb": r["peak_rss_mb"]}
+        alone = measure(target, baseline, tile, count, runs=1, warmup=0)  # the baseline's memory, by itself
         table[f"threads_{count}"] = {
-            "artifact": {**r["artifact"], **shared, **({"ops": r["ops"]} if "ops" in r else {})},
-            "fp32_baseline": {**r["fp32_baseline"], **shared},
+            "artifact": {**r["artifact"], "threads": count, **({"ops": r["ops"]} if "ops" in r else {})},
+            "fp32_baseline": {**r["fp32_baseline"], "threads": count,
+                              "peak_rss_mb": alone["artifact"]["peak_rss_mb"]},
+            "peak_rss_what": PEAK_RSS_WHAT,
             "speedup_vs_fp32": r["fp32_baseline"]["median_ms"] / r["artifact"]["median_ms"],
             "paired_speedup_median": r["paired_speedup_median"],
         }
@@ -126,18 +133,19 @@ def main(argv: list[str] | None = None) -> None:
     from targets import get_target
 
     backend = get_target(args.target)
+    example = torch.rand(1, 3, args.tile, args.tile, generator=torch.Generator().manual_seed(0))
     runners = {"artifact": backend.runner(args.artifact, threads=args.threads)}
+    runners["artifact"](example)  # alone first: the peak read next is this artifact's, before a baseline loads
+    artifact_peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kilobytes on Linux
     if args.baseline:
         runners["fp32_baseline"] = backend.runner(args.baseline, threads=args.threads)
-    example = torch.rand(1, 3, args.tile, args.tile, generator=torch.Generator().manual_seed(0))
     stats = time_runners(runners, example, args.runs, args.warmup)
     if "paired_ratio_median" in stats:
         stats["paired_speedup_median"] = stats.pop("paired_ratio_median")
-    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # kilobytes on Linux
-    stats.update(threads=args.threads, peak_rss_mb=peak_kb / 1024)
+    stats["artifact"]["peak_rss_mb"] = artifact_peak_mb
+    stats.update(threads=args.threads)
     if args.op_profile:
-        stats["ops"] = (backend.op_profile(args.artifact, example, args.runs) if hasattr(backend, "op_profile")
-                        else getattr(backend, "no_op_profile", "this runtime offers no per-operator profile"))
+        stats["ops"] = backend.op_profile(args.artifact, example, args.runs)
     print(json.dumps(stats))
 
 

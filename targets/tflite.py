@@ -37,7 +37,7 @@ from targets.base import (
     tensor_io,
 )
 
-__all__ = ["TARGET", "TFLiteTarget", "pack_int4", "unpack_int4"]
+__all__ = ["TFLiteTarget", "pack_int4", "unpack_int4"]
 
 
 def pack_int4(codes: np.ndarray) -> np.ndarray:
@@ -126,8 +126,6 @@ class TFLiteTarget(IntegerTarget):
     extension = ".tflite"
     simulation = "PyTorch fp32, weights codes*scale, Linear inputs dynamic int8 per token (hybrid FULLY_CONNECTED)"
     runtime = "LiteRT interpreter (ai-edge-litert) with its XNNPACK delegate, this host's CPU"
-    no_op_profile = ("ai-edge-litert 2.3 has no per-operator profiler in Python (deployment.md §6.4); on a phone use "
-                     "benchmark_model --enable_op_profiling (apps/android/profile_android.py)")
 
     def lower(self, deploy: nn.Module, weights: list[PalettizedWeight], tile: int, artifact: Path) -> dict[str, Any]:
         self.require_codes(weights)
@@ -190,8 +188,10 @@ class TFLiteTarget(IntegerTarget):
 
         return run
 
+    def op_profile(self, artifact: Path, example: torch.Tensor, runs: int) -> str:
+        return ("ai-edge-litert 2.3 has no per-operator profiler in Python (deployment.md §6.4); on a phone use "
+                "benchmark_model --enable_op_profiling (apps/android/profile_android.py)")
+
     def tool_versions(self) -> dict[str, str]:
         return {p: metadata.version(p) for p in ("litert-torch", "ai-edge-litert")} | {"torch": torch.__version__}
 
-
-TARGET = TFLiteTarget()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import importlib.util
 import json
 from pathlib import Path
@@ -12,12 +11,18 @@ import pytest
 import torch
 from conftest import tiny_bounds
 
-from calibration.bounds import BoundsError, save_bounds
+from calibration.bounds import BoundsError, load_bounds, save_bounds
 from calibration.primitives import dequantize, quantize
-from pipeline.build import build
+from pipeline.build import BuildChecks, build
 from pipeline.cli import main
 from srcore.model import build_model
-from targets import MissingDependency, TargetError
+from targets import (
+    CoreMLConfig,
+    MissingDependency,
+    TargetError,
+    TFLiteConfig,
+    get_target,
+)
 
 TILE = 16
 
@@ -40,7 +45,7 @@ def test_lookup_tables_are_the_calibrated_grid(tiny, tmp_path, bits):
     from targets.coreml import mil_program
 
     bounds = _bounds(tiny, bits)
-    result = build(tiny, "tiny", "coreml", bits, tmp_path / "out", bounds=bounds, tile=TILE)
+    result = build(tiny, bounds, CoreMLConfig(tile=TILE), tmp_path / "out")
     program, _ = mil_program(result.folder / "model.mlpackage")
     luts = {op.name: op for op in program.functions["main"].operations  # parameters; others: compacted bias/mask
             if op.op_type == "constexpr_lut_to_dense" and op.name.startswith("p_")}
@@ -67,7 +72,7 @@ def test_lookup_tables_are_the_calibrated_grid(tiny, tmp_path, bits):
 
 def test_manifest_describes_the_artifact(tiny, tmp_path):
     bounds_file = save_bounds(_bounds(tiny, 4), tmp_path / "b.safetensors")
-    result = build(tiny, "tiny", "coreml", 4, tmp_path / "out", bounds_path=bounds_file, tile=TILE)
+    result = build(tiny, load_bounds(bounds_file), CoreMLConfig(tile=TILE), tmp_path / "out")
     manifest = json.loads((result.folder / "manifest.json").read_text())
     assert manifest == result.manifest
     for key in ("target", "deployment_target", "input", "output", "scale", "tile", "bits_per_tensor", "weights",
@@ -84,45 +89,50 @@ def test_manifest_describes_the_artifact(tiny, tmp_path):
 
 
 def test_a_failed_build_leaves_nothing(tiny, tmp_path, monkeypatch):
-    from targets.coreml import TARGET
+    from targets.coreml import CoreMLTarget
 
     def broken(*args):
         raise RuntimeError("verification crashed")
 
-    monkeypatch.setattr(TARGET, "verify", broken)
+    monkeypatch.setattr(CoreMLTarget, "verify", broken)
     with pytest.raises(RuntimeError, match="verification crashed"):
-        build(tiny, "tiny", "coreml", 4, tmp_path / "out", bounds=_bounds(tiny, 4), tile=TILE)
+        build(tiny, _bounds(tiny, 4), CoreMLConfig(tile=TILE), tmp_path / "out")
     assert list(tmp_path.iterdir()) == []
 
 
 def test_existing_output_needs_force(tiny, tmp_path):
     (tmp_path / "out").mkdir()
     with pytest.raises(FileExistsError, match="--force"):
-        build(tiny, "tiny", "coreml", 4, tmp_path / "out", bounds=_bounds(tiny, 4), tile=TILE)
+        build(tiny, _bounds(tiny, 4), CoreMLConfig(tile=TILE), tmp_path / "out")
 
 
-def test_clear_errors(tiny, tmp_path):
+def test_clear_errors(tiny, tmp_path, capsys):
+    from targets.coreml import CoreMLTarget
+
     bounds = _bounds(tiny, 4)
     with pytest.raises(TargetError, match="unknown target 'vulkan'; available: coreml, executorch, tflite"):
-        build(tiny, "tiny", "vulkan", 4, tmp_path / "a", bounds=bounds, tile=TILE)
+        get_target("vulkan")
     with pytest.raises(TargetError, match="not 5"):
-        build(tiny, "tiny", "coreml", 5, tmp_path / "a", bounds=bounds, tile=TILE)
-    with pytest.raises(BoundsError, match="quantizes weights to 4 bits"):
-        build(tiny, "tiny", "coreml", 2, tmp_path / "a", bounds=bounds, tile=TILE)
+        get_target(CoreMLConfig(tile=TILE), 5)
+    path = save_bounds(bounds, tmp_path / "b" / "w4.safetensors")
+    assert main(["build", "--target", "coreml", "--bits", "2", "--bounds", str(path), "--out", str(tmp_path / "a")]) == 2
+    assert "quantizes weights to 4 bits" in capsys.readouterr().err
     torch.manual_seed(123)
     other = build_model("tiny", 2)
     with pytest.raises(BoundsError, match="bounds were made for weights tiny"):
-        build(other, "other", "coreml", 4, tmp_path / "a", bounds=bounds, tile=TILE)
+        build(other, bounds, CoreMLConfig(tile=TILE), tmp_path / "a")
     with pytest.raises(TargetError, match="multiple of the window size"):
-        build(tiny, "tiny", "coreml", 4, tmp_path / "a", bounds=bounds, tile=12)
-    assert list(tmp_path.iterdir()) == []
+        build(tiny, bounds, CoreMLConfig(tile=12), tmp_path / "a")
+    with pytest.raises(TargetError, match="takes a CoreMLConfig, got TFLiteConfig"):
+        CoreMLTarget(TFLiteConfig())
+    assert [p.name for p in tmp_path.iterdir()] == ["b"]  # only the bounds file written above
 
 
 def test_missing_coremltools_is_named_with_the_install_command(tiny, tmp_path, monkeypatch):
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "coremltools" else real(name, *a))
     with pytest.raises(MissingDependency, match=r"pip install coremltools==9\.0"):
-        build(tiny, "tiny", "coreml", 4, tmp_path / "a", bounds=_bounds(tiny, 4), tile=TILE)
+        build(tiny, _bounds(tiny, 4), CoreMLConfig(tile=TILE), tmp_path / "a")
 
 
 def test_cli_reports_user_errors_without_a_traceback(tmp_path, capsys):
@@ -168,7 +178,7 @@ def test_the_artifact_itself_scores_like_its_simulation(tiny, tmp_path):
 
     images = write_wave_images((tmp_path / "imgs").mkdir() or tmp_path / "imgs", count=2, height=56, width=40)
     bounds = _bounds(tiny, 4)
-    result = build(tiny, "tiny", "coreml", 4, tmp_path / "out", bounds=bounds, tile=TILE, score_on=images)
+    result = build(tiny, bounds, CoreMLConfig(tile=TILE), tmp_path / "out", checks=BuildChecks(score_on=images))
     v = result.manifest["verification"]
     assert v["artifact"]["what"].startswith("MIL interpreter")
     assert abs(v["artifact"]["psnr_minus_simulation"]) < 0.05  # fp16 between ops, same tiles

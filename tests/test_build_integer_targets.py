@@ -17,10 +17,10 @@ from calibration.bounds import save_bounds
 from calibration.primitives import dequantize, fake_quantize_per_token_int8, quantize
 from calibration.quantizer import Role
 from calibration.snapping import CONTAINERS, snap_bounds, snap_weight_bounds
-from pipeline.build import build
+from pipeline.build import BuildChecks, build
 from pipeline.cli import main
 from srcore.model import build_model
-from targets import TargetError, get_target
+from targets import ExecuTorchConfig, TargetError, TFLiteConfig, get_target
 from targets.tflite import pack_int4, unpack_int4
 
 TILE = 16
@@ -48,8 +48,8 @@ def bounds(tiny):
 def built(request, tiny, bounds, tmp_path_factory):
     tmp = tmp_path_factory.mktemp(request.param)
     images = write_wave_images((tmp / "imgs").mkdir() or tmp / "imgs", count=2, height=40, width=24)
-    result = build(tiny, "tiny", request.param, 4, tmp / "out", bounds=bounds, tile=TILE, score_on=images,
-                   threads=(1,), runs=3)
+    config = {"executorch": ExecuTorchConfig, "tflite": TFLiteConfig}[request.param](tile=TILE)
+    result = build(tiny, bounds, config, tmp / "out", checks=BuildChecks(score_on=images, threads=(1,), runs=3))
     return request.param, result
 
 
@@ -159,12 +159,13 @@ def test_verification_rejects_a_changed_code(built, tiny, bounds):
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_clear_errors_before_any_slow_work(backend, tiny, bounds, tmp_path):
+    config = {"executorch": ExecuTorchConfig, "tflite": TFLiteConfig}[backend]
     with pytest.raises(TargetError, match="not 8"):
-        build(tiny, "tiny", backend, 8, tmp_path / "a", bounds=bounds, tile=TILE)
+        get_target(config(tile=TILE), 8)
     with pytest.raises(TargetError, match="multiple of the window size"):
-        build(tiny, "tiny", backend, 4, tmp_path / "a", bounds=bounds, tile=12, threads=())
+        build(tiny, bounds, config(tile=12), tmp_path / "a")
     with pytest.raises(ValueError, match="runs and thread counts must be >= 1"):
-        build(tiny, "tiny", backend, 4, tmp_path / "a", bounds=bounds, tile=TILE, threads=(0,))
+        BuildChecks(threads=(0,))
     assert list(tmp_path.iterdir()) == []
 
 
@@ -178,12 +179,11 @@ def test_cli_rejects_corrupt_bounds_and_unsupported_bits(tmp_path, capsys):
     assert not (tmp_path / "o").exists()
 
 
-def test_bounds_file_for_other_bits_is_refused(tiny, tmp_path):
-    from calibration.bounds import BoundsError
-
+def test_bounds_file_for_other_bits_is_refused(tiny, tmp_path, capsys):
     path = save_bounds(tiny_bounds(tiny, 3, TILE), tmp_path / "w3.safetensors")
-    with pytest.raises(BoundsError, match="quantizes weights to 3 bits"):
-        build(tiny, "tiny", "executorch", 4, tmp_path / "o", bounds_path=path, tile=TILE)
+    assert main(["build", "--target", "executorch", "--bits", "4", "--bounds", str(path), "--out", str(tmp_path / "o")]) == 2
+    assert "quantizes weights to 3 bits" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
 
 
 def test_snapping_moves_only_weight_grids_onto_integer_offsets(bounds):

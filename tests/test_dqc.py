@@ -14,7 +14,7 @@ from calibration.config import QuantConfig
 from calibration.dqc import DqcConfig, distill_bounds_, distillation_loss
 from calibration.observe import calibrate_
 from calibration.qmodel import quantize_, quantizers
-from pipeline.calibrate import calibrate
+from pipeline.calibrate import CalibrationConfig, Method, run_calibration
 from srcore.data import CropSampler
 from srcore.model import build_model
 
@@ -139,8 +139,8 @@ def test_calibrate_2dquant_writes_a_self_describing_bounds_file(calib_folder, tm
     from calibration.bounds import save_bounds
 
     model = build_model("tiny", 2)
-    result = calibrate(model, "2dquant", QuantConfig(4, 4), [calib_folder], weights_name="tiny", dqc=TINY_DQC,
-                       num_crops=4, crop_size=16, progress=False)
+    config = CalibrationConfig(Method.TWODQUANT, QuantConfig(4, 4), dqc=TINY_DQC, num_crops=4, crop_size=16)
+    result = run_calibration(model, config, [calib_folder], weights_name="tiny", progress=False)
     path = save_bounds(result.bounds, tmp_path / "b.safetensors")
     bounds = load_bounds(path)
     assert bounds.method == "dobi+dqc" and bounds.settings["selection"] == "last"
@@ -152,8 +152,9 @@ def test_calibration_plots(calib_folder, tmp_path):
     from pipeline.plots import plot_calibration
 
     model = build_model("tiny", 2)
-    result = calibrate(model, "2dquant", QuantConfig(4, 4), [calib_folder], weights_name="tiny",
-                       dqc=dataclasses.replace(TINY_DQC, iterations=3), num_crops=4, crop_size=16, progress=False)
-    paths = plot_calibration(model, result, tmp_path)
+    config = CalibrationConfig(Method.TWODQUANT, QuantConfig(4, 4), dqc=dataclasses.replace(TINY_DQC, iterations=3),
+                               num_crops=4, crop_size=16)
+    result = run_calibration(model, config, [calib_folder], weights_name="tiny", progress=False)
+    paths = plot_calibration(result.model, result, tmp_path)
     assert [p.name for p in paths] == ["bounds_coverage.png", "dqc_loss.png"]
     assert all(p.stat().st_size > 10_000 for p in paths)

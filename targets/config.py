@@ -1,0 +1,88 @@
+"""What a user chooses per backend: one frozen, validated config class each, importable without the backend's package.
+
+``build(model, bounds, CoreMLConfig(tile=64), out)`` picks the backend from the config's type, so a
+backend name and its options cannot disagree, and a missing ``coremltools`` is reported only when
+that backend is used (:func:`targets.get_target`).
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import ClassVar
+
+__all__ = ["CoreMLConfig", "ExecuTorchConfig", "Precision", "TFLiteConfig", "TargetConfig"]
+
+
+class Precision(enum.Enum):
+    """Core ML's compute precision between ops (activations, convolutions, biases)."""
+
+    FP16 = "fp16"
+    FP32 = "fp32"
+
+
+@dataclass(frozen=True)
+class TargetConfig:
+    """Options every backend takes.
+
+    Args:
+        tile: the fixed LR input side of the artifact (a multiple of the model's window size, 8
+            for SwinIR-light); images of any size run through it in overlapping tiles.
+    """
+
+    backend: ClassVar[str]
+    tile: int = 64
+
+    def __post_init__(self):
+        if isinstance(self.tile, bool) or not isinstance(self.tile, int) or self.tile < 8:
+            raise ValueError(f"tile must be an integer >= 8 (a multiple of the window size), got {self.tile!r}")
+
+    def options(self) -> dict[str, object]:
+        """The backend-specific options, as the manifest records them (enums by value)."""
+        return {name: value.value if isinstance(value, enum.Enum) else value
+                for name, value in vars(self).items() if name != "tile"}
+
+
+@dataclass(frozen=True)
+class CoreMLConfig(TargetConfig):
+    """Core ML ML program (.mlpackage, iOS 18 / macOS 15).
+
+    Args:
+        compute_precision: precision between ops; fp16 is what the Neural Engine runs.
+        compact_constants: store the large derived constants (expanded relative-position bias,
+            shift mask) as exact lookup tables; lossless, checked after the fact.
+    """
+
+    backend: ClassVar[str] = "coreml"
+    compute_precision: Precision = Precision.FP16
+    compact_constants: bool = True
+
+    def __post_init__(self):
+        super().__post_init__()
+        if isinstance(self.compute_precision, str):
+            try:
+                object.__setattr__(self, "compute_precision", Precision(self.compute_precision))
+            except ValueError:
+                pass
+        if not isinstance(self.compute_precision, Precision):
+            raise ValueError(f"compute_precision must be one of {[p.value for p in Precision]}, "
+                             f"got {self.compute_precision!r}")
+        if not isinstance(self.compact_constants, bool):
+            raise ValueError(f"compact_constants must be True or False, got {self.compact_constants!r}")
+
+
+@dataclass(frozen=True)
+class ExecuTorchConfig(TargetConfig):
+    """ExecuTorch program (.pte) with the XNNPACK delegate: int4 weight codes, dynamic int8 activations."""
+
+    backend: ClassVar[str] = "executorch"
+
+
+@dataclass(frozen=True)
+class TFLiteConfig(TargetConfig):
+    """LiteRT / TFLite flatbuffer (.tflite): INT4 FULLY_CONNECTED weights (hybrid kernels)."""
+
+    backend: ClassVar[str] = "tflite"
+
+
+CONFIGS: dict[str, type[TargetConfig]] = {c.backend: c for c in (CoreMLConfig, ExecuTorchConfig, TFLiteConfig)}
