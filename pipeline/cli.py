@@ -481,8 +481,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="benchmark folders to score the artifact on (default <data>/benchmark/Set5)")
     pr.add_argument("--no-accuracy", action="store_true", help="latency only, no PSNR/SSIM")
     pr.add_argument("--no-ops", action="store_true", help="skip the per-operator profile")
-    pr.add_argument("--out", type=Path, default=Path("reports/profile"),
-                    help="output path without suffix (default reports/profile -> .json, .md, .png)")
+    pr.add_argument("--out", type=Path, default=Path("build/profile"),
+                    help="output path without suffix (default build/profile -> .json, .md, .png; "
+                         "reports/ holds only reports written on purpose)")
     pr.set_defaults(func=cmd_profile)
     return parser
 

@@ -23,7 +23,7 @@ from pipeline.cost import flop_speedup
 from pipeline.evaluate import evaluate
 from srcore.data import dataset_name
 from srcore.model import build_model
-from targets.latency import versus_baseline
+from targets.latency import PEAK_RSS_WHAT, versus_baseline
 
 __all__ = ["SCHEMA_VERSION", "plot_profile", "profile_builds", "to_markdown"]
 
@@ -89,8 +89,9 @@ def to_markdown(report: dict[str, Any], command: str) -> str:
              f"- Device: {report['device']['kind']} ({report['device']['machine']}, {report['device']['cores']} cores); "
              f"median of {s['runs']} runs after {s['warmup']} warm-up runs; artifact and FP32 baseline interleaved in one "
              "fresh process per thread count (paired: median of the per-round ratios)",
+             f"- Peak RSS, artifact (FP32 baseline): {PEAK_RSS_WHAT}",
              "", "| build | backend | bits (stored) | size MB (FP32) | threads | median ms | p90 ms | min ms | FP32 median ms "
-             "| speed-up (paired) | FLOP speed-up (grid / stored bits) | peak RSS MB | "
+             "| speed-up (paired) | FLOP speed-up (grid / stored bits) | peak RSS MB (FP32) | "
              + " | ".join(f"{d} PSNR / SSIM" for d in s["data"]) + " |",
              "|---" * (12 + len(s["data"])) + "|"]
     for p in report["profiles"]:
@@ -102,7 +103,7 @@ def to_markdown(report: dict[str, Any], command: str) -> str:
                          f"{m['artifact_bytes'] / 1e6:.2f} ({m['baseline_bytes'] / 1e6:.2f}) | {a['threads']} | "
                          f"{a['median_ms']:.1f} | {a['p90_ms']:.1f} | {a['min_ms']:.1f} | {b['median_ms']:.1f} | "
                          f"**{entry['speedup_vs_fp32']:.2f}x** ({entry['paired_speedup_median']:.2f}x) | {flops['grid_bits']:.2f}x / {flops['stored_bits']:.2f}x | "
-                         f"{a['peak_rss_mb']:.0f} | {scores} |")
+                         f"{a['peak_rss_mb']:.0f} ({b['peak_rss_mb']:.0f}) | {scores} |")
     for p in report["profiles"]:
         ops = next(iter(p["latency"].values()))["artifact"].get("ops")
         if isinstance(ops, list):

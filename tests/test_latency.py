@@ -1,11 +1,21 @@
-"""Latency statistics and the timing loop (the numbers every build, profile and app report)."""
+"""Latency statistics, the timing loop and whose peak memory is reported (numbers every build, profile and app report)."""
 
 from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
 
 import pytest
 import torch
 
+from targets import latency
 from targets.latency import summarize_times, time_runners
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_summary_by_hand():
@@ -27,3 +37,54 @@ def test_runners_are_timed_interleaved_after_warm_up():
     assert stats["paired_ratio_median"] > 0
     with pytest.raises(ValueError, match="runs must be >= 1"):
         time_runners({"a": lambda x: x}, example, runs=0, warmup=0)
+
+
+def test_each_side_reports_its_own_peak_memory(monkeypatch):
+    """The artifact's peak comes from the timing process (read before the baseline loads), the baseline's from its own."""
+    calls = []
+
+    def fake_measure(target, artifact, tile, threads, runs=10, warmup=3, op_profile=False, baseline=None):
+        calls.append((artifact, baseline))
+        stats = {"artifact": {"median_ms": 2.0, "peak_rss_mb": {"int4.pte": 100.0, "fp32.pte": 300.0}[artifact]}}
+        if baseline:
+            stats.update(fp32_baseline={"median_ms": 4.0}, paired_speedup_median=2.0)
+        return stats
+
+    monkeypatch.setattr(latency, "measure", fake_measure)
+    table = latency.versus_baseline("executorch", "int4.pte", "fp32.pte", 16, (1, 2), runs=3)
+    assert calls == [("int4.pte", "fp32.pte"), ("fp32.pte", None)] * 2
+    entry = table["threads_2"]
+    assert (entry["artifact"]["peak_rss_mb"], entry["fp32_baseline"]["peak_rss_mb"]) == (100.0, 300.0)
+    assert entry["peak_rss_what"] == latency.PEAK_RSS_WHAT and entry["speedup_vs_fp32"] == 2.0
+
+
+def test_artifact_peak_memory_is_read_before_the_baseline_loads(tmp_path):
+    """In a fresh process, a fake backend whose 'baseline' holds 400 MB must not raise the artifact's peak."""
+    script = tmp_path / "fake_backend.py"
+    script.write_text(textwrap.dedent("""
+        import json, resource
+        import numpy as np
+        import targets
+        from targets import latency
+
+        class Fake:  # an "artifact" named N holds N MB once loaded
+            def runner(self, path, threads=None):
+                held = np.ones(int(str(path)) << 20, np.uint8)
+                return lambda x, held=held: x
+
+        targets.get_target = lambda name: Fake()
+        latency.main(["--target", "fake", "--artifact", "50", "--baseline", "400", "--tile", "8", "--threads", "1",
+                      "--runs", "1", "--warmup", "0"])
+        print(json.dumps({"process_peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+    """))
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env, check=True)
+    stats, process = (json.loads(line) for line in done.stdout.splitlines() if line.startswith("{"))
+    assert stats["artifact"]["peak_rss_mb"] + 300 < process["process_peak_mb"]
+
+
+def test_profile_writes_under_build_by_default():
+    """reports/ holds reports written on purpose: a plain `pipeline profile` must not overwrite them."""
+    from pipeline.cli import build_parser
+
+    assert build_parser().parse_args(["profile", "some_build"]).out == Path("build/profile")

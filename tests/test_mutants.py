@@ -43,6 +43,15 @@ MUTANTS = [
      "tests/test_weights.py -k 'wrong_sha'"),
     ("srcore/weights.py", '        load_weights_(build_model("light", scale), read_state_dict(path), source=str(path))',
      "        pass", "tests/test_weights.py::test_without_a_known_sha_the_structure_is_checked"),
+    # Peak memory: each artifact's own, not the peak of a process that also held the other.
+    ("targets/latency.py", '    stats["artifact"]["peak_rss_mb"] = artifact_peak_mb',
+     '    stats["artifact"]["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024',
+     "tests/test_latency.py::test_artifact_peak_memory_is_read_before_the_baseline_loads"),
+    ("targets/latency.py", '"peak_rss_mb": alone["artifact"]["peak_rss_mb"]},', '"peak_rss_mb": r["artifact"]["peak_rss_mb"]},',
+     "tests/test_latency.py::test_each_side_reports_its_own_peak_memory"),
+    # `pipeline profile` must not write into reports/ unless asked.
+    ("pipeline/cli.py", 'default=Path("build/profile")', 'default=Path("reports/profile")',
+     "tests/test_latency.py::test_profile_writes_under_build_by_default"),
 ]
 
 # How a pytest summary line shows a failed assertion (plain assert, pytest.raises that did not raise or
