@@ -12,6 +12,7 @@ import functools
 import hashlib
 import inspect
 import json
+import logging
 import os
 import shutil
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from calibration.bounds import Bounds
+from calibration.deploy import deploy_mode_mismatch
 from calibration.qmodel import is_quantized
 from calibration.quantizer import Quantizer
 from calibration.snapping import CONTAINERS, snap_weight_bounds
@@ -35,6 +37,8 @@ from targets.latency import versus_baseline
 __all__ = ["MANIFEST_VERSION", "BuildChecks", "build", "summary_table"]
 
 MANIFEST_VERSION = 1
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -91,6 +95,9 @@ def build(model: SwinIR, bounds: Bounds, config: TargetConfig, out: str | os.Pat
                          "the model as loaded: pipeline.calibrate(...) returns bounds and leaves the model unchanged")
     bits = bounds.quant_config.weight_bits
     backend = get_target(config, bits)
+    mismatch = deploy_mode_mismatch(bounds, backend.deploy_mode)
+    if mismatch:
+        log.warning("%s", mismatch)
     out = Path(out)
     if out.exists() and not force:
         raise FileExistsError(f"{out} exists; choose another --out or pass --force to replace it")
@@ -138,6 +145,8 @@ def build(model: SwinIR, bounds: Bounds, config: TargetConfig, out: str | os.Pat
             "weights": {"name": bounds.weights_name, "sha256": weights_sha256(model)},
             "bounds": {"file": bounds.source, "sha256": file_sha256(bounds.source) if bounds.source else None,
                        "method": bounds.method, "quant_config": bounds.quant_config.to_dict()},
+            "deploy_mode": {"target": backend.deploy_mode.value, "bounds": bounds.quant_config.deploy.value,
+                            "warning": mismatch},
             "tool_versions": backend.tool_versions(),
             "verification": verification,
             "created_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),

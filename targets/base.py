@@ -236,6 +236,8 @@ class Target(abc.ABC):
         simulation: what :meth:`simulate` models, in a line.
         runtime: what executes the artifact on this host (:meth:`runner`); None: it cannot run here.
         has_baseline: the build also lowers an FP32 baseline of the same graph (:meth:`lower_baseline`).
+        deploy_mode: how the runtime computes activations, the mode calibration should have used
+            (:class:`calibration.config.DeployMode`); the build warns when the bounds were made in another.
     """
 
     name: ClassVar[str]
@@ -245,6 +247,7 @@ class Target(abc.ABC):
     simulation: ClassVar[str] = "PyTorch fp32, fake-quantized weights, float activations"
     runtime: ClassVar[str | None] = None
     has_baseline: ClassVar[bool] = False
+    deploy_mode: ClassVar[DeployMode]
 
     def __init__(self, config: TargetConfig | None = None):
         self.config = config if config is not None else CONFIGS[self.name]()
@@ -292,6 +295,7 @@ class IntegerTarget(Target):
     bits = (2, 3, 4)
     container = "int4"
     has_baseline = True
+    deploy_mode = DeployMode.INT8_TOKEN
 
     def require_codes(self, weights: list[PalettizedWeight]) -> None:
         if any(w.codes is None for w in weights):

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from calibration.deploy import DeployMode
 from targets.base import PalettizedWeight, Target, TargetError, quiet_tools, tensor_io
 from targets.coreml_mil import MilInterpreter, mil_program
 
@@ -156,6 +157,7 @@ class CoreMLTarget(Target):
     extension = ".mlpackage"
     bits = (2, 3, 4, 8)
     runtime = "MIL interpreter (targets.coreml_mil): the artifact's program, fp16 between ops, on this host"
+    deploy_mode = DeployMode.FP16  # float activations (fp32 compute is closer to it than to A4 fake-quant)
 
     @property
     def compute_precision(self) -> str:

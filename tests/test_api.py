@@ -15,7 +15,7 @@ import torch
 from conftest import write_wave_images
 
 import pipeline.api
-from calibration.config import QuantConfig
+from calibration.config import DeployMode, QuantConfig
 from calibration.qmodel import quantize_, quantizers
 from pipeline.api import CalibrationConfig, CoreMLConfig, Method, build, calibrate
 from srcore.checkpoint import weights_sha256
@@ -58,6 +58,17 @@ def test_the_readme_lines_run_as_written_on_the_tiny_model(tiny, calib, tmp_path
     manifest = json.loads((tmp_path / "build" / "x4-w4-coreml" / "manifest.json").read_text())
     assert manifest["bounds"]["file"] == "x4-w4a4.safetensors" and manifest["weights"]["name"] == "tiny"
     assert manifest["weight_bits"] == 4 and manifest["tile"] == TILE
+    assert manifest["deploy_mode"]["target"] == "fp16" and manifest["deploy_mode"]["bounds"] == "paper"
+    assert "--deploy fp16" in manifest["deploy_mode"]["warning"]  # A4-calibrated bounds into an fp16 runtime
+
+
+def test_bounds_calibrated_for_the_targets_deploy_mode_build_without_a_warning(tiny, calib, tmp_path, caplog):
+    config = CalibrationConfig(Method.MINMAX, QuantConfig(4, None, deploy=DeployMode.FP16), num_crops=2, crop_size=16)
+    bounds = calibrate(tiny, config, calib, progress=False)
+    with caplog.at_level("WARNING", logger="pipeline.build"):
+        artifact = build(tiny, bounds, CoreMLConfig(tile=TILE), tmp_path / "out")
+    assert artifact.manifest["deploy_mode"] == {"target": "fp16", "bounds": "fp16", "warning": None}
+    assert not caplog.records
 
 
 def test_calibrate_leaves_the_model_unchanged(tiny, calib):
