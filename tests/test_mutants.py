@@ -52,6 +52,9 @@ MUTANTS = [
     # `pipeline profile` must not write into reports/ unless asked.
     ("pipeline/cli.py", 'default=Path("build/profile")', 'default=Path("reports/profile")',
      "tests/test_latency.py::test_profile_writes_under_build_by_default"),
+    # A fresh Debian image has empty package lists.
+    ("README.md", "apt-get update -q && apt-get install", "apt-get install",
+     "tests/test_install.py::test_install_line_updates_the_package_lists_before_installing"),
 ]
 
 # How a pytest summary line shows a failed assertion (plain assert, pytest.raises that did not raise or
