@@ -8,8 +8,9 @@ two grids coincide exactly when ``l = z s`` for an integer ``z`` with ``qmin <= 
 
 :func:`snap_bounds` finds the nearest such grid: it keeps the step and shifts the grid by less
 than half a step (``z = round(l / s)``) when that ``z`` fits the container; when it does not (a
-b-bit grid in a b-bit container must have ``z = qmin``), it keeps ``z = qmin`` and widens the step
-just enough to cover the old range. ``benchmarks.zero_point_cost`` measures what this costs in PSNR.
+b-bit grid in a b-bit container must have ``z = qmin``), it clamps ``z`` into the container and
+picks the smallest step whose grid still covers the old range (wider than the old step when z was
+clamped towards 0). ``benchmarks.zero_point_cost`` measures what this costs in PSNR.
 """
 
 from __future__ import annotations
@@ -52,9 +53,13 @@ def snap_bounds(lower: float, upper: float, bits: int, qmin: int, qmax: int) -> 
     if qmin <= z <= qmax - levels:
         return z * step, (z + levels) * step, z
     z = qmin if z < qmin else qmax - levels
-    # Fixed offset: the smallest step whose grid [z s, (z + levels) s] still covers [lower, upper].
-    candidates = [b / e for b, e in ((lower, z), (upper, z + levels)) if e != 0 and b / e > 0]
-    step = max(candidates) if candidates else step
+    # Fixed offset: the smallest step s > 0 whose grid [z s, (z + levels) s] still covers [lower, upper].
+    # ``z s <= lower`` and ``(z + levels) s >= upper`` bound s from below or from above depending on the
+    # sign of the integer (z s <= lower is s >= lower / z for z < 0 but s <= lower / z for z > 0), so
+    # only the lower limits count; the clamp direction of z keeps the upper limits satisfied.
+    lower_limits = [b / e for b, e, at_most in ((lower, z, True), (upper, z + levels, False))
+                    if e != 0 and (e > 0) != at_most and b / e > 0]
+    step = max(lower_limits, default=step)
     return z * step, (z + levels) * step, z
 
 

@@ -34,6 +34,23 @@ def test_a_full_container_keeps_its_offset_and_covers_the_old_range():
     assert new_lower == pytest.approx(-8 * step) and new_upper == pytest.approx(7 * step)
 
 
+@pytest.mark.parametrize("lower, upper, bits, container, clamped_z", [
+    (-0.05, 0.10, 4, "int4", -8),  # the usual case: a 4-bit grid fills int4
+    (1.0, 1.1, 4, "int8", 112),  # all positive, far from 0: z > 0, clamped down
+    (-10.0, -9.7, 2, "int4", -8),  # all negative: z + 3 < 0, the upper end bounds the step from above
+    (0.5, 0.6, 3, "int4", 0),  # all positive: z = 0, the lower end is free
+])
+def test_a_clamped_offset_takes_the_smallest_step_that_covers(lower, upper, bits, container, clamped_z):
+    """Issue 21: "covers the old range" must hold for any sign of z and z + 2^b - 1, with the least widening."""
+    levels = 2**bits - 1
+    new_lower, new_upper, z = snap_bounds(lower, upper, bits, *CONTAINERS[container])
+    assert z == clamped_z
+    step = (new_upper - new_lower) / levels
+    assert new_lower == pytest.approx(z * step, abs=1e-12) and new_lower <= lower + 1e-12 and new_upper >= upper - 1e-12
+    smaller = step * (1 - 1e-9)  # any smaller step no longer covers [lower, upper]
+    assert z * smaller > lower + 1e-15 or (z + levels) * smaller < upper - 1e-15
+
+
 def test_int8_holds_any_four_bit_offset():
     lower, upper = -0.05, 0.10
     new_lower, new_upper, z = snap_bounds(lower, upper, 4, *CONTAINERS["int8"])
