@@ -7,8 +7,10 @@
 Each row is a real ``pipeline.build``: grids snapped to an integer zero point, lowered, every stored
 int4 code and scale read back and compared, the artifact run in its own runtime on Set5 (64 px tiles,
 overlap 16) beside the FP model and the PyTorch simulation of the deploy mode, and timed against the
-FP32 artifact of the same graph and backend, one fresh process per measurement, in the same run.
-Builds run one after another (never side by side) so that the latencies do not compete for cores.
+FP32 artifact of the same graph and backend: both interleaved round by round in one fresh process
+per thread count (:func:`targets.latency.versus_baseline`). Builds run one after another (never side
+by side) so that the latencies do not compete for cores. Every sentence of the report is written
+here from the measured numbers, so the report needs no hand edits.
 """
 
 from __future__ import annotations
@@ -35,11 +37,26 @@ def row(target: str, bits: int, manifest: dict, seconds: float) -> str:
     v, lat = manifest["verification"], manifest["latency"]
     base = manifest["baseline"]["artifact_bytes"]
     speed = " | ".join(f"{lat[k]['artifact']['median_ms']:.0f} / {lat[k]['fp32_baseline']['median_ms']:.0f} "
-                       f"(**{lat[k]['speedup_vs_fp32']:.2f}x**)" for k in ("threads_1", "threads_2"))
+                       f"({lat[k]['speedup_vs_fp32']:.2f}x; paired **{lat[k]['paired_speedup_median']:.2f}x**)"
+                       for k in ("threads_1", "threads_2"))
     return (f"| {target} | W{bits} | {manifest['artifact_bytes'] / 1e6:.2f} / {base / 1e6:.2f} "
             f"({base / manifest['artifact_bytes']:.2f}x) | {v['fp']['psnr']:.3f} | {v['simulation']['psnr']:.3f} | "
             f"{v['artifact']['psnr']:.3f} | {v['artifact']['psnr_minus_simulation']:+.4f} | "
             f"{v['artifact']['max_abs_diff_vs_simulation']['max_abs_8bit_levels']:.2f} | {speed} | {seconds / 60:.1f} |")
+
+
+def summary(manifests: dict[str, dict], targets: list[str]) -> list[str]:
+    """One line per backend: the range of paired speed-ups and of size ratios over its builds."""
+    lines = []
+    for target in targets:
+        ours = [m for name, m in manifests.items() if name.startswith(f"{target}-")]
+        paired = [entry["paired_speedup_median"] for m in ours for entry in m["latency"].values()]
+        smaller = [m["baseline"]["artifact_bytes"] / m["artifact_bytes"] for m in ours]
+        threads = sorted({entry["artifact"]["threads"] for m in ours for entry in m["latency"].values()})
+        lines.append(f"- {target}: int4 artifacts {min(paired):.2f}-{max(paired):.2f}x as fast as FP32 (paired, "
+                     f"{' and '.join(map(str, threads))} threads, all bit widths), {min(smaller):.2f}-{max(smaller):.2f}x "
+                     "smaller")
+    return lines
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -50,11 +67,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--builds", type=Path, default=Path("build/integer"), help="where the build folders go")
     parser.add_argument("--out", type=Path, required=True, help="Markdown report (a .json of the manifests beside it)")
     args = parser.parse_args(argv)
-    bounds = dict(item.split("=", 1) for item in args.bounds)
+    paths = dict(item.split("=", 1) for item in args.bounds)
     model, info = load_model(None, 4)
     rows, manifests = [], {}
     for target in args.targets:
-        for bits, path in sorted(bounds.items(), reverse=True):
+        for bits, path in sorted(paths.items(), reverse=True):
             start = time.perf_counter()
             bounds = load_bounds(path)
             if bounds.quant_config.weight_bits != int(bits):
@@ -65,13 +82,15 @@ def main(argv: list[str] | None = None) -> None:
             rows.append(row(target, int(bits), result.manifest, seconds))
             manifests[f"{target}-w{bits}"] = result.manifest
             print(rows[-1], flush=True)
-    any_manifest = next(iter(manifests.values()))
+    timing = next(iter(manifests.values()))["latency"]["threads_1"]["artifact"]
     tools = {k: v for m in manifests.values() for k, v in m["tool_versions"].items()}
     lines = [
         "# ExecuTorch and TFLite artifacts: size, accuracy in the runtime, latency vs FP32",
         "",
         f"- Command: `python -m benchmarks.integer_targets {shlex.join(sys.argv[1:] if argv is None else argv)}`",
-        f"- Weights: {info.describe()}; bounds: " + ", ".join(f"W{b} `{p}`" for b, p in sorted(bounds.items(), reverse=True)),
+        f"- Weights: {info.describe()}; bounds: " + ", ".join(
+            f"W{b} `{p}` ({manifests[f'{args.targets[0]}-w{b}']['bounds']['method']})"
+            for b, p in sorted(paths.items(), reverse=True)),
         f"- Machine: {platform.machine()}, {os.cpu_count()} cores, no GPU; Python {platform.python_version()}; tools: "
         + ", ".join(f"{k} {v}" for k, v in sorted(tools.items())),
         f"- Input: one {args.tile}x{args.tile} LR tile -> {args.tile * 4}x{args.tile * 4}. PSNR/SSIM: Set5 Y channel, "
@@ -80,12 +99,14 @@ def main(argv: list[str] | None = None) -> None:
         "scales read back from each artifact and compared exactly with the calibrated ones.",
         "- Deploy mode (both backends): quantized Linears take dynamic int8 per-token activations times int4 "
         "per-channel weights; everything else fp32. 2/3-bit grids use the int4 container (no smaller kernels).",
-        f"- Latency: median of {any_manifest['latency']['threads_1']['artifact']['runs']} runs after 3 warm-up runs, "
-        "each artifact in a fresh process, quantized and FP32 measured in the same run. The machine is a shared "
-        "2-core VM: compare within a row only.",
+        f"- Latency: median of {timing['runs']} runs after {timing['warmup_runs']} warm-up runs; the artifact and its "
+        "FP32 baseline interleaved round by round in one fresh process per thread count. 'paired' is the median of "
+        "the per-round FP32 / int4 ratios, the steadier number on a shared machine; the ratio of the medians is "
+        "beside it. The machine is a shared 2-core VM: compare within a row only.",
+        *summary(manifests, args.targets),
         "",
         "| backend | bits | size MB / FP32 (smaller) | FP PSNR | simulation PSNR | artifact PSNR | artifact - sim (dB) "
-        "| max abs diff (of 255) | 1 thread ms: int4 / fp32 (speed-up) | 2 threads ms | build min |",
+        "| max abs diff (of 255) | 1 thread ms: int4 / fp32 (speed-up; paired) | 2 threads, the same | build min |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
         *rows,
         "",

@@ -14,13 +14,14 @@ import argparse
 import json
 import platform
 import shutil
+import subprocess
 from pathlib import Path
 
 import torch
 
 from pipeline.evaluate import evaluate, model_upscaler
 from srcore.data import list_images
-from srcore.paths import benchmark_dir
+from srcore.paths import REPO_ROOT, benchmark_dir
 from srcore.weights import MODEL_ZOO, load_model, shipped_name
 
 
@@ -33,7 +34,26 @@ def _wall_time_s(log: list[dict]) -> float:
     return total
 
 
-def _card(name: str, config: dict, log: list[dict], results, info, hardware: str, note: str) -> str:
+def _starting_point(name: str, init: str, scale: int) -> tuple[str, str]:
+    """(shell line that recreates the fine-tuning start as ``runs/<name>-start.safetensors``, its params sha256).
+
+    Why: the start is usually the previously shipped file, which shipping overwrites, so the card
+    must not name that path: it restores the committed version from git (or, for a file git does
+    not hold unchanged, names the params sha256 the start must have).
+    """
+    path = Path(init).resolve()
+    _, info = load_model(path, scale)
+    rel = path.relative_to(REPO_ROOT).as_posix() if path.is_relative_to(REPO_ROOT) else None
+    git = ["git", "-C", str(REPO_ROOT)]
+    commit = rel and subprocess.run([*git, "log", "-1", "--format=%h", "--", rel], capture_output=True, text=True).stdout.strip()
+    clean = commit and subprocess.run([*git, "diff", "--quiet", "HEAD", "--", rel]).returncode == 0
+    if clean:
+        return f"git show {commit}:{rel} > runs/{name}-start.safetensors", info.sha256
+    return f"# put the start (params sha256 {info.sha256}, not in git) at runs/{name}-start.safetensors", info.sha256
+
+
+def _card(name: str, config: dict, log: list[dict], results, info, hardware: str, note: str,
+          start: tuple[str, str] | None) -> str:
     last = log[-1]
     vals = [r for r in log if "val_psnr" in r]
     best = max(vals, key=lambda r: r["val_psnr"]) if vals else None
@@ -45,10 +65,11 @@ def _card(name: str, config: dict, log: list[dict], results, info, hardware: str
         f"--batch-size {config['batch_size']} --patch {config['lr_patch']} --lr {config['learning_rate']} "
         f"--warmup {config['warmup_steps']} --seed {config['seed']}"
         + "".join(f" --{flag}" for flag in ("bf16", "compile") if config.get(flag))
-        + (f" --init-weights srcore/model_zoo/{Path(config['init_weights']).name}" if config.get("init_weights") else "")
+        + (f" --init-weights runs/{name}-start.safetensors" if start else "")
         + " --hr " + " ".join(f"$SR2BIT_DATA/train/{f.name}" for f in folders)
     )
     rows = "\n".join(f"| {r.dataset} | x{r.scale} | {r.psnr:.2f} | {r.ssim:.4f} |" for r in results)
+    restore = f"{start[0]}\n" if start else ""
     return f"""# {name}
 
 SwinIR-light x{scale} (embed 60, depths 6x4, heads 6, window 8, pixelshuffledirect) trained by sr2bit.
@@ -59,7 +80,7 @@ SwinIR-light x{scale} (embed 60, depths 6x4, heads 6, window 8, pixelshuffledire
 | weights | `{name}.safetensors`, fp32 params only, params sha256 `{info.sha256}` |
 | training data | HR crops from {counts} (`../shared/data/train`; no benchmark image) |
 | LR | made on the fly with the MATLAB-compatible bicubic (`srcore.imresize`) |
-| starting point | {f"`{Path(config['init_weights']).name}` as it was then (fine-tuned)" if config.get("init_weights") else "random init"} |
+| starting point | {f"`{Path(config['init_weights']).name}` as it was then, params sha256 `{start[1][:12]}` (fine-tuned)" if start else "random init"} |
 | steps | {last['step']} of {config['steps']} (batch {config['batch_size']}, LR patch {config['lr_patch']}, HR patch {config['lr_patch'] * scale}) |
 | optimiser | Adam lr {config['learning_rate']} (warm-up {config['warmup_steps']}, cosine to {config['min_learning_rate']}), betas {tuple(config['betas'])}, grad clip {config['grad_clip']}, L1 loss, seed {config['seed']} |
 | hardware | {hardware} |
@@ -78,7 +99,7 @@ Reference points at x4: bicubic 28.43 / 26.09 dB (Set5 / Set14), official SwinIR
 ## Reproduce
 
 ```bash
-{train_cmd}
+{restore}{train_cmd}
 python -m benchmarks.ship_reference_model --run-dir runs/{name} --scale {scale} --hardware "..."
 ```
 
@@ -97,14 +118,15 @@ def main(argv: list[str] | None = None) -> None:
     name = shipped_name(args.scale)
     config = torch.load(args.run_dir / "last.pt", map_location="cpu", weights_only=False)["config"]
     log = [json.loads(line) for line in (args.run_dir / "log.jsonl").read_text().splitlines()]
-    target = MODEL_ZOO / f"{name}.safetensors"
+    start = _starting_point(name, config["init_weights"], args.scale) if config.get("init_weights") else None
+    target = MODEL_ZOO / f"{name}.safetensors"  # read the start (often this file) before overwriting it
     MODEL_ZOO.mkdir(exist_ok=True)
     tmp = target.with_name(f".{target.name}.tmp")
     shutil.copyfile(args.run_dir / "best.safetensors", tmp)
     tmp.replace(target)
     model, info = load_model(None, args.scale)
     results = evaluate(model_upscaler(model), [benchmark_dir("Set5"), benchmark_dir("Set14")], args.scale)
-    card = _card(name, config, log, results, info, args.hardware, args.note)
+    card = _card(name, config, log, results, info, args.hardware, args.note, start)
     (MODEL_ZOO / f"{name}.md").write_text(card)
     print(card)
 
