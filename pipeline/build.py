@@ -27,7 +27,7 @@ from calibration.snapping import CONTAINERS, snap_weight_bounds
 from pipeline.artifacts import Artifact, artifact_bytes
 from pipeline.evaluate import evaluate, fixed_shape_upscaler, model_upscaler
 from srcore.checkpoint import file_sha256, weights_sha256
-from srcore.data import load_benchmark
+from srcore.data import CropSampler, load_benchmark
 from srcore.images import to_tensor
 from srcore.model import SwinIR, mirror_pad
 from targets import TargetConfig, get_target
@@ -55,6 +55,8 @@ class BuildChecks:
             a fresh process; ``threads=()`` skips timing.
         baseline_cache: a folder where FP32 baselines are kept and reused (keyed by backend, tool
             versions, the export code, weights and tile); None lowers the baseline every time.
+        probe_on: a folder of LR calibration images; ``probe_crops`` seeded crops of the tile size
+            go through the backend's :meth:`~targets.base.Target.probe` (Core ML: fp16 headroom).
     """
 
     score_on: str | os.PathLike | None = None
@@ -62,6 +64,8 @@ class BuildChecks:
     threads: tuple[int, ...] = ()
     runs: int = 10
     baseline_cache: str | os.PathLike | None = None
+    probe_on: str | os.PathLike | None = None
+    probe_crops: int = 8
 
     def __post_init__(self):
         object.__setattr__(self, "threads", tuple(self.threads))
@@ -126,6 +130,12 @@ def build(model: SwinIR, bounds: Bounds, config: TargetConfig, out: str | os.Pat
         if checks.score_on is not None:
             overlap = tile // 4 if checks.overlap is None else checks.overlap
             verification.update(_scores(backend, model, deploy, artifact, checks.score_on, tile, overlap))
+        probe = None
+        if checks.probe_on is not None:
+            sampler = CropSampler(lr_folders=[str(checks.probe_on)], scale=model.scale, lr_size=tile, seed=0)
+            probe = {"on": Path(checks.probe_on).name, **backend.probe(deploy, sampler.sample_lr(checks.probe_crops))}
+            if probe["warning"]:
+                log.warning("%s", probe["warning"])
         latency = (_latency(backend.name, artifact, baseline, tile, checks.threads, checks.runs)
                    if baseline and checks.threads else None)
         manifest = {
@@ -149,6 +159,7 @@ def build(model: SwinIR, bounds: Bounds, config: TargetConfig, out: str | os.Pat
                             "warning": mismatch},
             "tool_versions": backend.tool_versions(),
             "verification": verification,
+            "probe": probe,
             "created_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         }
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")

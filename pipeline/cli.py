@@ -8,6 +8,7 @@ artifact from the model and a bounds file).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import logging
 import platform
@@ -183,7 +184,9 @@ def cmd_build(args: argparse.Namespace) -> int:
 
     if args.target not in CONFIGS:
         get_target(args.target)  # the unknown-target error, listing the known ones
-    config = CONFIGS[args.target](tile=args.tile)
+    if args.fp32_ops and args.target != "coreml":
+        raise ValueError("--fp32-ops is a Core ML option (ExecuTorch and TFLite compute in fp32 already)")
+    config = CONFIGS[args.target](tile=args.tile, **({"fp32_ops": tuple(args.fp32_ops)} if args.fp32_ops else {}))
     get_target(config, args.bits)  # a wrong target or bit width fails before data or weights are read
     score_on = None
     if args.score:
@@ -192,8 +195,12 @@ def cmd_build(args: argparse.Namespace) -> int:
         if score_on is None or not Path(score_on).is_dir():
             raise FileNotFoundError(f"no benchmark folder to score the simulation on ({score_on}); "
                                     "pass --score-on DIR or --no-score")
+    probe_on = (args.calib or [None])[0]
+    if probe_on is None and data_root(required=False) is not None:
+        with contextlib.suppress(FileNotFoundError):  # no calibration images: the probe is skipped
+            probe_on = calib_dir()
     checks = BuildChecks(score_on=score_on, threads=tuple(args.threads), runs=args.runs,
-                         baseline_cache=None if args.no_cache else cache_dir())
+                         baseline_cache=None if args.no_cache else cache_dir(), probe_on=probe_on)
     model, info = load_model(args.weights, args.scale)
     out = args.out or Path("build") / f"{info.name}-{args.target}-w{args.bits}-t{args.tile}"
     if out.exists() and not args.force:
@@ -416,6 +423,10 @@ def build_parser() -> argparse.ArgumentParser:
                     help="thread counts to time the artifact and its FP32 baseline with (ExecuTorch, TFLite; default "
                          "1 2; none: no timing)")
     bu.add_argument("--runs", type=int, default=10, help="timed runs per latency, after 3 warm-up runs (default 10)")
+    bu.add_argument("--fp32-ops", nargs="+", choices=["layer_norm", "softmax"], default=[],
+                    help="Core ML: keep these ops in fp32 inside the fp16 program (the build records the fp16 "
+                         "headroom of LayerNorm, attention logits and activations on calibration crops and warns "
+                         "below 4x)")
     bu.add_argument("--no-cache", action="store_true",
                     help="lower the FP32 baseline again instead of reusing the one cached in $SR2BIT_CACHE "
                          "(default ~/.cache/sr2bit) for the same backend, tools, weights and tile")

@@ -279,6 +279,13 @@ class Target(abc.ABC):
         """The same graph with FP32 weights: the speed and size baseline stored beside the artifact."""
         raise TargetError(f"the {self.name} backend has no FP32 baseline")
 
+    def probe(self, deploy: nn.Module, crops: torch.Tensor) -> dict[str, Any]:
+        """Checks of the deploy model on calibration crops that this runtime's arithmetic calls for (default: none).
+
+        A ``"warning"`` entry (a sentence, or None) is printed by the build.
+        """
+        return {"warning": None}
+
     def op_profile(self, artifact: Path, example: torch.Tensor, runs: int) -> list[dict[str, Any]] | str:
         """Per-operator times of the artifact, or a line saying why the runtime offers none."""
         return "this runtime offers no per-operator profile"

@@ -14,6 +14,9 @@ from typing import ClassVar
 __all__ = ["CoreMLConfig", "ExecuTorchConfig", "Precision", "TFLiteConfig", "TargetConfig"]
 
 
+FP32_OPS = ("layer_norm", "softmax")  # the Core ML ops that may stay fp32 inside an fp16 program
+
+
 class Precision(enum.Enum):
     """Core ML's compute precision between ops (activations, convolutions, biases)."""
 
@@ -37,11 +40,6 @@ class TargetConfig:
         if isinstance(self.tile, bool) or not isinstance(self.tile, int) or self.tile < 8:
             raise ValueError(f"tile must be an integer >= 8 (a multiple of the window size), got {self.tile!r}")
 
-    def options(self) -> dict[str, object]:
-        """The backend-specific options, as the manifest records them (enums by value)."""
-        return {name: value.value if isinstance(value, enum.Enum) else value
-                for name, value in vars(self).items() if name != "tile"}
-
 
 @dataclass(frozen=True)
 class CoreMLConfig(TargetConfig):
@@ -51,11 +49,14 @@ class CoreMLConfig(TargetConfig):
         compute_precision: precision between ops; fp16 is what the Neural Engine runs.
         compact_constants: store the large derived constants (expanded relative-position bias,
             shift mask) as exact lookup tables; lossless, checked after the fact.
+        fp32_ops: MIL op types kept in fp32 inside an fp16 program (``"layer_norm"``, ``"softmax"``):
+            the ops whose intermediates (sum of squares, logits) come closest to fp16's 65504.
     """
 
     backend: ClassVar[str] = "coreml"
     compute_precision: Precision = Precision.FP16
     compact_constants: bool = True
+    fp32_ops: tuple[str, ...] = ()
 
     def __post_init__(self):
         super().__post_init__()
@@ -69,6 +70,9 @@ class CoreMLConfig(TargetConfig):
                              f"got {self.compute_precision!r}")
         if not isinstance(self.compact_constants, bool):
             raise ValueError(f"compact_constants must be True or False, got {self.compact_constants!r}")
+        if isinstance(self.fp32_ops, str) or not set(self.fp32_ops) <= set(FP32_OPS):
+            raise ValueError(f"fp32_ops must be a subset of {FP32_OPS}, got {self.fp32_ops!r}")
+        object.__setattr__(self, "fp32_ops", tuple(self.fp32_ops))
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from calibration.deploy import DeployMode
+from srcore.model import WindowAttention
 from targets.base import PalettizedWeight, Target, TargetError, quiet_tools, tensor_io
 from targets.coreml_mil import MilInterpreter, mil_program
 
@@ -175,6 +176,9 @@ class CoreMLTarget(Target):
             # A tile that is a multiple of the window needs no pad or crop, so the graph has no alias op.
             program = torch.export.export(model, (example,)).run_decompositions({})
             precision = ct.precision.FLOAT16 if self.compute_precision == "fp16" else ct.precision.FLOAT32
+            if self.compute_precision == "fp16" and self.config.fp32_ops:
+                keep = set(self.config.fp32_ops)
+                precision = ct.transform.FP16ComputePrecision(op_selector=lambda op: op.op_type not in keep)
             mlmodel = ct.convert(
                 program, minimum_deployment_target=ct.target.iOS18, compute_precision=precision,
                 inputs=[ct.TensorType(name=INPUT_NAME, shape=example.shape)], outputs=[ct.TensorType(name=OUTPUT_NAME)],
@@ -188,6 +192,7 @@ class CoreMLTarget(Target):
         return {
             "deployment_target": "iOS18 / macOS15 (ML program)",
             "compute_precision": self.compute_precision,
+            "fp32_ops": list(self.config.fp32_ops),
             **tensor_io(deploy, tile, (io_types[INPUT_NAME], io_types[OUTPUT_NAME]), (INPUT_NAME, OUTPUT_NAME)),
             "activations": f"{self.compute_precision} (not quantized)",
             "compacted_constants": compacted,
@@ -235,6 +240,17 @@ class CoreMLTarget(Target):
             "weight_bin_bytes": weight_file.stat().st_size,
         }
 
+    def probe(self, deploy: nn.Module, crops: torch.Tensor) -> dict[str, Any]:
+        """fp16 headroom of LayerNorm, attention logits and activations (:func:`fp16_headroom`)."""
+        headroom = fp16_headroom(deploy, crops)
+        warning = None
+        if self.compute_precision == "fp16" and headroom["min_margin"] < FP16_MARGIN_WARNING:
+            worst = min((k for k in headroom if isinstance(headroom[k], dict)), key=lambda k: headroom[k]["margin"])
+            warning = (f"fp16 headroom is only {headroom['min_margin']:.1f}x ({worst} reaches "
+                       f"{headroom[worst]['max']:.4g} of 65504) on the calibration crops; consider "
+                       "CoreMLConfig(fp32_ops=('layer_norm', 'softmax')) (--fp32-ops) or compute_precision fp32")
+        return {"fp16_headroom": headroom, "warning": warning}
+
     def runner(self, artifact: Path, threads: int | None = None):
         """LR tile -> SR tile through the artifact's own program (Core ML cannot run here; see :mod:`targets.coreml_mil`).
 
@@ -250,3 +266,58 @@ class CoreMLTarget(Target):
     def tool_versions(self) -> dict[str, str]:
         return {"coremltools": metadata.version("coremltools"), "torch": torch.__version__}
 
+
+
+FP16_MAX = 65504.0
+FP16_MARGIN_WARNING = 4.0  # below this factor of headroom the build warns
+
+
+def fp16_headroom(deploy: nn.Module, crops: torch.Tensor) -> dict[str, Any]:
+    """How far the largest fp16 intermediates of ``deploy`` on ``crops`` stay below 65504 (fp16's largest value).
+
+    Core ML runs LayerNorm and softmax in fp16 on the GPU and Neural Engine; the MIL interpreter here
+    computes inside an op in fp32, so it cannot see an overflow inside one. Measured in fp32 PyTorch:
+    each LayerNorm input's sum of squares over channels (what a one-pass fp16 LayerNorm accumulates),
+    every attention logit ``q k^T + bias`` before the mask, and every module's output.
+
+    Returns:
+        per quantity ``{"max", "margin"}`` (margin = 65504 / max), ``min_margin`` and the crops' shape.
+    """
+    peaks = {"layer_norm_sum_of_squares": 0.0, "attention_logit": 0.0, "activation": 0.0}
+    queries: dict[nn.Module, torch.Tensor] = {}
+
+    def norm_input(module, args):
+        peaks["layer_norm_sum_of_squares"] = max(peaks["layer_norm_sum_of_squares"],
+                                                 args[0].float().pow(2).sum(-1).max().item())
+
+    def output(module, args, out):
+        if isinstance(out, torch.Tensor) and out.is_floating_point():
+            peaks["activation"] = max(peaks["activation"], out.abs().max().item())
+
+    def query(attention):
+        return lambda module, args, out: queries.__setitem__(attention, out)
+
+    def key(attention):
+        def hook(module, args, out):
+            heads, n = attention.num_heads, attention.window_size**2
+            logits = torch.bmm(queries.pop(attention), out.transpose(1, 2)).view(-1, heads, n, n)
+            logits = logits + attention.relative_position_bias()
+            peaks["attention_logit"] = max(peaks["attention_logit"], logits.abs().max().item())
+        return hook
+
+    handles = []
+    for module in deploy.modules():
+        if isinstance(module, nn.LayerNorm):
+            handles.append(module.register_forward_pre_hook(norm_input))
+        if isinstance(module, WindowAttention):
+            handles += [module.bmm1_q.register_forward_hook(query(module)), module.bmm1_k.register_forward_hook(key(module))]
+        if not list(module.children()):
+            handles.append(module.register_forward_hook(output))
+    try:
+        with torch.no_grad():
+            deploy(crops)
+    finally:
+        for handle in handles:
+            handle.remove()
+    report = {name: {"max": peak, "margin": FP16_MAX / peak if peak else float("inf")} for name, peak in peaks.items()}
+    return {**report, "min_margin": min(r["margin"] for r in report.values()), "crops": list(crops.shape)}
