@@ -12,6 +12,10 @@ over the SR outputs O and the four residual-group (``BasicLayer``) outputs F_i, 
 L2 normalisation whose norm is detached. ``loss_scaling="code"`` reproduces the released code's
 extra ``1/numel`` factors (losses ~1e-7, so Adam's eps=1e-8 damps the steps); ``"paper"`` uses the
 plain means of Eqs. 4-6. Both models stay in eval mode. A run directory makes the loop resumable.
+
+Under ``torchrun`` (:mod:`srcore.distributed`) each rank distils on its rows of the global batch,
+DDP averages the bounds' gradients, and only rank 0 shows progress, selects and writes the
+checkpoint; the bounds are those of one process with the same batch, up to float summation order.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from calibration.deploy import deploy_simulation
 from calibration.qmodel import quant_config, quantization_disabled, quantizers
 from calibration.quantizer import Distribution
 from srcore.checkpoint import atomic_torch_save
+from srcore.distributed import SINGLE, Distributed
 from srcore.model import compiled_blocks
 
 __all__ = ["DQC_PRESETS", "DqcConfig", "DqcResult", "distill_bounds_", "distillation_loss"]
@@ -138,9 +143,15 @@ def _residual_group_outputs(model: nn.Module) -> Iterator[list[torch.Tensor]]:
 
 
 def distillation_loss(
-    out_q: torch.Tensor, out_fp: torch.Tensor, feats_q: list[torch.Tensor], feats_fp: list[torch.Tensor], config: DqcConfig
+    out_q: torch.Tensor, out_fp: torch.Tensor, feats_q: list[torch.Tensor], feats_fp: list[torch.Tensor], config: DqcConfig,
+    world_size: int = 1,
 ) -> torch.Tensor:
-    """2DQuant's DQC loss (module docstring); features are (B, L, C)."""
+    """2DQuant's DQC loss (module docstring); features are (B, L, C).
+
+    ``world_size``: ranks sharing the global batch, B per rank. The code scaling divides the
+    feature term by its numel, batch included (quadratic in the batch), so a rank divides by the
+    global batch's numel: then DDP's mean over the ranks is the one-process loss of the global batch.
+    """
     batch = out_q.shape[0]
     pixel = (out_q - out_fp).abs().mean()
     if config.loss_scaling == "code":
@@ -151,7 +162,7 @@ def distillation_loss(
         nf = ff / ff.norm(dim=(1, 2), keepdim=True)
         feature = (nq - nf).pow(2).mean()
         if config.loss_scaling == "code":
-            feature = feature / fq.numel()
+            feature = feature / (fq.numel() * world_size)
         loss = loss + config.feature_weight * feature
     return loss
 
@@ -166,12 +177,14 @@ def distill_bounds_(
     select_label: str = "",
     progress: bool = True,
     sampler_state: tuple[Callable[[], dict], Callable[[dict], None]] | None = None,
+    dist: Distributed = SINGLE,
 ) -> DqcResult:
     """Train the bounds of a calibrated, quantized ``model`` in place by distillation from itself.
 
     Args:
         model: after ``quantize_`` and a bound initialisation (DOBI in 2DQuant).
-        sample_lr: ``n -> (n, 3, p, p)`` fresh random LR crops in [0, 1] (called once per step).
+        sample_lr: ``n -> (n, 3, p, p)`` fresh random LR crops in [0, 1] (called once per step);
+            under torchrun only this rank's rows ``dist.shard(n)`` of them.
         config: :class:`DqcConfig`.
         device: where to train (CUDA when available is much faster).
         run_dir: if given, ``dqc_state.pt`` there is written every ``checkpoint_every`` steps and on
@@ -181,11 +194,14 @@ def distill_bounds_(
             last step's bounds are kept.
         sampler_state: ``(get_state, set_state)`` of the crop sampler, saved with the checkpoint so
             a resumed run draws the same crops.
+        dist: this process's rank under torchrun (:func:`srcore.distributed.process_group`); the
+            result is meaningful on rank 0, the only one that selects.
 
     Returns:
         :class:`DqcResult`.
     """
     device = torch.device(device)
+    rows = dist.shard(config.batch_size)
     model.to(device).eval()
     bounds = [
         p
@@ -213,11 +229,17 @@ def distill_bounds_(
             sampler_state[1](saved["sampler"])
         step, losses, best = saved["step"], saved["losses"], saved["best"]
         log.info("resumed DQC from %s at step %d", state_path, step)
+        if saved.get("world_size", 1) != dist.world_size:
+            log.warning("%s was written by %d process(es), this run has %d: same crops and updates, but not "
+                        "bit-identical (float summation order)", state_path, saved.get("world_size", 1),
+                        dist.world_size)
+    student = dist.wrap(model)  # after requires_grad and the resume: DDP syncs the bounds from rank 0
 
     def checkpoint() -> None:
-        if state_path is None:
+        if state_path is None or not dist.is_main:
             return
         atomic_torch_save({
+            "world_size": dist.world_size,
             "config": config.to_dict(), "bounds": _bounds_state(model), "optimizer": optimizer.state_dict(),
             "torch_rng": torch.get_rng_state(), "sampler": sampler_state[0]() if sampler_state else None,
             "step": step, "losses": losses, "best": best,
@@ -225,7 +247,7 @@ def distill_bounds_(
 
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.bf16)
     start = time.perf_counter()
-    bar = tqdm(total=config.iterations, initial=step, desc="DQC", unit="it", disable=not progress)
+    bar = tqdm(total=config.iterations, initial=step, desc="DQC", unit="it", disable=not (progress and dist.is_main))
     try:
         # Registered once (no recompiles for hook changes); the student runs in its deploy mode.
         with _residual_group_outputs(model) as feats, deploy_simulation(model, quant_config(model).deploy):
@@ -233,6 +255,9 @@ def distill_bounds_(
                 for group in optimizer.param_groups:
                     group["lr"] = config.learning_rate_at(step)
                 lr = sample_lr(config.batch_size).to(device, non_blocking=True)
+                if lr.shape[0] != rows.stop - rows.start:
+                    raise ValueError(f"sample_lr({config.batch_size}) gave {lr.shape[0]} crops; this rank needs "
+                                     f"{rows.stop - rows.start} (rows {rows.start}:{rows.stop} of the global batch)")
                 feats.clear()
                 with compiled_blocks(model, config.compile):  # per step: selection evaluates other sizes
                     with autocast, torch.no_grad(), quantization_disabled(model):
@@ -240,25 +265,30 @@ def distill_bounds_(
                     feats_fp = [f.float() for f in feats]
                     feats.clear()
                     with autocast:
-                        out_q = model(lr).float()
-                    loss = distillation_loss(out_q, out_fp, [f.float() for f in feats], feats_fp, config)
+                        out_q = student(lr).float()
+                    loss = distillation_loss(out_q, out_fp, [f.float() for f in feats], feats_fp, config,
+                                             dist.world_size)
                     optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
+                    loss.backward()  # DDP: the bounds' gradients averaged over the ranks here
                 optimizer.step()
                 _keep_ordered_(model)
                 step += 1
-                losses.append(loss.item())
+                loss_value, stop = dist.end_step(loss)
+                losses.append(loss_value)
                 bar.update(1)
                 bar.set_postfix(loss=f"{losses[-1]:.3e}")
-                if select is not None and (step % config.select_every == 0 or step == config.iterations):
+                if dist.is_main and select is not None and (step % config.select_every == 0 or step == config.iterations):
                     score = select(model)
                     log.info("DQC step %d: selection PSNR %.3f dB", step, score)
                     if score > best[0]:
                         best = (score, step, _bounds_state(model))
                 if step % config.checkpoint_every == 0:
                     checkpoint()
+                if stop:  # Ctrl-C under torchrun: every rank stops after this same step
+                    raise KeyboardInterrupt
     except KeyboardInterrupt:
-        log.warning("DQC interrupted at step %d", step)
+        if dist.is_main:
+            log.warning("DQC interrupted at step %d", step)
         checkpoint()
         raise
     finally:

@@ -5,6 +5,9 @@
 crops every step from the same folders with another seed. By default DQC keeps its last step
 (no test-set leakage); ``select_on`` picks the best step on a benchmark folder instead, the
 paper's protocol, and the bounds file records which.
+
+Under ``torchrun`` every rank runs the (deterministic) DOBI, DQC is data-parallel
+(:func:`calibration.dqc.distill_bounds_`), and the caller writes the bounds on rank 0 only.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from calibration.observe import calibrate_, init_config
 from calibration.qmodel import quantize_, quantizers
 from pipeline.evaluate import evaluate, model_upscaler
 from srcore.data import CropSampler
+from srcore.distributed import SINGLE, Distributed
 from srcore.model import SwinIR
 
 __all__ = ["CalibrationConfig", "CalibrationResult", "Method", "calibrate", "run_calibration"]
@@ -108,7 +112,7 @@ def calibrate(model: SwinIR, config: CalibrationConfig, data: str | os.PathLike 
     """The bounds of ``model`` under ``config``, from the LR images in ``data``; ``model`` is not changed.
 
     ``options`` are :func:`run_calibration`'s (``weights_name``, ``device``, ``run_dir``, ``select_on``,
-    ``progress``).
+    ``progress``, ``dist``).
     """
     return run_calibration(model, config, data, **options).bounds
 
@@ -123,6 +127,7 @@ def run_calibration(
     run_dir: str | os.PathLike | None = None,
     select_on: str | os.PathLike | None = None,
     progress: bool = True,
+    dist: Distributed = SINGLE,
 ) -> CalibrationResult:
     """Quantize a copy of ``model`` and calibrate its bounds; returns them (not yet saved) with what plots need.
 
@@ -134,6 +139,7 @@ def run_calibration(
             :func:`srcore.weights.load_model` gave the model, else ``"unnamed"``).
         run_dir: DQC checkpoint folder (resumable), or None.
         select_on: benchmark folder for DQC model selection, or None to keep the last step.
+        dist: this process's rank under torchrun: each rank distils on its rows of every DQC batch.
     """
     calib_folders = [data] if isinstance(data, (str, os.PathLike)) else list(data)
     method, quant, init, dqc, seed = config.method.value, config.quant, config.init, config.dqc, config.seed
@@ -159,9 +165,9 @@ def run_calibration(
                 (res,) = evaluate(model_upscaler(m, device), [select_on], model.scale, progress=False)
                 return res.psnr
         result = distill_bounds_(
-            model, dqc_sampler.sample_lr, dqc, device=device, run_dir=run_dir, select=select,
-            select_label=Path(select_on).name if select_on else "", progress=progress,
-            sampler_state=(dqc_sampler.state_dict, dqc_sampler.load_state_dict),
+            model, lambda n: dqc_sampler.sample_lr(n, dist.shard(n)), dqc, device=device, run_dir=run_dir,
+            select=select, select_label=Path(select_on).name if select_on else "", progress=progress,
+            sampler_state=(dqc_sampler.state_dict, dqc_sampler.load_state_dict), dist=dist,
         )
         settings["dqc"] = dqc.to_dict()
         settings["selection"] = result.selection

@@ -20,7 +20,9 @@ import torch
 
 from srcore.checkpoint import CheckpointError
 from srcore.data import DatasetError
+from srcore.distributed import process_group
 from srcore.images import ImageReadError
+from srcore.model import VARIANTS
 from srcore.paths import DATA_ENV_VAR, cache_dir, calib_dir, data_root
 
 log = logging.getLogger("pipeline")
@@ -103,6 +105,15 @@ def _default_train_folders() -> list[Path]:
     return folders
 
 
+@contextlib.contextmanager
+def _ranks(device: str):
+    """torchrun's process group (:func:`srcore.distributed.process_group`); ranks but 0 log warnings only."""
+    with process_group(device) as dist:
+        if not dist.is_main:
+            logging.getLogger().setLevel(logging.WARNING)
+        yield dist
+
+
 def cmd_train_fp(args: argparse.Namespace) -> int:
     from pipeline.train import TrainConfig, train
 
@@ -110,14 +121,18 @@ def cmd_train_fp(args: argparse.Namespace) -> int:
     hr = args.hr or _default_train_folders()
     val = None if args.no_val else (args.val or data_root(required=True) / "benchmark" / "Set5")
     config = TrainConfig(
-        scale=args.scale, hr_folders=tuple(str(f) for f in hr), val_folder=str(val) if val else None,
+        scale=args.scale, variant=args.variant, hr_folders=tuple(str(f) for f in hr),
+        val_folder=str(val) if val else None,
         lr_patch=args.patch, batch_size=args.batch_size, steps=args.steps, learning_rate=args.lr,
         warmup_steps=args.warmup, seed=args.seed, validate_every=args.validate_every,
         checkpoint_every=args.checkpoint_every, bf16=args.bf16, compile=args.compile,
         init_weights=str(args.init_weights) if args.init_weights else None,
     )
-    result = train(config, args.run_dir, device=args.device, progress=not args.quiet, until_step=args.until_step,
-                   workers=args.workers)
+    with _ranks(args.device) as dist:
+        result = train(config, args.run_dir, device=args.device, progress=not args.quiet,
+                       until_step=args.until_step, workers=args.workers, dist=dist)
+    if not dist.is_main:
+        return 0
     print(f"trained to step {result['step']} in {result['wall_s']:.0f} s; best validation PSNR "
           f"{result['best_psnr']:.3f} dB; weights: {Path(args.run_dir) / 'best.safetensors'}")
     return 0
@@ -156,8 +171,11 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     config = CalibrationConfig(args.method, quant, init, dqc, seed=args.seed)
     model, info = load_model(args.weights, args.scale, device)
     out = args.out or Path("bounds") / f"{info.name}-{quant.label.lower()}-{args.method}.safetensors"
-    result = run_calibration(model, config, args.calib or [calib_dir()], weights_name=info.name, device=device,
-                             run_dir=args.run_dir, select_on=args.select_on, progress=not args.quiet)
+    with _ranks(args.device) as dist:
+        result = run_calibration(model, config, args.calib or [calib_dir()], weights_name=info.name, device=device,
+                                 run_dir=args.run_dir, select_on=args.select_on, progress=not args.quiet, dist=dist)
+    if not dist.is_main:
+        return 0
     path = save_bounds(result.bounds, out)
     if args.plot:
         from pipeline.plots import plot_calibration
@@ -329,7 +347,10 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--steps", type=int, default=100_000, help="total optimizer steps (default 100000)")
     tr.add_argument("--until-step", type=int, default=None,
                     help="stop (with a checkpoint) at this step; the schedule still follows --steps")
-    tr.add_argument("--batch-size", type=int, default=16, help="crops per step (default 16)")
+    tr.add_argument("--variant", choices=tuple(VARIANTS), default="light",
+                    help="model size: light (SwinIR-light, default) or tiny (a few seconds on CPU, for tests)")
+    tr.add_argument("--batch-size", type=int, default=16,
+                    help="crops per step (default 16); under torchrun the global batch, split evenly across processes")
     tr.add_argument("--patch", type=int, default=64, help="LR crop size; HR crops are patch*scale (default 64)")
     tr.add_argument("--lr", type=float, default=5e-4, help="peak Adam learning rate, cosine-decayed (default 5e-4)")
     tr.add_argument("--warmup", type=int, default=200, help="linear warm-up steps (default 200)")
@@ -371,7 +392,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="DQC settings: paper (batch 32, 3000 it, cosine), code (batch 16, 4000 it, constant), "
                          "cpu (batch 4, 200 it, cosine; default)")
     ca.add_argument("--iters", type=int, default=None, help="override the preset's DQC iterations")
-    ca.add_argument("--batch-size", type=int, default=None, help="override the preset's DQC batch size")
+    ca.add_argument("--batch-size", type=int, default=None,
+                    help="override the preset's DQC batch size (under torchrun: global, split evenly across processes)")
     ca.add_argument("--deploy", choices=("paper", "int8-token", "fp16"), default="paper",
                     help="what the student runs like during calibration: paper = activations fake-quantized at "
                          "--act-bits (2DQuant; default); int8-token = weights only, Linear inputs dynamic int8 per "

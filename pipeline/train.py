@@ -11,10 +11,17 @@ optional bf16 autocast and ``torch.compile`` on CUDA. A run directory holds:
 - ``best.safetensors``: params-only weights of the best Set5 validation PSNR so far;
 - ``log.jsonl``: one JSON line per logged step (loss, learning rate, validation PSNR, wall time
   summed over resumed sessions).
+
+Under ``torchrun`` (:mod:`srcore.distributed`) the ranks split each global batch of ``batch_size``
+crops (rank r computes rows ``[r*B/N, (r+1)*B/N)`` of the one-process batch), DDP averages the
+gradients, and only rank 0 validates, logs and writes; ``last.pt`` records the world size. The
+crops and updates are those of one process with the same batch, up to float summation order, so a
+run may also resume with another number of processes.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -30,6 +37,7 @@ from tqdm import tqdm
 from pipeline.evaluate import evaluate, model_upscaler
 from srcore.checkpoint import atomic_torch_save, load_weights_, read_state_dict
 from srcore.data import PairStream, load_benchmark
+from srcore.distributed import SINGLE, Distributed
 from srcore.model import SwinIR, build_model, compiled_blocks
 
 __all__ = ["TrainConfig", "train"]
@@ -77,9 +85,10 @@ class TrainConfig:
         return self.min_learning_rate + (self.learning_rate - self.min_learning_rate) * cosine
 
 
-def _state(model, optimizer, step, best_psnr, config, wall_s) -> dict:
+def _state(model, optimizer, step, best_psnr, config, wall_s, world_size) -> dict:
     return {
         "wall_s": wall_s,
+        "world_size": world_size,
         "config": dataclasses.asdict(config),
         "model": model.state_dict(),
         "optimizer": optimizer.state_dict(),
@@ -105,6 +114,7 @@ def train(
     progress: bool = True,
     until_step: int | None = None,
     workers: int = 0,
+    dist: Distributed = SINGLE,
 ) -> dict:
     """Train (or resume) in ``run_dir``; returns ``{"step", "best_psnr", "wall_s"}``.
 
@@ -112,10 +122,13 @@ def train(
     cosine schedule) and the logging/validation intervals. ``until_step`` stops early (checkpoint
     written), e.g. to split a run across sessions; the schedule still follows ``config.steps``.
     ``workers`` processes prepare the crops ahead (needed to keep a GPU busy; no effect on results).
+    ``dist``: this process's rank under torchrun (:func:`srcore.distributed.process_group`); the
+    returned ``best_psnr`` is rank 0's (the others do not validate).
     """
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     device = torch.device(device)
+    rows = dist.shard(config.batch_size)  # before any work: a batch that does not divide is an input error
     torch.manual_seed(config.seed)
     model = build_model(config.variant, config.scale)
     if config.init_weights:
@@ -135,56 +148,69 @@ def train(
         torch.set_rng_state(state["torch_rng"])
         step, best_psnr, previous_wall_s = state["step"], state["best_psnr"], state.get("wall_s", 0.0)
         log.info("resumed %s at step %d (best Set5 PSNR %.2f)", last, step, best_psnr)
+        if state.get("world_size", 1) != dist.world_size:
+            log.warning("%s was written by %d process(es), this run has %d: same crops and updates, "
+                        "but not bit-identical (float summation order)", last, state.get("world_size", 1),
+                        dist.world_size)
+    ddp_model = dist.wrap(model)  # after the resume: DDP starts every rank from rank 0's weights
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.bf16)
     start, losses = time.perf_counter(), []
 
     def elapsed() -> float:  # training wall time, summed over resumed sessions
         return previous_wall_s + time.perf_counter() - start
 
-    bar = tqdm(total=config.steps, initial=step, desc="train", unit="step", disable=not progress)
-    batches = PairStream(sampler_args, config.batch_size, start=step, workers=workers)
+    def save_checkpoint() -> None:
+        if dist.is_main:
+            atomic_torch_save(_state(model, optimizer, step, best_psnr, config, elapsed(), dist.world_size), last)
+
+    bar = tqdm(total=config.steps, initial=step, desc="train", unit="step", disable=not (progress and dist.is_main))
+    batches = PairStream(sampler_args, config.batch_size, start=step, workers=workers, rows=rows)
     try:
-        with (run_dir / "log.jsonl").open("a") as log_file:
+        with (run_dir / "log.jsonl").open("a") if dist.is_main else contextlib.nullcontext() as log_file:
             while step < min(config.steps, until_step or config.steps):
                 lr_batch, hr_batch = next(batches)
                 for group in optimizer.param_groups:
                     group["lr"] = config.learning_rate_at(step)
                 with autocast, compiled_blocks(model, config.compile):  # not around validation: new sizes
-                    loss = torch.nn.functional.l1_loss(model(lr_batch.to(device)).float(), hr_batch.to(device))
+                    loss = torch.nn.functional.l1_loss(ddp_model(lr_batch.to(device)).float(), hr_batch.to(device))
                 optimizer.zero_grad(set_to_none=True)
-                loss.backward()
+                loss.backward()  # DDP: gradients averaged over the ranks here
                 torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
                 optimizer.step()
                 step += 1
-                losses.append(loss.item())
+                loss_value, stop = dist.end_step(loss)
+                losses.append(loss_value)
                 bar.update(1)
                 record = {}
                 if step % config.log_every == 0 or step == config.steps:
                     record = {"step": step, "loss": sum(losses) / len(losses), "lr": config.learning_rate_at(step - 1)}
                     losses = []
                     bar.set_postfix(loss=f"{record['loss']:.4f}")
-                if config.val_folder and (step % config.validate_every == 0 or step == config.steps):
+                if dist.is_main and config.val_folder and (step % config.validate_every == 0 or step == config.steps):
                     psnr = _validate(model, config.val_folder, config.scale, device)
                     record.update(step=step, val_psnr=psnr)
                     if psnr > best_psnr:
                         best_psnr = psnr
                         _save_weights(model, run_dir / "best.safetensors")
                     log.info("step %d: validation PSNR %.3f dB (best %.3f)", step, psnr, best_psnr)
-                if record:
+                if record and log_file:
                     record["wall_s"] = round(elapsed(), 1)
                     log_file.write(json.dumps(record) + "\n")
                     log_file.flush()
                 if step % config.checkpoint_every == 0:
-                    atomic_torch_save(_state(model, optimizer, step, best_psnr, config, elapsed()), last)
+                    save_checkpoint()
+                if stop:  # Ctrl-C under torchrun: every rank stops after this same step
+                    raise KeyboardInterrupt
     except KeyboardInterrupt:
-        log.warning("interrupted at step %d: saving %s", step, last)
-        atomic_torch_save(_state(model, optimizer, step, best_psnr, config, elapsed()), last)
+        if dist.is_main:
+            log.warning("interrupted at step %d: saving %s", step, last)
+        save_checkpoint()
         raise
     finally:
         bar.close()
         batches.close()
-    atomic_torch_save(_state(model, optimizer, step, best_psnr, config, elapsed()), last)
-    if not config.val_folder:
+    save_checkpoint()
+    if not config.val_folder and dist.is_main:
         _save_weights(model, run_dir / "best.safetensors")
     return {"step": step, "best_psnr": best_psnr, "wall_s": elapsed()}
 

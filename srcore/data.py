@@ -391,10 +391,15 @@ class CropSampler:
         left = int(self._rng.integers(img.shape[1] - size + 1))
         return img[top:top + size, left:left + size]
 
-    def _augment(self, *arrays: np.ndarray) -> list[np.ndarray]:
+    def _draw_flips(self) -> tuple[bool, bool, bool]:
         if not self.augment:
-            return list(arrays)
+            return False, False, False
         hflip, vflip, rot = (bool(b) for b in self._rng.random(3) < 0.5)
+        return hflip, vflip, rot
+
+    @staticmethod
+    def _flip(flips: tuple[bool, bool, bool], *arrays: np.ndarray) -> list[np.ndarray]:
+        hflip, vflip, rot = flips
         out = []
         for arr in arrays:
             if hflip:
@@ -414,11 +419,18 @@ class CropSampler:
         """
         self._rng = np.random.default_rng([self.seed, *key])
 
-    def _lr_patch(self, src: _Source, img: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-        if src.is_hr:
-            hr = self._crop(img, self.hr_size)
-            return imresize(hr, 1.0 / self.scale), hr
-        return self._crop(img, self.lr_size), None
+    def _draw_patch(self, src: _Source, img: np.ndarray) -> np.ndarray:
+        """A random crop: HR size from an HR source (its LR is made only if the row is kept), else LR size."""
+        return self._crop(img, self.hr_size if src.is_hr else self.lr_size)
+
+    def _to_lr(self, src: _Source, patch: np.ndarray) -> np.ndarray:
+        return imresize(patch, 1.0 / self.scale) if src.is_hr else patch
+
+    def _kept(self, n: int, rows: slice | None) -> range:
+        kept = range(n)[rows] if rows is not None else range(n)
+        if not kept:
+            raise DatasetError(f"rows {rows} select none of the {n} patches")
+        return kept
 
     @staticmethod
     def _batch(stacked: np.ndarray) -> torch.Tensor:
@@ -431,45 +443,53 @@ class CropSampler:
             raise DatasetError(f"number of patches must be a positive integer, got {n!r}")
         return int(n)
 
-    def sample_lr(self, n: int) -> torch.Tensor:
-        """``n`` LR patches from all sources (calibration input).
+    def sample_lr(self, n: int, rows: slice | None = None) -> torch.Tensor:
+        """``n`` LR patches from all sources (calibration input), or only ``rows`` of them.
+
+        ``rows`` is how data-parallel ranks share a batch (:meth:`srcore.distributed.Distributed.shard`):
+        the generator advances as for all ``n`` patches, so the ranks' rows together are exactly
+        the one-process batch and the next draw is the same everywhere; only kept rows are made.
 
         Returns:
-            float32 tensor (n, 3, lr_size, lr_size) with values in [0, 1].
+            float32 tensor (len(rows), 3, lr_size, lr_size) with values in [0, 1].
         """
-        n = self._check_n(n)
+        kept = self._kept(self._check_n(n), rows)
         patches = []
-        for _ in range(n):
+        for i in range(n):
             src, img = self._draw_image(self._all_index)
-            lr, _ = self._lr_patch(src, img)
-            patches.extend(self._augment(lr))
+            patch, flips = self._draw_patch(src, img), self._draw_flips()
+            if i in kept:
+                patches.extend(self._flip(flips, self._to_lr(src, patch)))
         return self._batch(np.stack(patches))
 
-    def sample_pairs(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def sample_pairs(self, n: int, rows: slice | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """``n`` LR/HR training pairs from the HR sources, with the same augmentation on both.
+
+        ``rows`` keeps only those pairs of the ``n`` drawn, as in :meth:`sample_lr`.
 
         Returns:
             ``(lr, hr)``: float32 tensors (n, 3, p, p) and (n, 3, p * scale, p * scale) in [0, 1],
-            ``p = lr_size``.
+            ``p = lr_size`` (``len(rows)`` instead of n when given).
 
         Raises:
             DatasetError: there is no HR source.
         """
-        lr, hr = self.draw_pairs(n)
+        lr, hr = self.draw_pairs(n, rows)
         return self._batch(lr), self._batch(hr)
 
-    def draw_pairs(self, n: int) -> tuple[np.ndarray, np.ndarray]:
+    def draw_pairs(self, n: int, rows: slice | None = None) -> tuple[np.ndarray, np.ndarray]:
         """:meth:`sample_pairs` as uint8 ``(n, p, p, 3)`` and ``(n, p*s, p*s, 3)`` arrays (cheap to pickle)."""
-        n = self._check_n(n)
+        kept = self._kept(self._check_n(n), rows)
         if self._hr_index.size == 0:
             raise DatasetError("sample_pairs needs HR images, but this CropSampler has only LR sources")
         lrs, hrs = [], []
-        for _ in range(n):
+        for i in range(n):
             src, img = self._draw_image(self._hr_index)
-            lr, hr = self._lr_patch(src, img)
-            lr, hr = self._augment(lr, hr)
-            lrs.append(lr)
-            hrs.append(hr)
+            hr, flips = self._draw_patch(src, img), self._draw_flips()
+            if i in kept:
+                lr, hr = self._flip(flips, self._to_lr(src, hr), hr)
+                lrs.append(lr)
+                hrs.append(hr)
         return np.stack(lrs), np.stack(hrs)
 
 
@@ -481,9 +501,9 @@ def _init_worker(sampler_args: dict[str, Any]) -> None:
     _WORKER_SAMPLER = CropSampler(**sampler_args)
 
 
-def _draw_step(step: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+def _draw_step(step: int, n: int, rows: slice | None) -> tuple[np.ndarray, np.ndarray]:
     _WORKER_SAMPLER.reseed(step)
-    return _WORKER_SAMPLER.draw_pairs(n)
+    return _WORKER_SAMPLER.draw_pairs(n, rows)
 
 
 class PairStream:
@@ -499,13 +519,18 @@ class PairStream:
         batch_size: pairs per batch.
         start: index of the first batch.
         workers: processes drawing batches ahead (0: draw in this process, on demand).
+        rows: only these rows of each batch (a data-parallel rank's share, see
+            :meth:`CropSampler.sample_lr`); None: all of them.
     """
 
-    def __init__(self, sampler_args: dict[str, Any], batch_size: int, start: int = 0, workers: int = 0):
+    def __init__(self, sampler_args: dict[str, Any], batch_size: int, start: int = 0, workers: int = 0,
+                 rows: slice | None = None):
         if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
             raise DatasetError(f"workers must be a non-negative integer, got {workers!r}")
         self._sampler = CropSampler(**sampler_args)  # validates the folders here, with a clear error
         self._n = CropSampler._check_n(batch_size)
+        self._rows = rows
+        self._sampler._kept(self._n, rows)  # an empty share fails here, not in a worker
         self._next = self._submitted = start
         self._pending: collections.deque = collections.deque()
         self._ahead = 2 * workers
@@ -520,10 +545,10 @@ class PairStream:
     def __next__(self) -> tuple[torch.Tensor, torch.Tensor]:
         if self._pool is None:
             self._sampler.reseed(self._next)
-            lr, hr = self._sampler.draw_pairs(self._n)
+            lr, hr = self._sampler.draw_pairs(self._n, self._rows)
         else:
             while len(self._pending) < self._ahead:
-                self._pending.append(self._pool.apply_async(_draw_step, (self._submitted, self._n)))
+                self._pending.append(self._pool.apply_async(_draw_step, (self._submitted, self._n, self._rows)))
                 self._submitted += 1
             lr, hr = self._pending.popleft().get()
         self._next += 1
