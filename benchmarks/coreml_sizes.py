@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> None:
         "- every quantized linear (96/96) is a `constexpr_lut_to_dense` whose table equals the calibrated grid, "
         "checked value for value on the saved package; activations stay fp16 (weight-only deployment)",
         "- the quantized builds also store the folded relative-position biases (24 x 6x64x64) and the shift mask as "
-        "exact lookup tables (`mode='unique'`: uint8 per head, uint1), checked equal to the originals; convs stay fp16",
+        "exact lookup tables of their distinct bit patterns (uint8 per head, uint1), checked equal to the originals; convs stay fp16",
         "- 'vs FP16': plain FP16 conversion size / this size; 'paper ratio': 2DQuant's parameter compression "
         "(FP32 params, bias tables excluded) for comparison; Set5 PSNR: PyTorch fp32 simulation of the artifact "
         "(fake-quantized weights, float activations, 64 px tiles, overlap 16)",
