@@ -31,7 +31,7 @@ from srcore.data import CropSampler, load_benchmark
 from srcore.images import to_tensor
 from srcore.model import SwinIR, mirror_pad
 from targets import TargetConfig, get_target
-from targets.base import deploy_model, on_integer_grid
+from targets.base import deploy_model, export_copy, on_integer_grid, size_breakdown
 from targets.latency import versus_baseline
 
 __all__ = ["MANIFEST_VERSION", "BuildChecks", "build", "summary_table"]
@@ -121,12 +121,16 @@ def build(model: SwinIR, bounds: Bounds, config: TargetConfig, out: str | os.Pat
         artifact = tmp / f"model{backend.extension}"
         described = backend.lower(deploy, palettized, tile, artifact)
         verification = backend.verify(artifact, palettized)
+        sizes = {"artifact": size_breakdown(artifact_bytes(artifact), backend.stored_constants(artifact, palettized),
+                                            export_copy(deploy, tile))}
         baseline = None
         if backend.has_baseline:
             baseline = tmp / f"baseline_fp32{backend.extension}"
             described["baseline"] = {"artifact": baseline.name,
                                      **_baseline(backend, model, tile, baseline, checks.baseline_cache)}
             described["baseline"]["artifact_bytes"] = artifact_bytes(baseline)
+            sizes["baseline"] = size_breakdown(artifact_bytes(baseline), backend.stored_constants(baseline, []),
+                                               export_copy(model, tile))
         if checks.score_on is not None:
             overlap = tile // 4 if checks.overlap is None else checks.overlap
             verification.update(_scores(backend, model, deploy, artifact, checks.score_on, tile, overlap))
@@ -144,6 +148,7 @@ def build(model: SwinIR, bounds: Bounds, config: TargetConfig, out: str | os.Pat
             **described,
             "artifact": artifact.name,
             "artifact_bytes": artifact_bytes(artifact),
+            "size_breakdown": {"what": "bytes by component (targets.base.size_breakdown)", **sizes},
             "scale": model.scale,
             "tile": tile,
             "weight_bits": bits,
@@ -262,6 +267,10 @@ def summary_table(result: Artifact) -> str:
                               f"stored as {v['index_dtypes']}, == calibrated grid (read back)"),
         ("size", f"{m['artifact_bytes'] / 1e6:.2f} MB"),
     ]
+    sizes = m.get("size_breakdown", {})
+    for key, label in (("artifact", "size by component"), ("baseline", "fp32 baseline by component")):
+        if key in sizes:
+            rows.append((label, ", ".join(f"{name} {count / 1e3:.1f} KB" for name, count in sizes[key].items() if count)))
     if m.get("baseline"):
         base = m["baseline"]["artifact_bytes"]
         rows.append(("fp32 baseline size", f"{base / 1e6:.2f} MB (artifact is {base / m['artifact_bytes']:.2f}x smaller)"))

@@ -6,6 +6,7 @@ Same parameters and state-dict keys as the official SwinIR code, so the official
 - the relative-position bias and the shifted-window mask are computed in ``forward`` for the
   actual (padded) input size: no size-specific buffers, any input size, one mask per forward
   shared by every shifted block, and export-friendly (no data-dependent Python control flow);
+  for a fixed export size ``freeze_shape`` turns both into matmuls of small tables (no gather);
 - the operands of the two attention matmuls pass through named identity modules
   (``bmm1_q`` after the ``head_dim**-0.5`` scaling, ``bmm1_k``, ``bmm2_attn`` after softmax,
   ``bmm2_v``) that calibration replaces with quantizers; the q/k/v projections are the three
@@ -25,6 +26,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 __all__ = ["SwinIR", "SwinIRConfig", "VARIANTS", "build_model", "compiled_blocks", "mirror_pad"]
@@ -140,6 +142,18 @@ def relative_position_index(ws: int) -> torch.Tensor:
     return (rel[..., 0] * (2 * ws - 1) + rel[..., 1]).reshape(-1)
 
 
+def relative_offset_one_hot(ws: int) -> torch.Tensor:
+    """(ws*ws, 2ws-1) float: row ``p*ws + q`` is one-hot at ``p - q + ws - 1``, the offset of coordinate p from q.
+
+    The relative-position bias is separable through it (:meth:`WindowAttention.relative_position_bias`):
+    bias[h, (yi, xi), (yj, xj)] = table[h, yi - yj + ws - 1, xi - xj + ws - 1] = (E T_h E^T) up to a
+    permutation, two small matmuls instead of a gather (ws = 8: a 64 x 15 table instead of 6 x 64 x 64 values).
+    """
+    coords = torch.arange(ws)
+    offsets = (coords[:, None] - coords[None, :] + ws - 1).reshape(-1)  # (p, q) -> p - q + ws - 1
+    return F.one_hot(offsets, 2 * ws - 1).to(torch.float32)
+
+
 def shifted_window_mask(h: int, w: int, ws: int, shift: int, device=None) -> torch.Tensor:
     """Additive attention mask (nW, N, N) for shifted windows of an (h, w) feature map.
 
@@ -155,6 +169,17 @@ def shifted_window_mask(h: int, w: int, ws: int, shift: int, device=None) -> tor
     region_windows = window_partition(region[None, :, :, None], ws).squeeze(-1)  # nW, N
     different = region_windows[:, None, :] != region_windows[:, :, None]
     return different.to(torch.float32) * MASK_VALUE
+
+
+def graph_zero(x: torch.Tensor) -> torch.Tensor:
+    """A (1,) zero computed from ``x``: added to a constant, it keeps converters from folding what follows.
+
+    Converters fold every subgraph of constants, which would store the expanded biases and mask
+    again. ``x - x`` survives all three here; litert-torch folds ``x * 0`` and coremltools
+    ``clamp(x, 0, 0)``. Exact for finite inputs.
+    """
+    first = x.reshape(-1)[:1]
+    return first - first
 
 
 def stochastic_depth(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
@@ -195,7 +220,7 @@ class WindowAttention(nn.Module):
         self.scale = (dim // num_heads) ** -0.5
         self.relative_position_bias_table = nn.Parameter(torch.zeros((2 * window_size - 1) ** 2, num_heads))
         self.register_buffer("relative_position_index", relative_position_index(window_size), persistent=False)
-        self.register_buffer("frozen_bias", None, persistent=False)
+        self.register_buffer("frozen_offsets", None, persistent=False)
         self.qkv = nn.Linear(dim, dim * 3)
         self.proj = nn.Linear(dim, dim)
         self.bmm1_q = nn.Identity()
@@ -204,13 +229,26 @@ class WindowAttention(nn.Module):
         self.bmm2_v = nn.Identity()
         nn.init.trunc_normal_(self.relative_position_bias_table, std=0.02)
 
-    def relative_position_bias(self) -> torch.Tensor:
-        """(h, N, N) bias gathered from the (2ws-1)^2 x h table (or its frozen copy, see ``SwinIR.freeze_shape``)."""
-        if self.frozen_bias is not None:
-            return self.frozen_bias
-        n = self.window_size**2
-        bias = self.relative_position_bias_table[self.relative_position_index]  # N*N, h
-        return bias.view(n, n, self.num_heads).permute(2, 0, 1)
+    def relative_position_bias(self, like: torch.Tensor | None = None) -> torch.Tensor:
+        """(h, N, N) bias from the (2ws-1)^2 x h table: a gather, or two matmuls after ``SwinIR.freeze_shape``.
+
+        Frozen, the table goes through :func:`relative_offset_one_hot` twice (exact: each output sums one
+        table entry and zeros), and ``like`` (a tensor of the running graph, e.g. the attention input)
+        adds :func:`graph_zero` to the table, so that converters keep the 225 x h table and the expansion
+        instead of folding a 24 x h x N x N constant (2.36 MB for SwinIR-light at fp32).
+        """
+        ws, heads, n = self.window_size, self.num_heads, self.window_size**2
+        if self.frozen_offsets is None:
+            bias = self.relative_position_bias_table[self.relative_position_index]  # N*N, h
+            return bias.view(n, n, heads).permute(2, 0, 1)
+        table = self.relative_position_bias_table
+        if like is not None:
+            table = table + graph_zero(like)
+        pairs = self.frozen_offsets  # (ws*ws, 2ws-1), rows (p, q)
+        t = table.t().reshape(heads, 2 * ws - 1, 2 * ws - 1)  # h, dy, dx
+        t = F.linear(t, pairs)  # h, dy, (xi, xj)
+        t = F.linear(t.transpose(1, 2), pairs)  # h, (xi, xj), (yi, yj)
+        return t.reshape(heads, ws, ws, ws, ws).permute(0, 3, 1, 4, 2).reshape(heads, n, n)  # h, (yi, xi), (yj, xj)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """x: (B*nW, N, C); mask: (1, nW, 1, N, N) additive or None. Returns (B*nW, N, C).
@@ -229,7 +267,7 @@ class WindowAttention(nn.Module):
         k = self.bmm1_k(per_head(qkv[..., c : 2 * c]))
         v = self.bmm2_v(per_head(qkv[..., 2 * c :]))
         # Bias and mask are added in place: each fresh (B*nW, h, N, N) buffer costs page faults on a CPU.
-        attn = torch.bmm(q, k.transpose(1, 2)).view(bn, heads, n, n).add_(self.relative_position_bias())
+        attn = torch.bmm(q, k.transpose(1, 2)).view(bn, heads, n, n).add_(self.relative_position_bias(x))
         if mask is not None:
             nw = mask.shape[1]
             attn.view(bn // nw, nw, heads, n, n).add_(mask)
@@ -336,7 +374,8 @@ class SwinIR(nn.Module):
         self.config = config
         dim, ws = config.embed_dim, config.window_size
         self.register_buffer("mean", torch.tensor(config.rgb_mean).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("frozen_mask", None, persistent=False)
+        self.register_buffer("frozen_mask_windows", None, persistent=False)
+        self.register_buffer("frozen_mask_patterns", None, persistent=False)
         self.frozen_hw: tuple[int, int] | None = None
         self.conv_first = nn.Conv2d(3, dim, 3, 1, 1)
         self.patch_embed = PatchEmbed(dim)
@@ -360,7 +399,10 @@ class SwinIR(nn.Module):
         b, c, h, w = x.shape
         ws = self.config.window_size
         if self.frozen_hw == (h, w):
-            mask = self.frozen_mask
+            # Each window's row of the one-hot selects its pattern (exact); graph_zero keeps converters from folding
+            # the product back into the (nW, N, N) constant.
+            windows = self.frozen_mask_windows + graph_zero(x)
+            mask = F.linear(windows, self.frozen_mask_patterns).view(1, windows.shape[0], 1, ws * ws, ws * ws)
         elif any(d > 1 for d in self.config.depths):  # (1, nW, 1, N, N): broadcast over batch and heads
             mask = shifted_window_mask(h, w, ws, ws // 2, x.device)[None, :, None]
         else:
@@ -384,22 +426,29 @@ class SwinIR(nn.Module):
 
     @torch.no_grad()
     def freeze_shape(self, h: int, w: int) -> SwinIR:
-        """Store the shifted-window mask for (h, w) inputs and every block's relative-position bias as buffers.
+        """Precompute, for (h, w) inputs, the small tables from which the graph rebuilds the shift mask and the biases.
 
-        For export at one fixed size (deployment targets): the graph then holds these as constants
-        instead of the ``arange`` comparisons and the bias-table gather, ops that integer backends
-        such as XNNPACK do not run. Other input sizes still work (their mask is computed). The
-        frozen bias is a copy of the table's current values: freeze after the last weight change.
+        For export at one fixed size (deployment targets): the ``arange`` comparisons and the bias-table
+        gather are ops that integer backends such as XNNPACK do not run, and the expanded constants
+        (24 x h x N x N biases, an nW x N x N mask) are most of an artifact's bytes. Frozen, the mask is
+        an (nW, k) one-hot choice among its k <= 3 distinct non-zero window patterns (N*N, k), and every
+        bias is two matmuls of its own table with one shared (N, 2ws-1) one-hot
+        (:func:`relative_offset_one_hot`): all exact, no gather, and the tables stay trainable. Other
+        input sizes still work (their mask is computed).
         """
         ws = self.config.window_size
         if h % ws or w % ws:
             raise ValueError(f"a frozen shape must be a multiple of the window size {ws}, got {h}x{w}")
+        mask = shifted_window_mask(h, w, ws, ws // 2, self.mean.device).flatten(1)  # nW, N*N
+        patterns, which = torch.unique(mask, dim=0, return_inverse=True)
+        used = patterns.ne(0).any(1)  # windows of an all-zero pattern get an all-zero one-hot row
         self.frozen_hw = (h, w)
-        self.frozen_mask = shifted_window_mask(h, w, ws, ws // 2, self.mean.device)[None, :, None]
+        self.frozen_mask_windows = F.one_hot(which, len(patterns))[:, used].to(mask.dtype)  # nW, k
+        self.frozen_mask_patterns = patterns[used].t().contiguous()  # N*N, k (an F.linear weight)
+        offsets = relative_offset_one_hot(ws).to(self.mean.device)
         for module in self.modules():
             if isinstance(module, WindowAttention):
-                module.frozen_bias = None
-                module.frozen_bias = module.relative_position_bias().contiguous()  # a copy, in standard layout
+                module.frozen_offsets = offsets  # one tensor shared by every block
         return self
 
     def flops(self, h: int, w: int) -> dict[str, int]:

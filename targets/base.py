@@ -211,6 +211,74 @@ def export_copy(deploy: nn.Module, tile: int, norm: type[nn.Module] | None = Non
     return model
 
 
+# Where an artifact's bytes go (reports/artifact_sizes.md); ``graph and metadata`` is the rest of the file.
+SIZE_COMPONENTS = ("linear weights", "linear scales and tables", "convolutions", "biases and norms", "bias tables",
+                   "shift mask", "other constants", "graph and metadata")
+
+
+@dataclass(frozen=True)
+class StoredConstant:
+    """One constant as an artifact stores it: its bytes there and either its component or its values (any layout)."""
+
+    nbytes: int
+    values: np.ndarray | None = None
+    component: str | None = None
+
+
+def _fingerprint(values: np.ndarray) -> tuple:
+    """Layout-free identity of a tensor: dtype, size and sorted values (``+ 0`` turns -0.0 into 0.0)."""
+    flat = np.sort(values.reshape(-1)) + values.dtype.type(0)
+    return values.dtype.str, flat.size, flat.tobytes()
+
+
+def _reference_components(reference: nn.Module) -> dict[tuple, str]:
+    """Fingerprints (fp32 and fp16) of every parameter and buffer of ``reference``, mapped to its component."""
+    lookup: dict[tuple, str] = {}
+    for module in reference.modules():
+        for name, tensor in [*module.named_parameters(recurse=False), *module.named_buffers(recurse=False)]:
+            if tensor is None or not tensor.is_floating_point():
+                continue
+            if name == "weight" and isinstance(module, nn.Conv2d):
+                component = "convolutions"
+            elif name == "weight" and isinstance(module, nn.Linear):
+                component = "linear weights"
+            elif name in ("relative_position_bias_table", "frozen_offsets"):
+                component = "bias tables"
+            elif name.startswith("frozen_mask"):
+                component = "shift mask"
+            else:
+                component = "biases and norms"
+            values = tensor.detach().float().cpu().numpy()
+            for dtype in (np.float32, np.float16):
+                lookup.setdefault(_fingerprint(values.astype(dtype)), component)
+    return lookup
+
+
+def size_breakdown(total: int, stored: list[StoredConstant], reference: nn.Module) -> dict[str, int]:
+    """Bytes of an artifact by component (:data:`SIZE_COMPONENTS`).
+
+    Constants whose component the backend does not know are recognised by value: a stored tensor
+    belongs to the parameter or buffer of ``reference`` (the export copy the artifact was lowered
+    from) whose values, sorted, it equals in its own dtype, so transposed layouts still match;
+    none equal: ``other constants``. What no constant accounts for is graph, metadata and padding.
+
+    Args:
+        total: the artifact's bytes on disk.
+        stored: every constant the artifact stores, each once.
+        reference: the model the artifact was lowered from (frozen export copy).
+    """
+    lookup = _reference_components(reference)
+    sizes = dict.fromkeys(SIZE_COMPONENTS, 0)
+    for constant in stored:
+        component = constant.component
+        if component is None:
+            values = constant.values
+            component = lookup.get(_fingerprint(values), "other constants") if values.dtype.kind == "f" else "other constants"
+        sizes[component] += constant.nbytes
+    sizes["graph and metadata"] = total - sum(sizes.values())
+    return sizes
+
+
 def tensor_io(deploy: nn.Module, tile: int, dtypes: tuple[str, str] = ("float32", "float32"),
               names: tuple[str, str] = ("lr", "sr")) -> dict:
     """The manifest's ``input``/``output`` entries of a fixed-tile artifact (NCHW RGB in [0, 1]); dtypes (in, out)."""
@@ -285,6 +353,10 @@ class Target(abc.ABC):
         A ``"warning"`` entry (a sentence, or None) is printed by the build.
         """
         return {"warning": None}
+
+    @abc.abstractmethod
+    def stored_constants(self, artifact: Path, weights: list[PalettizedWeight]) -> list[StoredConstant]:
+        """Every constant the artifact stores, once each; ``weights``' stored codes and tables come with their component."""
 
     def op_profile(self, artifact: Path, example: torch.Tensor, runs: int) -> list[dict[str, Any]] | str:
         """Per-operator times of the artifact, or a line saying why the runtime offers none."""

@@ -28,7 +28,7 @@ from torch import nn
 
 from calibration.deploy import DeployMode
 from srcore.model import WindowAttention
-from targets.base import PalettizedWeight, Target, TargetError, quiet_tools, tensor_io
+from targets.base import PalettizedWeight, StoredConstant, Target, TargetError, export_copy, quiet_tools, tensor_io
 from targets.coreml_mil import MilInterpreter, mil_program
 
 __all__ = ["CoreMLTarget"]
@@ -93,10 +93,10 @@ def _exact_palette(bits: int):
 def _compact_derived_constants(mlmodel):
     """Store large constants with few distinct values as exact lookup tables (deployment.md §4.4).
 
-    At a fixed tile, conversion folds the relative-position bias of every block into a
-    (heads, N, N) constant (at most 225 distinct values per head: uint8 indices per head) and the
-    shifted-window mask into one {0, -100} tensor (uint1). They outweigh the palettized linears, so
-    they are palettized losslessly with tables of their distinct bit patterns
+    The export graph expands the biases and the mask from small tables (``SwinIR.freeze_shape``);
+    what stays large is the mask's (N*N, k) window patterns ({0, -100}: uint1), and a graph whose
+    biases were folded (at most 225 distinct values per head: uint8 indices per head) would be
+    shrunk the same way. They are palettized losslessly with tables of their distinct bit patterns
     (:func:`_distinct_bit_patterns`, the same decision on every host); each one is checked after
     the fact. Parameters (``p_*`` consts, e.g. the convs) are left alone.
 
@@ -111,8 +111,8 @@ def _compact_derived_constants(mlmodel):
         value = getattr(getattr(op, "val", None), "val", None) if op.op_type == "const" else None
         if op.name.startswith("p_") or not isinstance(value, np.ndarray) or value.size < _MIN_COMPACT_ELEMENTS:
             continue
-        if value.dtype.kind != "f":
-            continue
+        if value.dtype.kind != "f" or len(_distinct_bit_patterns(value)[0]) == 1:
+            continue  # one value (the zero bias of the mask's linear): palettize_weights leaves no table for it
         whole = _palette_bits(value)
         if whole is not None:
             configs[op.name] = cto.OpPalettizerConfig(mode="custom", lut_function=_exact_palette(whole),
@@ -165,15 +165,13 @@ class CoreMLTarget(Target):
         return self.config.compute_precision.value
 
     def lower(self, deploy: nn.Module, weights: list[PalettizedWeight], tile: int, artifact: Path) -> dict[str, Any]:
-        window = deploy.config.window_size
-        if tile % window:
-            raise TargetError(f"Core ML tile must be a multiple of the window size {window}, got {tile}")
-        model = _with_lut_buffers(deploy, weights)
+        # Frozen for the tile: the mask and biases expand in the graph from small tables (SwinIR.freeze_shape).
+        model = _with_lut_buffers(export_copy(deploy, tile), weights)
         example = torch.rand(1, 3, tile, tile)
         with quiet_tools():
             import coremltools as ct
 
-            # A tile that is a multiple of the window needs no pad or crop, so the graph has no alias op.
+            # A tile that is a multiple of the window (export_copy checks) needs no pad or crop: no alias op.
             program = torch.export.export(model, (example,)).run_decompositions({})
             precision = ct.precision.FLOAT16 if self.compute_precision == "fp16" else ct.precision.FLOAT32
             if self.compute_precision == "fp16" and self.config.fp32_ops:
@@ -239,6 +237,35 @@ class CoreMLTarget(Target):
             "spec_version": spec.specificationVersion,
             "weight_bin_bytes": weight_file.stat().st_size,
         }
+
+    def stored_constants(self, artifact: Path, weights: list[PalettizedWeight]) -> list[StoredConstant]:
+        """The saved program's constants: each lookup table with its packed indices, and each plain const not feeding one.
+
+        The quantized linears' indices and tables are known by name (``p_<path>_weight``); every other
+        table (compacted constants, 8-bit convolutions) is decoded and recognised by its values.
+        """
+        program, _ = mil_program(artifact)
+        with quiet_tools():
+            from coremltools.converters.mil.mil import types
+            from coremltools.optimize._utils import lut_to_dense
+
+        linears = tuple(_op_name(w.path) for w in weights)
+        found = []
+        for op in program.functions["main"].operations:
+            if op.op_type == "constexpr_lut_to_dense":
+                indices, lut = op.indices.val, op.lut.val
+                bits = int(types.builtin_to_string(op.indices.dtype).removeprefix("uint"))
+                index_bytes = -(-indices.size * bits // 8)
+                if op.name.startswith(linears):
+                    found += [StoredConstant(index_bytes, component="linear weights"),
+                              StoredConstant(lut.nbytes, component="linear scales and tables")]
+                else:
+                    found.append(StoredConstant(index_bytes + lut.nbytes, lut_to_dense(indices, lut, None)))
+            elif op.op_type == "const" and isinstance(op.val.val, np.ndarray):
+                if all(child.op_type.startswith("constexpr_") for child in op.outputs[0].child_ops):
+                    continue  # counted with the table it feeds
+                found.append(StoredConstant(op.val.val.nbytes, op.val.val))
+        return found
 
     def probe(self, deploy: nn.Module, crops: torch.Tensor) -> dict[str, Any]:
         """fp16 headroom of LayerNorm, attention logits and activations (:func:`fp16_headroom`)."""

@@ -10,8 +10,8 @@ and scales are replaced by ours before lowering, so the kernel is
 Convolutions, attention matmuls, softmax and the rest run in fp32. 2- and 3-bit grids use the same
 4-bit container: XNNPACK has no smaller one, so they cost the same bytes and time as 4 bits.
 
-For one XNNPACK partition the export graph is the deploy model with its mask and biases frozen as
-constants (``SwinIR.freeze_shape``) and LayerNorm written with two ``F.linear`` reductions
+For one XNNPACK partition the export graph is the deploy model frozen for the tile (``SwinIR.freeze_shape``:
+mask and biases expanded in the graph from small tables by matmuls XNNPACK runs, no gather) and LayerNorm written with two ``F.linear`` reductions
 (XNNPACK has no layer norm); ../shared/docs/deployment.md §5 has the measurements behind this.
 :meth:`ExecuTorchTarget.verify` reads the XNNPACK payload back out of the .pte and compares every
 stored code and scale with the calibrated ones.
@@ -35,6 +35,7 @@ from torch import nn
 from targets.base import (
     IntegerTarget,
     PalettizedWeight,
+    StoredConstant,
     TargetError,
     export_copy,
     match_stored_weights,
@@ -42,7 +43,7 @@ from targets.base import (
     tensor_io,
 )
 
-__all__ = ["ExecuTorchTarget", "LinearMeanLayerNorm", "export_graph", "stored_weights"]
+__all__ = ["ExecuTorchTarget", "LinearMeanLayerNorm", "export_graph", "stored_constants", "stored_weights"]
 
 class LinearMeanLayerNorm(nn.Module):
     """LayerNorm over the last dim with both means as ``F.linear`` against a 1/C row (XNNPACK has no layer norm)."""
@@ -119,27 +120,14 @@ def _lower(model: nn.Module, example: torch.Tensor, artifact: Path) -> dict[str,
             "lowering_seconds": round(time.perf_counter() - start, 1)}
 
 
-def stored_weights(artifact: Path) -> list[dict[str, Any]]:
-    """Every 4-bit per-channel weight the .pte's XNNPACK payloads hold: ``{"codes": int (out, in), "scales": (out,)}``.
-
-    Reads the program, each XnnpackBackend payload (header, XNNGraph flatbuffer decoded with the
-    schema shipped in executorch) and the named constant data the payload points to. Codes are
-    stored two per byte, low nibble first, offset by 8 (XNNPACK's unsigned QC4W layout).
-    """
+def _xnnpack_graphs(pte) -> Any:
+    """Each XnnpackBackend payload of a deserialized .pte: its XNNGraph flatbuffer as JSON (schema shipped in executorch)."""
     from executorch.backends.xnnpack.serialization.xnnpack_graph_serialize import (
         XNNHeader,
         _get_schema_bytes,
     )
     from executorch.exir._serialize._flatbuffer import _flatc_decompile
-    from executorch.exir._serialize._program import deserialize_pte_binary
 
-    pte = deserialize_pte_binary(Path(artifact).read_bytes())
-    named = pte.named_data
-
-    def constant(key: str) -> bytes:
-        return named.buffers[named.pte_data[key].buffer_index]
-
-    found = []
     for plan in pte.program.execution_plan:
         for delegate in plan.delegates:
             if delegate.id != "XnnpackBackend":
@@ -151,20 +139,98 @@ def stored_weights(artifact: Path) -> list[dict[str, Any]]:
                 schema.write_bytes(_get_schema_bytes())
                 payload.write_bytes(blob[header.flatbuffer_offset: header.flatbuffer_offset + header.flatbuffer_size])
                 _flatc_decompile(tmp, str(schema), str(payload), ["--raw-binary"])
-                graph = json.loads(Path(tmp, "graph.json").read_text())
-            for value in graph["xvalues"]:
-                tensor = value["xvalue_union"].get("tensor_value", {})
-                if tensor.get("datatype") != "xnn_datatype_qcint4":
-                    continue
-                params = value["xvalue_union"]["quant_params"]
-                out, inp = tensor["dims"]
-                data = graph["constant_data"][tensor["constant_buffer_idx"]]
-                packed = np.frombuffer(constant(data["named_key"]), dtype=np.uint8)[: data["size"]]
-                nibbles = np.stack([packed & 0xF, packed >> 4], axis=1).reshape(-1)[: out * inp]
-                scale_data = graph["constant_data"][params["scale_buffer_idx"]]
-                scales = np.frombuffer(constant(scale_data["named_key"]), dtype=np.float32)[: params["num_scales"]]
-                found.append({"codes": nibbles.astype(np.int16).reshape(out, inp) - 8, "scales": scales.copy(),
-                              "channel_dim": params["channel_dim"]})
+                yield json.loads(Path(tmp, "graph.json").read_text())
+
+
+def _named_constant(pte, key: str) -> bytes:
+    named = pte.named_data
+    return named.buffers[named.pte_data[key].buffer_index]
+
+
+def stored_weights(artifact: Path) -> list[dict[str, Any]]:
+    """Every 4-bit per-channel weight the .pte's XNNPACK payloads hold: ``{"codes": int (out, in), "scales": (out,)}``.
+
+    Reads the program, each XnnpackBackend payload (:func:`_xnnpack_graphs`) and the named constant
+    data the payload points to. Codes are stored two per byte, low nibble first, offset by 8
+    (XNNPACK's unsigned QC4W layout).
+    """
+    from executorch.exir._serialize._program import deserialize_pte_binary
+
+    pte = deserialize_pte_binary(Path(artifact).read_bytes())
+    found = []
+    for graph in _xnnpack_graphs(pte):
+        for value in graph["xvalues"]:
+            tensor = value["xvalue_union"].get("tensor_value", {})
+            if tensor.get("datatype") != "xnn_datatype_qcint4":
+                continue
+            params = value["xvalue_union"]["quant_params"]
+            out, inp = tensor["dims"]
+            data = graph["constant_data"][tensor["constant_buffer_idx"]]
+            packed = np.frombuffer(_named_constant(pte, data["named_key"]), dtype=np.uint8)[: data["size"]]
+            nibbles = np.stack([packed & 0xF, packed >> 4], axis=1).reshape(-1)[: out * inp]
+            scale_data = graph["constant_data"][params["scale_buffer_idx"]]
+            scales = np.frombuffer(_named_constant(pte, scale_data["named_key"]), dtype=np.float32)[: params["num_scales"]]
+            found.append({"codes": nibbles.astype(np.int16).reshape(out, inp) - 8, "scales": scales.copy(),
+                          "channel_dim": params["channel_dim"]})
+    return found
+
+
+# numpy dtypes of the XNNPACK and ExecuTorch tensor types a float constant can have here.
+_XNN_FLOATS = {"xnn_datatype_fp32": np.float32, "xnn_datatype_fp16": np.float16}
+_ET_FLOATS = {6: np.float32, 5: np.float16}  # executorch ScalarType FLOAT, HALF
+
+
+def stored_constants(artifact: Path) -> list[StoredConstant]:
+    """Every constant of a .pte, once: XNNPACK's named data (by the payload's tensors) and the program's own buffers.
+
+    Integer weights are known by their XNNPACK type (qcint4: Linear codes, their scales; qcint8:
+    convolutions); float ones come with their values for :func:`targets.base.size_breakdown`. The
+    program's constant buffers hold what XNNPACK takes as a run-time input (e.g. the bias tables
+    that ``0 * x`` keeps in the graph).
+    """
+    from executorch.exir._serialize._program import deserialize_pte_binary
+
+    pte = deserialize_pte_binary(Path(artifact).read_bytes())
+    found, seen = [], set()
+
+    def add(key: str, component: str | None, dtype=None, count: int = 0) -> None:
+        if key in seen:
+            return
+        seen.add(key)
+        data = _named_constant(pte, key)
+        values = None if component else np.frombuffer(data, dtype=dtype)[:count]
+        found.append(StoredConstant(len(data), values, component))
+
+    for graph in _xnnpack_graphs(pte):
+        for value in graph["xvalues"]:
+            union = value["xvalue_union"]
+            tensor = union.get("tensor_value", union)
+            index = tensor.get("constant_buffer_idx", 0)
+            if not index:
+                continue
+            datatype, key = tensor["datatype"], graph["constant_data"][index]["named_key"]
+            if datatype in _XNN_FLOATS:
+                add(key, None, _XNN_FLOATS[datatype], int(np.prod(tensor["dims"])))
+                continue
+            component = {"xnn_datatype_qcint4": "linear weights", "xnn_datatype_qcint8": "convolutions"}.get(datatype,
+                                                                                                          "other constants")
+            add(key, component)
+            if "quant_params" in union and "scale_buffer_idx" in union["quant_params"]:
+                scale_key = graph["constant_data"][union["quant_params"]["scale_buffer_idx"]]["named_key"]
+                add(scale_key, "linear scales and tables" if component == "linear weights" else component)
+    buffers = pte.program.constant_buffer
+    for plan in pte.program.execution_plan:
+        for value in plan.values:
+            tensor = value.val
+            index = getattr(tensor, "data_buffer_idx", 0)
+            if not index or f"buffer {index}" in seen:
+                continue
+            seen.add(f"buffer {index}")
+            storage = bytes(buffers[index].storage)
+            dtype = _ET_FLOATS.get(int(tensor.scalar_type))
+            count = int(np.prod(tensor.sizes))
+            found.append(StoredConstant(len(storage), np.frombuffer(storage, dtype=dtype)[:count] if dtype else None,
+                                        None if dtype else "other constants"))
     return found
 
 
@@ -212,6 +278,10 @@ class ExecuTorchTarget(IntegerTarget):
             "index_dtypes": {"qcint4 (codes k+z, zero point 0)": len(weights)},
             "stored_equals_calibrated": "exact (int4 codes and fp32 row scales read back from the .pte)",
         }
+
+    def stored_constants(self, artifact: Path, weights: list[PalettizedWeight]) -> list[StoredConstant]:
+        with quiet_tools():
+            return stored_constants(artifact)
 
     def runner(self, artifact: Path, threads: int | None = None):
         """LR tile -> SR tile through the ExecuTorch runtime; ``threads`` sizes XNNPACK's pool (before loading)."""

@@ -1,6 +1,7 @@
 """TFLite / LiteRT target: a .tflite whose FULLY_CONNECTED weights are the calibrated grid as INT4 codes.
 
-``litert_torch`` converts the deploy model (mask and biases frozen, ``SwinIR.freeze_shape``; LayerNorm
+``litert_torch`` converts the deploy model (frozen for the tile, ``SwinIR.freeze_shape``: mask and biases
+expanded in the graph from small tables by float FULLY_CONNECTED ops; LayerNorm
 scales kept out of the next weight, :class:`UnfoldedLayerNorm`) to a float TFLite flatbuffer. Each FULLY_CONNECTED weight is then rewritten in place: type INT4, our codes
 ``k + z`` (two per byte, low nibble first), our per-row scales and zero point 0, the layout
 ai-edge-quantizer's ``dynamic_wi4_afp32`` recipe produces. TFLite's quantizer cannot recover a
@@ -30,6 +31,7 @@ from torch import nn
 from targets.base import (
     IntegerTarget,
     PalettizedWeight,
+    StoredConstant,
     TargetError,
     export_copy,
     match_stored_weights,
@@ -37,7 +39,7 @@ from targets.base import (
     tensor_io,
 )
 
-__all__ = ["TFLiteTarget", "pack_int4", "unpack_int4"]
+__all__ = ["TFLiteTarget", "pack_int4", "stored_constants", "unpack_int4"]
 
 
 def pack_int4(codes: np.ndarray) -> np.ndarray:
@@ -121,6 +123,41 @@ def _with_int4_weights(flatbuffer, weights: list[PalettizedWeight]) -> int:
     return len(done)
 
 
+# numpy dtypes of the TFLite tensor types a float constant can have here.
+_FLOATS = {0: np.float32, 1: np.float16}  # TensorType FLOAT32, FLOAT16
+
+
+def stored_constants(artifact: Path) -> list[StoredConstant]:
+    """Every constant buffer of a .tflite, once; INT4 weights and their quantization parameters with their component.
+
+    A quantized tensor's scales (float32) and zero points (int64) live in the flatbuffer's
+    quantization table, not in a buffer: they count as ``linear scales and tables`` (or
+    ``convolutions`` for an INT8 CONV_2D filter).
+    """
+    from ai_edge_litert import schema_py_generated as schema
+    from ai_edge_litert.tools import flatbuffer_utils
+
+    flatbuffer = flatbuffer_utils.read_model(str(artifact))
+    found, seen = [], set()
+    for tensor in flatbuffer.subgraphs[0].tensors:
+        data = flatbuffer.buffers[tensor.buffer].data
+        if data is None or len(data) == 0 or tensor.buffer in seen:
+            continue
+        seen.add(tensor.buffer)
+        data = np.asarray(data, dtype=np.uint8)
+        if tensor.type == schema.TensorType.INT4 or (tensor.type == schema.TensorType.INT8 and tensor.quantization):
+            weights, tables = (("linear weights", "linear scales and tables") if tensor.type == schema.TensorType.INT4
+                               else ("convolutions", "convolutions"))
+            q = tensor.quantization
+            found += [StoredConstant(data.size, component=weights),
+                      StoredConstant(4 * len(q.scale) + 8 * len(q.zeroPoint), component=tables)]
+        elif tensor.type in _FLOATS:
+            found.append(StoredConstant(data.size, data.view(_FLOATS[tensor.type])))
+        else:
+            found.append(StoredConstant(data.size, component="other constants"))
+    return found
+
+
 class TFLiteTarget(IntegerTarget):
     name = "tflite"
     extension = ".tflite"
@@ -172,6 +209,9 @@ class TFLiteTarget(IntegerTarget):
             "float_fully_connected": float_fc,
             "stored_equals_calibrated": "exact (INT4 codes and fp32 row scales read back from the .tflite)",
         }
+
+    def stored_constants(self, artifact: Path, weights: list[PalettizedWeight]) -> list[StoredConstant]:
+        return stored_constants(artifact)
 
     def runner(self, artifact: Path, threads: int | None = None):
         """LR tile -> SR tile through the LiteRT interpreter (XNNPACK delegate) with ``threads`` threads."""

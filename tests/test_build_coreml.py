@@ -85,7 +85,7 @@ def test_manifest_describes_the_artifact(tiny, tmp_path):
     assert manifest["verification"]["index_dtypes"] == {"uint4": 16}
     assert manifest["artifact_bytes"] > manifest["verification"]["weight_bin_bytes"] > 0
     assert "coremltools" in manifest["tool_versions"]
-    assert manifest["compacted_constants"]["constants"] == 5  # 4 folded bias tables + the shift mask, checked exact
+    assert manifest["compacted_constants"]["constants"] == 1  # the shift mask's window patterns, checked exact
 
 
 def test_a_failed_build_leaves_nothing(tiny, tmp_path, monkeypatch):
@@ -173,7 +173,7 @@ def test_the_artifact_itself_scores_like_its_simulation(tiny, tmp_path):
     from conftest import write_wave_images
 
     from targets.base import deploy_model
-    from targets.coreml import TARGET
+    from targets.coreml import CoreMLTarget
     from targets.coreml_mil import MilInterpreter
 
     images = write_wave_images((tmp_path / "imgs").mkdir() or tmp_path / "imgs", count=2, height=56, width=40)
@@ -188,4 +188,25 @@ def test_the_artifact_itself_scores_like_its_simulation(tiny, tmp_path):
     out = MilInterpreter(result.folder / "model.mlpackage")(lr=x.numpy())["sr"]
     with torch.no_grad():
         assert np.abs(out - deploy(x).numpy()).max() < 5e-3
-    assert TARGET.runtime == v["artifact"]["what"]
+    assert CoreMLTarget.runtime == v["artifact"]["what"]
+
+
+def test_size_breakdown_meets_the_component_budget(tiny, tmp_path):
+    """Bias tables and mask are stored small (tables, not their 24 x h x N x N expansion); every byte is accounted for."""
+    from srcore.model import WindowAttention
+    from targets.base import SIZE_COMPONENTS, export_copy
+
+    result = build(tiny, _bounds(tiny, 2), CoreMLConfig(tile=TILE), tmp_path / "out")
+    sizes = result.manifest["size_breakdown"]["artifact"]
+    assert list(sizes) == list(SIZE_COMPONENTS) and sum(sizes.values()) == result.manifest["artifact_bytes"]
+    export = export_copy(tiny, TILE)
+    attention = [m for m in export.modules() if isinstance(m, WindowAttention)]
+    tables = sum(a.relative_position_bias_table.numel() for a in attention) + attention[0].frozen_offsets.numel()
+    assert sizes["bias tables"] == 2 * tables  # fp16, the one-hot shared by every block
+    expanded_mask = export.frozen_mask_windows.shape[0] * export.frozen_mask_patterns.shape[0]
+    assert 0 < sizes["shift mask"] < expanded_mask * 2 / 8  # uint1 patterns, under an fp16 mask's eighth
+    linear_weights = sum(w.numel() for n, w in tiny.named_parameters() if n.endswith(("qkv.weight", "proj.weight",
+                                                                                         "fc1.weight", "fc2.weight")))
+    assert sizes["linear weights"] == linear_weights * 2 // 8  # uint2 indices, nothing else
+    assert sizes["convolutions"] == 2 * sum(m.weight.numel() for m in tiny.modules() if isinstance(m, torch.nn.Conv2d))
+    assert sizes["other constants"] < 16_000 and sizes["graph and metadata"] < 130_000

@@ -19,7 +19,7 @@ from calibration.quantizer import Role
 from calibration.snapping import CONTAINERS, snap_bounds, snap_weight_bounds
 from pipeline.build import BuildChecks, build
 from pipeline.cli import main
-from srcore.model import build_model
+from srcore.model import WindowAttention, build_model
 from targets import ExecuTorchConfig, TargetError, TFLiteConfig, get_target
 from targets.tflite import pack_int4, unpack_int4
 
@@ -65,7 +65,7 @@ def _stored(backend: str, artifact) -> list[tuple[np.ndarray, np.ndarray]]:
 
     fb = flatbuffer_utils.read_model(str(artifact))
     return [(unpack_int4(np.asarray(fb.buffers[t.buffer].data, np.uint8), int(np.prod(t.shape))).reshape(t.shape),
-             np.asarray(t.quantization.scale, np.float32)) for _, t in _fully_connected_weights(fb)]
+             np.asarray(t.quantization.scale, np.float32)) for _, t in _fully_connected_weights(fb) if t.type == 17]  # INT4
 
 
 def test_stored_int4_weights_are_the_snapped_calibrated_grid(built, tiny, bounds):
@@ -119,8 +119,9 @@ def test_every_linear_runs_in_the_backends_int4_kernel(built, tiny):
     m, linears = result.manifest, sum(isinstance(x, torch.nn.Linear) for x in tiny.modules())
     if backend == "executorch":  # one XNNPACK partition: nothing falls back to portable kernels
         assert m["xnnpack_partitions"] == 1 and m["ops_outside_xnnpack"] == {}
-    else:  # every FULLY_CONNECTED holds INT4 codes, none is left in float
-        assert m["int4_fully_connected"] == linears and m["verification"]["float_fully_connected"] == 0
+    else:  # every Linear's FULLY_CONNECTED holds INT4 codes; the float ones expand the bias tables and the mask
+        blocks = sum(isinstance(x, WindowAttention) for x in tiny.modules())
+        assert m["int4_fully_connected"] == linears and m["verification"]["float_fully_connected"] == 2 * blocks + 1
     assert m["verification"]["palettized_linears"] == m["verification"]["quantized_linears"] == linears
 
 
@@ -255,3 +256,27 @@ def test_profile_reports_latency_ratio_accuracy_ops_and_writes_chart(built, tmp_
     paths = write_report(report, tmp_path / "out" / "profile", "test")
     assert [p.suffix for p in paths] == [".json", ".md", ".png"] and all(p.stat().st_size > 0 for p in paths)
     assert "speed-up" in paths[1].read_text()
+
+
+def test_size_breakdown_meets_the_component_budget(built, tiny):
+    """Bias tables and mask are stored as small fp32 tables, linears as int4; every byte is accounted for."""
+    from targets.base import SIZE_COMPONENTS, export_copy
+
+    backend, result = built
+    for key, total in (("artifact", result.manifest["artifact_bytes"]),
+                       ("baseline", result.manifest["baseline"]["artifact_bytes"])):
+        sizes = result.manifest["size_breakdown"][key]
+        assert list(sizes) == list(SIZE_COMPONENTS) and sum(sizes.values()) == total
+        export = export_copy(tiny, TILE)
+        attention = [m for m in export.modules() if isinstance(m, WindowAttention)]
+        tables = 4 * (sum(a.relative_position_bias_table.numel() for a in attention) + attention[0].frozen_offsets.numel())
+        # Not the blocks x h x N x N expansion (131 KB here); XNNPACK may keep a second copy of the 3.8 KB one-hot.
+        assert tables <= sizes["bias tables"] <= 1.5 * tables, key
+        mask = 4 * (export.frozen_mask_windows.numel() + export.frozen_mask_patterns.numel())
+        assert mask <= sizes["shift mask"] <= 1.1 * mask, key
+    # A re-folded bias (131 KB here) would land in "other constants". (The FP32 .pte holds 33 KB there, not yet explained.)
+    assert result.manifest["size_breakdown"]["artifact"]["other constants"] < 8_000
+    linear_weights = sum(m.weight.numel() for m in tiny.modules() if isinstance(m, torch.nn.Linear))
+    sizes = result.manifest["size_breakdown"]["artifact"]
+    assert linear_weights // 2 <= sizes["linear weights"] <= 1.1 * linear_weights // 2  # int4, two per byte
+    assert sizes["linear scales and tables"] > 0

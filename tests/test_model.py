@@ -146,3 +146,25 @@ def test_torch_export_at_fixed_size():
     with torch.no_grad():
         assert torch.allclose(exported.module()(x), model(x), atol=1e-6)
 
+
+
+@pytest.mark.parametrize("tile", [8, 16, 24, 40])
+def test_frozen_shape_rebuilds_bias_and_mask_exactly_from_small_tables(tile):
+    """The export path (tables + one-hot matmuls) computes the very values of the gather and the comparisons."""
+    import copy
+
+    from srcore.model import WindowAttention
+
+    torch.manual_seed(0)
+    model = _randomized(build_model("tiny", 2).eval())
+    frozen = copy.deepcopy(model).freeze_shape(tile, tile)
+    x = torch.rand(1, 3, tile, tile)
+    with torch.no_grad():
+        assert torch.equal(frozen(x), model(x))
+    mask = torch.nn.functional.linear(frozen.frozen_mask_windows, frozen.frozen_mask_patterns)
+    assert torch.equal(mask, shifted_window_mask(tile, tile, 8, 4).flatten(1))
+    assert frozen.frozen_mask_patterns.shape[1] <= 3  # last row, last column, corner: whatever the tile
+    for plain, fixed in zip(model.modules(), frozen.modules()):
+        if isinstance(plain, WindowAttention):
+            assert torch.equal(fixed.relative_position_bias(x), plain.relative_position_bias())
+            assert fixed.frozen_offsets.shape == (64, 15)
