@@ -10,12 +10,9 @@ lies inside its bounds (on the 32 DOBI calibration crops). Committed result: rep
 
 import dataclasses
 
-import torch
-
 from calibration.bounds import apply_bounds_, load_bounds
 from calibration.dqc import DQC_PRESETS, distill_bounds_
 from calibration.qmodel import quantizers
-from calibration.quantizer import Distribution
 from pipeline.evaluate import evaluate, model_upscaler
 from pipeline.plots import bounds_coverage
 from srcore.data import CropSampler

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from srcore.images import load_rgb, to_tensor
+from srcore.images import to_tensor
 from srcore.paths import data_root
 from srcore.tiling import tile_plan, upscale_tiled
 from srcore.weights import load_model

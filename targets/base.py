@@ -18,7 +18,6 @@ import contextlib
 import copy
 import dataclasses
 import logging
-import os
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -47,28 +46,26 @@ _TOOL_MODULES = r"(coremltools|executorch|torchao|litert_torch|ai_edge_litert|te
 
 @contextlib.contextmanager
 def quiet_tools():
-    """While a converter runs: its loggers at ERROR, its warnings ignored, its progress bars off; all restored after.
+    """While a converter runs: its loggers at ERROR and its warnings ignored; both restored after.
 
-    Filtered where the noise is produced (named loggers, a warnings filter scoped to this context,
-    tqdm's own ``TQDM_DISABLE`` setting), so the user's logging, warnings and stderr are untouched.
-    Errors still raise.
+    Filtered where the noise is produced (named loggers, a warnings filter scoped to this context),
+    so the user's logging, warnings and stderr are untouched. Errors still raise. Progress bars
+    are the backend's business (:func:`targets.coreml` silences coremltools' own).
     """
     loggers = [(logger, logger.level) for logger in map(logging.getLogger, TOOL_LOGGERS)]
-    tqdm_setting = os.environ.get("TQDM_DISABLE")
     try:
         for logger, _ in loggers:
             logger.setLevel(logging.ERROR)
-        os.environ["TQDM_DISABLE"] = "1"
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", module=_TOOL_MODULES)
+            # Deprecation notices the tools trigger in the standard library (copyreg, while they copy
+            # exported programs) are for the tools' maintainers; nothing a user of the build can change.
+            warnings.filterwarnings("ignore", category=FutureWarning)
+            warnings.filterwarnings("ignore", category=DeprecationWarning)
             yield
     finally:
         for logger, level in loggers:
             logger.setLevel(level)
-        if tqdm_setting is None:
-            os.environ.pop("TQDM_DISABLE", None)
-        else:
-            os.environ["TQDM_DISABLE"] = tqdm_setting
 
 
 class TargetError(ValueError):

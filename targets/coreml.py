@@ -17,7 +17,10 @@ score the artifact itself. ``apps/ios/profile_coreml.py`` runs the artifact with
 from __future__ import annotations
 
 import collections
+import contextlib
 import copy
+import functools
+import importlib
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -37,6 +40,31 @@ INPUT_NAME, OUTPUT_NAME = "lr", "sr"
 _LUT = "_COREML_/weight/lut"
 _COMPRESSION = "_COREML_/weight/compression_type"
 _PALETTIZATION = 2  # coremltools' compression-type code for a lookup table
+
+
+# coremltools' modules that draw progress bars while converting and compressing, and the name they call tqdm by.
+_PROGRESS_BARS = (("coremltools.converters.mil.frontend.torch.ops", "_tqdm"),
+                  ("coremltools.converters.mil.mil.passes.pass_pipeline", "tqdm"),
+                  ("coremltools.optimize.coreml._post_training_quantization", "tqdm"),
+                  ("coremltools.optimize.coreml._quantization_passes", "tqdm"))
+
+
+@contextlib.contextmanager
+def _no_progress_bars():
+    """coremltools draws a bar per pass pipeline (about ten per build) and has no switch for it; tqdm reads its
+    ``TQDM_DISABLE`` setting only at import, so the modules' own tqdm name is pointed at a disabled one meanwhile."""
+    from tqdm import tqdm
+
+    saved = []
+    for module, name in _PROGRESS_BARS:
+        module = importlib.import_module(module)
+        saved.append((module, name, getattr(module, name)))
+        setattr(module, name, functools.partial(tqdm, disable=True))
+    try:
+        yield
+    finally:
+        for module, name, original in saved:
+            setattr(module, name, original)
 
 
 def _with_lut_buffers(deploy: nn.Module, weights: list[PalettizedWeight]) -> nn.Module:
@@ -171,6 +199,7 @@ class CoreMLTarget(Target):
         with quiet_tools():
             import coremltools as ct
 
+        with quiet_tools(), _no_progress_bars():
             # A tile that is a multiple of the window (export_copy checks) needs no pad or crop: no alias op.
             program = torch.export.export(model, (example,)).run_decompositions({})
             precision = ct.precision.FLOAT16 if self.compute_precision == "fp16" else ct.precision.FLOAT32

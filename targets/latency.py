@@ -66,6 +66,22 @@ def time_runners(runners: dict[str, Run], example: torch.Tensor, runs: int, warm
     return result
 
 
+def peak_rss_mb() -> float:
+    """This process's peak resident memory since it started, in MB.
+
+    Linux keeps ``getrusage``'s ``ru_maxrss`` across ``exec``, so a process started by a large
+    parent (a build holding the model) would report the parent's size; ``VmHWM`` belongs to the
+    process's own address space. Elsewhere ``ru_maxrss`` is the best there is (bytes on macOS).
+    """
+    status = Path("/proc/self/status")
+    if status.is_file():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024  # kB
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 1024
+
+
 def measure(target: str, artifact: str | Path, tile: int, threads: int, runs: int = 10, warmup: int = 3,
             timeout: float = 1800, op_profile: bool = False, baseline: str | Path | None = None) -> dict[str, Any]:
     """Time ``artifact`` (and, interleaved with it, ``baseline``) on a (1, 3, tile, tile) input, in a fresh process.
@@ -136,7 +152,7 @@ def main(argv: list[str] | None = None) -> None:
     example = torch.rand(1, 3, args.tile, args.tile, generator=torch.Generator().manual_seed(0))
     runners = {"artifact": backend.runner(args.artifact, threads=args.threads)}
     runners["artifact"](example)  # alone first: the peak read next is this artifact's, before a baseline loads
-    artifact_peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kilobytes on Linux
+    artifact_peak_mb = peak_rss_mb()
     if args.baseline:
         runners["fp32_baseline"] = backend.runner(args.baseline, threads=args.threads)
     stats = time_runners(runners, example, args.runs, args.warmup)

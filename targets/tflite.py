@@ -17,6 +17,7 @@ gives NaN; ../shared/docs/deployment.md §6).
 
 from __future__ import annotations
 
+import os
 import tempfile
 import time
 from importlib import metadata
@@ -74,12 +75,24 @@ class UnfoldedLayerNorm(nn.Module):
 
 
 def _convert(model: nn.Module, tile: int, path: Path) -> float:
-    """Float TFLite flatbuffer of ``model`` at (1, 3, tile, tile); returns the seconds it took."""
+    """Float TFLite flatbuffer of ``model`` at (1, 3, tile, tile); returns the seconds it took.
+
+    litert-torch prints a progress tree per conversion unless its own ``LITERT_TORCH_SHOW_PROGRESS``
+    setting says no (read on every call, so it is set for this call only).
+    """
     import litert_torch
 
-    start = time.perf_counter()
-    litert_torch.convert(model.eval(), (torch.rand(1, 3, tile, tile),)).export(str(path))
-    return time.perf_counter() - start
+    shown = os.environ.get("LITERT_TORCH_SHOW_PROGRESS")
+    os.environ["LITERT_TORCH_SHOW_PROGRESS"] = "n"
+    try:
+        start = time.perf_counter()
+        litert_torch.convert(model.eval(), (torch.rand(1, 3, tile, tile),)).export(str(path))
+        return time.perf_counter() - start
+    finally:
+        if shown is None:
+            os.environ.pop("LITERT_TORCH_SHOW_PROGRESS", None)
+        else:
+            os.environ["LITERT_TORCH_SHOW_PROGRESS"] = shown
 
 
 def _fully_connected_weights(flatbuffer):

@@ -1,7 +1,7 @@
 """Core ML derived-constant compaction: exact, the same on every host, and the real 64 px W4 package within budget.
 
 The budget test builds what users get (shipped x4 model, the committed W4 2DQuant bounds, 64 px
-tile): nothing smaller folds the 24 bias tables and the 64-window shift mask that dominate its size.
+tile): only the full size shows what the derived constants (bias tables, shift-mask patterns) cost.
 """
 
 from __future__ import annotations
@@ -22,9 +22,9 @@ from targets.coreml import _distinct_bit_patterns, _palette_bits
 
 ROOT = Path(__file__).resolve().parents[1]
 W4_BOUNDS = ROOT / "reports" / "bounds" / "gpu-h200" / "x4-w4a4-2dquant.safetensors"
-# Measured 1,978,440 bytes (coremltools 9.0, x86_64). Without the compaction of the shift mask, as
-# on AVX512_ICL hosts with a float np.unique, it was 2.47 MB; without any compaction, over 3 MB.
-W4_BUDGET_BYTES = 2_050_000
+# Measured 1,978,440 bytes (coremltools 9.0, x86_64) while the 24 expanded bias tables were stored (2.47 MB on
+# AVX512_ICL hosts with a float np.unique); 1,456,293 bytes since the bias and mask expand in the graph.
+W4_BUDGET_BYTES = 1_520_000
 
 
 def _package_bytes(package: Path) -> int:
@@ -64,15 +64,18 @@ def test_compaction_does_not_depend_on_float_sorting(tmp_path, monkeypatch):
             return real_unique(np.arange(ar.size).reshape(ar.shape), *args, **kwargs)
         return real_unique(ar, *args, **kwargs)
 
+    honest = _lower(tiny, bounds, 16, tmp_path / "honest.mlpackage")
     monkeypatch.setattr(np, "unique", broken_float_unique)
     summary = _lower(tiny, bounds, 16, tmp_path / "model.mlpackage")
-    assert summary["compacted_constants"]["constants"] == 5  # 4 folded bias tables + the shift mask
+    assert summary["compacted_constants"] == honest["compacted_constants"]
+    assert summary["compacted_constants"]["constants"] >= 1  # the shift-mask window patterns (0 / -100)
+    assert _package_bytes(tmp_path / "model.mlpackage") == _package_bytes(tmp_path / "honest.mlpackage")
 
 
 def test_full_size_w4_package_fits_its_budget(tmp_path):
     model, _ = load_model(None, 4)
     package = tmp_path / "model.mlpackage"
     summary = _lower(model, load_bounds(W4_BOUNDS), 64, package)
-    assert summary["compacted_constants"]["constants"] == 25  # 24 bias tables (6x64x64) + the shift mask
+    assert summary["compacted_constants"]["constants"] >= 1  # the shift-mask window patterns
     size = _package_bytes(package)
     assert size <= W4_BUDGET_BYTES, f"W4 64 px package is {size:,} bytes, budget {W4_BUDGET_BYTES:,}"

@@ -62,7 +62,7 @@ def test_artifact_peak_memory_is_read_before_the_baseline_loads(tmp_path):
     """In a fresh process, a fake backend whose 'baseline' holds 400 MB must not raise the artifact's peak."""
     script = tmp_path / "fake_backend.py"
     script.write_text(textwrap.dedent("""
-        import json, resource
+        import json
         import numpy as np
         import targets
         from targets import latency
@@ -75,7 +75,7 @@ def test_artifact_peak_memory_is_read_before_the_baseline_loads(tmp_path):
         targets.get_target = lambda name: Fake()
         latency.main(["--target", "fake", "--artifact", "50", "--baseline", "400", "--tile", "8", "--threads", "1",
                       "--runs", "1", "--warmup", "0"])
-        print(json.dumps({"process_peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+        print(json.dumps({"process_peak_mb": latency.peak_rss_mb()}))
     """))
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env, check=True)
@@ -88,3 +88,14 @@ def test_profile_writes_under_build_by_default():
     from pipeline.cli import build_parser
 
     assert build_parser().parse_args(["profile", "some_build"]).out == Path("build/profile")
+
+
+def test_a_fresh_process_peak_is_its_own_not_its_large_parents():
+    """Linux carries ru_maxrss across exec: a timing process started by a build holding the model would inherit it."""
+    import numpy as np
+
+    held = np.ones(700 << 20, np.uint8)  # the parent is now at least 700 MB resident
+    code = "from targets.latency import peak_rss_mb; print(peak_rss_mb())"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert float(done.stdout.split()[-1]) < 600 and held[-1] == 1
