@@ -75,8 +75,8 @@ MUTANTS = [
 ]
 
 # How a pytest summary line shows a failed assertion (plain assert, pytest.raises that did not raise or
-# did not match); anything else (ImportError, a missing file) means the copy is broken, not the code.
-_ASSERTION = re.compile(r"^FAILED \S+ - (AssertionError|assert |Failed: DID NOT RAISE)", re.M)
+# did not match, pytest.fail); anything else (ImportError, a missing file) means the copy is broken, not the code.
+_ASSERTION = re.compile(r"^FAILED \S+ - (AssertionError|assert |Failed: )", re.M)
 
 
 @pytest.fixture(scope="module")
