@@ -96,7 +96,7 @@ def build(model: SwinIR, bounds: Bounds, config: TargetConfig, out: str | os.Pat
     """
     if is_quantized(model) or any(isinstance(m, Quantizer) for m in model.modules()):
         raise ValueError("build needs the FP model, but this one holds quantizers (it was quantized in place); pass "
-                         "the model as loaded: pipeline.calibrate(...) returns bounds and leaves the model unchanged")
+                         "the model as loaded: pipeline.api.calibrate(...) returns bounds and leaves the model unchanged")
     bits = bounds.quant_config.weight_bits
     backend = get_target(config, bits)
     mismatch = deploy_mode_mismatch(bounds, backend.deploy_mode)
