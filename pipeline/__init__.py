@@ -1,1 +1,1 @@
-"""sr2bit pipeline: SwinIR-light model, data, metrics, evaluation and the `python -m pipeline` CLI."""
+"""sr2bit orchestration: calibrate, build, evaluate, profile, upscale, train-fp, the Python API (:mod:`pipeline.api`) and the `python -m pipeline` CLI."""

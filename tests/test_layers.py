@@ -82,6 +82,14 @@ def layer_violations(graph: dict[str, set[str]]) -> list[str]:
     return problems
 
 
+def test_every_layer_is_a_regular_package():
+    """setuptools' find_packages skips a folder without __init__.py: a wheel would lack it (namespace imports
+    only work from a checkout)."""
+    for top in ("srcore", "calibration", "targets", "pipeline"):
+        for folder in [ROOT / top, *(p.parent for p in (ROOT / top).rglob("*.py"))]:
+            assert (folder / "__init__.py").is_file(), f"{folder.relative_to(ROOT)} has no __init__.py"
+
+
 def test_the_code_imports_only_downward_and_without_cycles():
     graph = first_party_imports(ROOT)
     assert len(graph) > 40 and "calibration.qmodel" in graph["targets.base"]
