@@ -283,6 +283,11 @@ def summary_table(result: Artifact) -> str:
         d = v["artifact"]["max_abs_diff_vs_simulation"]
         rows.append(("artifact - simulation", f"{v['artifact']['psnr_minus_simulation']:+.4f} dB, max |diff| "
                                               f"{d['max_abs']:.2e} ({d['max_abs_8bit_levels']:.2f} of 255)"))
+    headroom = (m.get("probe") or {}).get("fp16_headroom")
+    if headroom:
+        worst = min((k for k, v in headroom.items() if isinstance(v, dict)), key=lambda k: headroom[k]["margin"])
+        rows.append(("fp16 headroom", f"{headroom['min_margin']:.1f}x below 65504 ({worst.replace('_', ' ')} "
+                                      f"{headroom[worst]['max']:.4g}, on {headroom['crops'][0]} calibration crops)"))
     for key, entry in (m.get("latency") or {}).items():
         if key.startswith("threads_"):
             rows.append((f"latency, {key.split('_')[1]} thread(s)",

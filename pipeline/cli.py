@@ -205,7 +205,7 @@ def cmd_build(args: argparse.Namespace) -> int:
     if args.fp32_ops and args.target != "coreml":
         raise ValueError("--fp32-ops is a Core ML option (ExecuTorch and TFLite compute in fp32 already)")
     config = CONFIGS[args.target](tile=args.tile, **({"fp32_ops": tuple(args.fp32_ops)} if args.fp32_ops else {}))
-    get_target(config, args.bits)  # a wrong target or bit width fails before data or weights are read
+    backend = get_target(config, args.bits)  # a wrong target or bit width fails before data or weights are read
     score_on = None
     if args.score:
         root = data_root(required=False)
@@ -224,9 +224,12 @@ def cmd_build(args: argparse.Namespace) -> int:
     if out.exists() and not args.force:
         raise FileExistsError(f"{out} exists; choose another --out or pass --force to replace it")
     if args.bounds is None:
-        log.info("no --bounds given: calibrating W%dA%d with DOBI first", args.bits, args.bits)
-        bounds = calibrate(model, CalibrationConfig(Method.DOBI, QuantConfig(args.bits, args.bits)),
-                           args.calib or [calib_dir()], weights_name=info.name, progress=False)
+        # Weight bounds only, in the target's own deploy mode: DOBI's weight bounds do not depend on activations,
+        # and the artifact keeps no activation bound.
+        quant = QuantConfig(args.bits, None, deploy=backend.deploy_mode)
+        log.info("no --bounds given: calibrating %s with DOBI first", quant.label)
+        bounds = calibrate(model, CalibrationConfig(Method.DOBI, quant), args.calib or [calib_dir()],
+                           weights_name=info.name, progress=False)
     else:
         bounds = load_bounds(args.bounds)
         if bounds.quant_config.weight_bits != args.bits:
@@ -429,7 +432,8 @@ def build_parser() -> argparse.ArgumentParser:
     bu.add_argument("--target", required=True, help="backend: coreml, executorch or tflite")
     bu.add_argument("--bits", type=int, default=4,
                     help="weight bits (default 4); coreml 2/3/4/8, executorch and tflite 2/3/4; must match --bounds")
-    bu.add_argument("--bounds", type=Path, default=None, help="bounds file from `pipeline calibrate` (default: run DOBI)")
+    bu.add_argument("--bounds", type=Path, default=None,
+                    help="bounds file from `pipeline calibrate` (default: DOBI weight bounds in the target's deploy mode)")
     _add_model_options(bu)
     bu.add_argument("--tile", type=int, default=64, help="fixed LR input side of the artifact, a multiple of 8 (default 64)")
     bu.add_argument("--calib", nargs="+", type=Path, default=None,

@@ -6,7 +6,7 @@ import pytest
 import torch
 from conftest import tiny_bounds, write_wave_images
 
-from pipeline.build import BuildChecks, build
+from pipeline.build import BuildChecks, build, summary_table
 from srcore.model import build_model
 from targets import CoreMLConfig
 from targets.coreml import FP16_MAX, fp16_headroom
@@ -45,6 +45,7 @@ def test_build_records_the_headroom_and_warns_below_4x(tmp_path, caplog):
     headroom = artifact.manifest["probe"]["fp16_headroom"]
     assert headroom["crops"] == [8, 3, TILE, TILE] and headroom["min_margin"] > 4
     assert artifact.manifest["probe"]["warning"] is None
+    assert "fp16 headroom" in summary_table(artifact).splitlines()[-1]
     with torch.no_grad():  # an input embedding 300x too loud: LayerNorm sums of squares beyond 65504 / 4
         model.conv_first.weight.mul_(300)
         model.conv_first.bias.mul_(300)
