@@ -21,6 +21,7 @@ from calibration.primitives import ALLOWED_BITS
 
 __all__ = [
     "DeployMode",
+    "coerce_enum",
     "DobiConfig",
     "DobiVariant",
     "InitConfig",
@@ -90,6 +91,19 @@ class _Serializable:
         return cls(**data)
 
 
+def coerce_enum(config: Any, field: str, kind: type[enum.Enum]) -> None:
+    """Set a frozen config's ``field`` to its ``kind`` member, given the member or its value (as JSON stores it).
+
+    Raises:
+        ValueError: naming the field and the allowed values.
+    """
+    value = getattr(config, field)
+    try:
+        object.__setattr__(config, field, kind(value))
+    except ValueError:
+        raise ValueError(f"{field} must be one of {[m.value for m in kind]}, got {value!r}") from None
+
+
 def _check_bits(field: str, value: object, allow_none: bool = False) -> None:
     if value is None and allow_none:
         return
@@ -128,10 +142,7 @@ class QuantConfig(_Serializable):
     def __post_init__(self):
         _check_bits("weight_bits", self.weight_bits)
         _check_bits("act_bits", self.act_bits, allow_none=True)
-        try:
-            object.__setattr__(self, "deploy", DeployMode(self.deploy))
-        except ValueError:
-            raise ValueError(f"deploy must be one of {[m.value for m in DeployMode]}, got {self.deploy!r}") from None
+        coerce_enum(self, "deploy", DeployMode)
         if self.deploy is not DeployMode.PAPER and self.act_bits is not None:
             raise ValueError(f"deploy mode {self.deploy.value!r} simulates the activations itself; "
                              f"act_bits must be None, got {self.act_bits!r}")
@@ -224,13 +235,7 @@ class DobiConfig(_Serializable):
     histogram_bins: int = 2**16
 
     def __post_init__(self):
-        if isinstance(self.variant, str):
-            try:
-                object.__setattr__(self, "variant", DobiVariant(self.variant))
-            except ValueError:
-                pass
-        if not isinstance(self.variant, DobiVariant):
-            raise ValueError(f"variant must be one of {[v.value for v in DobiVariant]}, got {self.variant!r}")
+        coerce_enum(self, "variant", DobiVariant)
         for field, minimum in (("num_candidates", 1), ("max_exact_elements", 0), ("histogram_bins", 16)):
             value = getattr(self, field)
             if isinstance(value, bool) or not isinstance(value, int) or value < minimum:

@@ -28,6 +28,7 @@ from calibration.config import (
     MinMaxConfig,
     PercentileConfig,
     QuantConfig,
+    coerce_enum,
 )
 from calibration.dqc import DqcConfig, DqcResult, distill_bounds_
 from calibration.observe import calibrate_, init_config
@@ -78,10 +79,7 @@ class CalibrationConfig:
     seed: int = 0
 
     def __post_init__(self):
-        try:
-            object.__setattr__(self, "method", Method(self.method))
-        except ValueError:
-            raise ValueError(f"method must be one of {[m.value for m in Method]}, got {self.method!r}") from None
+        coerce_enum(self, "method", Method)
         if not isinstance(self.quant, QuantConfig):
             raise ValueError(f"quant must be a QuantConfig, got {type(self.quant).__name__}")
         expected = _INIT_TYPES[self.method]

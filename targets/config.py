@@ -11,6 +11,8 @@ import enum
 from dataclasses import dataclass
 from typing import ClassVar
 
+from calibration.config import coerce_enum
+
 __all__ = ["CoreMLConfig", "ExecuTorchConfig", "Precision", "TFLiteConfig", "TargetConfig"]
 
 
@@ -60,14 +62,7 @@ class CoreMLConfig(TargetConfig):
 
     def __post_init__(self):
         super().__post_init__()
-        if isinstance(self.compute_precision, str):
-            try:
-                object.__setattr__(self, "compute_precision", Precision(self.compute_precision))
-            except ValueError:
-                pass
-        if not isinstance(self.compute_precision, Precision):
-            raise ValueError(f"compute_precision must be one of {[p.value for p in Precision]}, "
-                             f"got {self.compute_precision!r}")
+        coerce_enum(self, "compute_precision", Precision)
         if not isinstance(self.compact_constants, bool):
             raise ValueError(f"compact_constants must be True or False, got {self.compact_constants!r}")
         if isinstance(self.fp32_ops, str) or not set(self.fp32_ops) <= set(FP32_OPS):
