@@ -76,22 +76,7 @@ fun upscaleBands(
         val band = readBand(y0, rows)
         require(band.size == channels * rows * w) { "readBand returned ${band.size} values, expected $channels x $rows x $w" }
         for (t in row) {
-            val input = FloatArray(channels * rows * t.width)
-            for (c in 0 until channels) for (y in 0 until rows) {
-                System.arraycopy(band, (c * rows + y) * w + t.x0, input, (c * rows + y) * t.width, t.width)
-            }
-            val out = upscaleTile(input, t)
-            val th = rows * scale
-            val tw = t.width * scale
-            require(out.size == channels * th * tw) { "upscaleTile returned ${out.size} values, expected ${channels * th * tw}" }
-            val wy = edgeWeights(th, t.y0 > 0, t.y1 < h, overlapSr)
-            val wx = edgeWeights(tw, t.x0 > 0, t.x1 < w, overlapSr)
-            for (y in 0 until th) for (x in 0 until tw) {
-                val weight = wy[y] * wx[x]
-                val pixel = (t.y0 * scale + y - accStart) * outW + t.x0 * scale + x
-                den[pixel] += weight
-                for (c in 0 until channels) num[c * capacity * outW + pixel] += out[(c * th + y) * tw + x] * weight
-            }
+            accumulateTile(band, y0, rows, t, channels, h, w, scale, overlapSr, num, den, capacity, accStart, upscaleTile)
             done += 1
             onTile(done, plan.size)
         }

@@ -65,26 +65,39 @@ fun upscaleTiled(
     val den = FloatArray(outH * outW)
     val overlapSr = overlap * scale
     plan.forEachIndexed { index, t ->
-        val input = FloatArray(channels * t.height * t.width)
-        for (c in 0 until channels) for (y in 0 until t.height) {
-            System.arraycopy(lr, (c * h + t.y0 + y) * w + t.x0, input, (c * t.height + y) * t.width, t.width)
-        }
-        val out = upscaleTile(input, t)
-        val th = t.height * scale
-        val tw = t.width * scale
-        require(out.size == channels * th * tw) { "upscaleTile returned ${out.size} values, expected ${channels * th * tw}" }
-        val wy = edgeWeights(th, t.y0 > 0, t.y1 < h, overlapSr)
-        val wx = edgeWeights(tw, t.x0 > 0, t.x1 < w, overlapSr)
-        for (y in 0 until th) for (x in 0 until tw) {
-            val weight = wy[y] * wx[x]
-            val pixel = (t.y0 * scale + y) * outW + t.x0 * scale + x
-            den[pixel] += weight
-            for (c in 0 until channels) num[c * outH * outW + pixel] += out[(c * th + y) * tw + x] * weight
-        }
+        accumulateTile(lr, 0, h, t, channels, h, w, scale, overlapSr, num, den, outH, 0, upscaleTile)
         onTile(index + 1, plan.size)
     }
     for (c in 0 until channels) for (p in 0 until outH * outW) num[c * outH * outW + p] /= den[p]
     return num
+}
+
+/**
+ * Crops tile [t] out of [src] (CHW, [srcRows] LR rows from row [srcY0], width [w]), upscales it and adds it, weighted
+ * by [edgeWeights], into [num] (channel planes of [planeRows] SR rows) and [den], whose row 0 is SR row [accStart].
+ * The whole-frame and the band-by-band paths share it, so their sums are the same operations in the same order.
+ */
+internal fun accumulateTile(
+    src: FloatArray, srcY0: Int, srcRows: Int, t: Tile, channels: Int, h: Int, w: Int, scale: Int, overlapSr: Int,
+    num: FloatArray, den: FloatArray, planeRows: Int, accStart: Int, upscaleTile: (FloatArray, Tile) -> FloatArray,
+) {
+    val input = FloatArray(channels * t.height * t.width)
+    for (c in 0 until channels) for (y in 0 until t.height) {
+        System.arraycopy(src, (c * srcRows + t.y0 - srcY0 + y) * w + t.x0, input, (c * t.height + y) * t.width, t.width)
+    }
+    val out = upscaleTile(input, t)
+    val th = t.height * scale
+    val tw = t.width * scale
+    require(out.size == channels * th * tw) { "upscaleTile returned ${out.size} values, expected ${channels * th * tw}" }
+    val wy = edgeWeights(th, t.y0 > 0, t.y1 < h, overlapSr)
+    val wx = edgeWeights(tw, t.x0 > 0, t.x1 < w, overlapSr)
+    val outW = w * scale
+    for (y in 0 until th) for (x in 0 until tw) {
+        val weight = wy[y] * wx[x]
+        val pixel = (t.y0 * scale + y - accStart) * outW + t.x0 * scale + x
+        den[pixel] += weight
+        for (c in 0 until channels) num[c * planeRows * outW + pixel] += out[(c * th + y) * tw + x] * weight
+    }
 }
 
 /** Pads a CHW tile to size x size by mirroring (the pipeline's mirror_pad: edge pixel repeated). */
