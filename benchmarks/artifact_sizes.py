@@ -23,7 +23,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import torch
 
 from calibration.bounds import load_bounds
 from pipeline.artifacts import artifact_bytes

@@ -4,7 +4,7 @@
         3=reports/bounds/gpu-h200/x4-w3a3-2dquant.safetensors 2=reports/bounds/gpu-h200/x4-w2a2-dobi.safetensors \\
         --out reports/integer_targets.md --builds build/integer
 
-Each row is a real ``pipeline.build``: grids snapped to an integer zero point, lowered, every stored
+Each row is a real ``pipeline.build`` (the default int4 grid form), lowered, every stored
 int4 code and scale read back and compared, the artifact run in its own runtime on Set5 (64 px tiles,
 overlap 16) beside the FP model and the PyTorch simulation of the deploy mode, and timed against the
 FP32 artifact of the same graph and backend: both interleaved round by round in one fresh process
@@ -95,8 +95,11 @@ def main(argv: list[str] | None = None) -> None:
         + ", ".join(f"{k} {v}" for k, v in sorted(tools.items())),
         f"- Input: one {args.tile}x{args.tile} LR tile -> {args.tile * 4}x{args.tile * 4}. PSNR/SSIM: Set5 Y channel, "
         "64 px tiles with overlap 16, the same tiles for all three columns.",
-        "- Grids snapped to an integer zero point in the int4 container (`calibration.snapping`); stored codes and "
-        "scales read back from each artifact and compared exactly with the calibrated ones.",
+        "- Int4 grid form (`--int-grid`, the build's default; reports/deploy_calibration.md §3): "
+        + ", ".join(sorted({m["integer_grid"]["int_grid"] for m in manifests.values()}))
+        + " (snapped: each grid moved to an integer zero point in the int4 container, `calibration.snapping`; exact: "
+        "plus one offset row per grid); stored codes and scales read back from each artifact and compared exactly "
+        "with the calibrated ones.",
         "- Deploy mode (both backends): quantized Linears take dynamic int8 per-token activations times int4 "
         "per-channel weights; everything else fp32. 2/3-bit grids use the int4 container (no smaller kernels).",
         f"- Latency: median of {timing['runs']} runs after {timing['warmup_runs']} warm-up runs; the artifact and its "

@@ -31,7 +31,8 @@ from srcore.data import CropSampler, load_benchmark
 from srcore.images import to_tensor
 from srcore.model import SwinIR, mirror_pad
 from targets import TargetConfig, get_target
-from targets.base import deploy_model, export_copy, on_integer_grid, size_breakdown
+from targets.config import IntGrid
+from targets.base import deploy_model, export_copy, on_integer_grid, size_breakdown, with_offset_rows
 from targets.latency import versus_baseline
 
 __all__ = ["MANIFEST_VERSION", "BuildChecks", "build", "summary_table"]
@@ -105,12 +106,14 @@ def build(model: SwinIR, bounds: Bounds, config: TargetConfig, out: str | os.Pat
     out = Path(out)
     if out.exists() and not force:
         raise FileExistsError(f"{out} exists; choose another --out or pass --force to replace it")
-    snapping = integer = None
-    if backend.container is not None:
-        bounds, snapping = snap_weight_bounds(bounds, backend.container)
+    integer_grid = None
+    exact = backend.container is not None and config.int_grid is IntGrid.EXACT
+    if backend.container is not None and not exact:
+        bounds, integer_grid = snap_weight_bounds(bounds, backend.container)
     deploy, palettized = deploy_model(model, bounds)
-    if snapping:
-        deploy, palettized, integer = on_integer_grid(deploy, palettized, *CONTAINERS[backend.container])
+    if backend.container is not None:
+        deploy, palettized, integer = on_integer_grid(deploy, palettized, *CONTAINERS[backend.container], exact=exact)
+        integer_grid = {"int_grid": config.int_grid.value, "snapping": integer_grid, **integer}
     tile = config.tile
 
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -122,7 +125,7 @@ def build(model: SwinIR, bounds: Bounds, config: TargetConfig, out: str | os.Pat
         described = backend.lower(deploy, palettized, tile, artifact)
         verification = backend.verify(artifact, palettized)
         sizes = {"artifact": size_breakdown(artifact_bytes(artifact), backend.stored_constants(artifact, palettized),
-                                            export_copy(deploy, tile))}
+                                            with_offset_rows(export_copy(deploy, tile), palettized))}
         baseline = None
         if backend.has_baseline:
             baseline = tmp / f"baseline_fp32{backend.extension}"
@@ -152,7 +155,7 @@ def build(model: SwinIR, bounds: Bounds, config: TargetConfig, out: str | os.Pat
             "scale": model.scale,
             "tile": tile,
             "weight_bits": bits,
-            "integer_grid": {"snapping": snapping, **integer} if snapping else None,
+            "integer_grid": integer_grid,
             "latency": latency,
             "bits_per_tensor": {w.path: w.bits for w in palettized},
             "grids": {w.path: {"quantizers": list(w.quantizers), "lower": w.lowers.tolist(), "upper": w.uppers.tolist()}

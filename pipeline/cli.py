@@ -204,7 +204,11 @@ def cmd_build(args: argparse.Namespace) -> int:
         get_target(args.target)  # the unknown-target error, listing the known ones
     if args.fp32_ops and args.target != "coreml":
         raise ValueError("--fp32-ops is a Core ML option (ExecuTorch and TFLite compute in fp32 already)")
-    config = CONFIGS[args.target](tile=args.tile, **({"fp32_ops": tuple(args.fp32_ops)} if args.fp32_ops else {}))
+    if args.int_grid and args.target == "coreml":
+        raise ValueError("--int-grid is an ExecuTorch/TFLite option (Core ML stores the calibrated grid as a table)")
+    options = {"fp32_ops": tuple(args.fp32_ops)} if args.fp32_ops else {}
+    options |= {"int_grid": args.int_grid} if args.int_grid else {}
+    config = CONFIGS[args.target](tile=args.tile, **options)
     backend = get_target(config, args.bits)  # a wrong target or bit width fails before data or weights are read
     score_on = None
     if args.score:
@@ -453,6 +457,10 @@ def build_parser() -> argparse.ArgumentParser:
                     help="Core ML: keep these ops in fp32 inside the fp16 program (the build records the fp16 "
                          "headroom of LayerNorm, attention logits and activations on calibration crops and warns "
                          "below 4x)")
+    bu.add_argument("--int-grid", choices=["exact", "snapped"], default=None,
+                    help="ExecuTorch/TFLite: store each 2DQuant grid exactly (int4 codes plus one extra output row "
+                         "per grid for its offset; the default) or snapped to an integer offset (no extra row, but "
+                         "a moved grid); reports/deploy_calibration.md section 3 measures both")
     bu.add_argument("--no-cache", action="store_true",
                     help="lower the FP32 baseline again instead of reusing the one cached in $SR2BIT_CACHE "
                          "(default ~/.cache/sr2bit) for the same backend, tools, weights and tile")

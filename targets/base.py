@@ -6,8 +6,9 @@ quantized Linear (its grid bounds, per row group), and must store those weights 
 decode to exactly the fake-quantized values. ``lower`` writes the artifact, ``verify`` reads it
 back and checks it; :func:`pipeline.build.build` does the rest (temp folder, manifest, rename).
 
-Integer backends (XNNPACK, TFLite) store ``scale * code`` with zero point 0: for them the build
-snaps the grids first and :func:`on_integer_grid` adds the codes and scales, and
+Integer backends (XNNPACK, TFLite) store ``scale * code`` with zero point 0: for them
+:func:`on_integer_grid` adds the codes and scales, either exactly (one extra output row per grid for
+its offset, :class:`OffsetLinear`) or on grids the build snapped first, and
 :func:`dynamic_int8_linears` simulates the int8 activations their kernels use.
 """
 
@@ -26,6 +27,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from calibration.bounds import Bounds, apply_bounds_
@@ -35,7 +37,8 @@ from calibration.qmodel import QuantLinear, QuantQKV
 from targets.config import CONFIGS, TargetConfig
 
 __all__ = ["MissingDependency", "PalettizedWeight", "Target", "TargetConfig", "TargetError", "IntegerTarget", "deploy_model", "dynamic_int8_linears",
-           "export_copy", "match_stored_weights", "on_integer_grid", "quiet_tools", "tensor_io"]
+           "OffsetLinear", "export_copy", "match_stored_weights", "on_integer_grid", "quiet_tools", "tensor_io",
+           "with_offset_rows"]
 
 
 # The converters' own loggers and the packages whose warnings they raise: what quiet_tools silences.
@@ -90,7 +93,10 @@ class PalettizedWeight:
         bits: bit width of the grid (2^bits entries).
         quantizers: the bounds-file names of the groups' quantizers.
         codes, scales: for integer backends (:func:`on_integer_grid`), (out, in) int8 codes and
-            (out,) float32 row scales with ``weight == codes * scales[:, None]`` exactly; else None.
+            (out,) float32 row scales with ``weight == codes * scales[:, None] + offset of the row's
+            group`` (float32 arithmetic); else None.
+        offsets: (groups,) float32 per-group offsets ``c`` of the exact form (:attr:`IntGrid.EXACT`),
+            stored as one extra output row per group (:meth:`stored`); None when the grid was snapped.
     """
 
     path: str
@@ -101,10 +107,30 @@ class PalettizedWeight:
     quantizers: tuple[str, ...]
     codes: torch.Tensor | None = None
     scales: torch.Tensor | None = None
+    offsets: torch.Tensor | None = None
 
     @property
     def groups(self) -> int:
         return len(self.quantizers)
+
+    def stored(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The int8 codes and float32 row scales the artifact holds for this Linear.
+
+        Without offsets: :attr:`codes`, :attr:`scales`. With them, one row per group is appended:
+        every code ``sign(c)`` with scale ``|c|`` (scale 1 when ``c == 0``, as zero scales are
+        invalid), so that row of the product is ``c * sum(x)`` in the same kernel.
+        """
+        if self.offsets is None:
+            return self.codes, self.scales
+        columns = self.codes.shape[1]
+        signs = torch.sign(self.offsets).to(torch.int8)[:, None].expand(self.groups, columns)
+        scales = torch.where(self.offsets == 0, torch.ones_like(self.offsets), self.offsets.abs())
+        return torch.cat([self.codes, signs]), torch.cat([self.scales, scales.float()])
+
+    def stored_weight(self) -> torch.Tensor:
+        """:meth:`stored` decoded in float32 (``codes * scale``): the weight of :class:`OffsetLinear`'s kernel."""
+        codes, scales = self.stored()
+        return codes.float() * scales[:, None]
 
     def grids(self) -> torch.Tensor:
         """(groups, 2^bits) lookup tables ``l + k (u - l) / (2^bits - 1)``, exactly as the quantizer computes them."""
@@ -152,40 +178,94 @@ def deploy_model(model: nn.Module, bounds: Bounds) -> tuple[nn.Module, list[Pale
 
 
 def on_integer_grid(
-    deploy: nn.Module, weights: list[PalettizedWeight], qmin: int, qmax: int
+    deploy: nn.Module, weights: list[PalettizedWeight], qmin: int, qmax: int, exact: bool = False
 ) -> tuple[nn.Module, list[PalettizedWeight], dict[str, Any]]:
     """Every weight as integer codes times a per-row scale with zero point 0, as XNNPACK and TFLite store it.
 
-    The grids must already be snapped into ``[qmin, qmax]`` (:func:`calibration.snapping.snap_weight_bounds`),
-    so that each grid point ``l + k s`` is ``(k + z) s`` for an integer ``z``. The codes are
-    ``round(w / s)``; the deploy model and the returned weights then carry ``codes * s`` in float32,
-    the value the runtime decodes, so that simulation and artifact multiply by identical weights.
+    Snapped (``exact=False``): the grids must already be on integer multiples of their step inside
+    ``[qmin, qmax]`` (:func:`calibration.snapping.snap_weight_bounds`), each point ``l + k s`` being
+    ``(k + z) s``; the codes are ``round(w / s)``. Exact: any grid; per group ``z`` is the integer
+    offset nearest ``l / s`` that fits the container and ``c = l - z s`` the remainder, so
+    ``w = s (k + z) + c`` with codes ``k + z`` and one offset per group (:meth:`PalettizedWeight.stored`).
+    The deploy model and the returned weights then carry the decoded float32 value, the one the
+    runtime multiplies by, so that simulation and artifact use identical weights.
 
     Returns:
-        ``(deploy', weights', report)``: the report gives the largest difference between ``codes * s``
+        ``(deploy', weights', report)``: the report gives the largest difference between the decoded
         and the fake-quantized weight, in units of the step (float32 rounding, about 1e-7).
 
     Raises:
-        TargetError: a grid that is not on integer multiples of its step, or codes outside the container.
+        TargetError: a grid that is not on integer multiples of its step inside ``[qmin, qmax]``
+            (snapped form only), or codes outside the container.
     """
     integer, worst = [], 0.0
     deploy = copy.deepcopy(deploy)
     for w in weights:
-        steps = ((w.uppers - w.lowers) / (2**w.bits - 1)).float()
-        rows = steps.repeat_interleave(w.weight.shape[0] // w.groups)[:, None]
-        codes = torch.round(w.weight / rows)
-        off_grid = ((codes * rows - w.weight).abs() / rows).max().item()
+        levels = 2**w.bits - 1
+        steps = ((w.uppers - w.lowers) / levels).float()
+        offsets = None
+        if exact:
+            z = torch.clamp(torch.round(w.lowers / steps), qmin, qmax - levels)
+            offsets = (w.lowers - z * steps).float()
+            offsets = torch.where(offsets.abs() <= 1e-6 * steps, torch.zeros_like(offsets), offsets)
+        per_row = w.weight.shape[0] // w.groups
+        rows = steps.repeat_interleave(per_row)[:, None]
+        shift = offsets.repeat_interleave(per_row)[:, None] if exact else torch.zeros_like(rows)
+        codes = torch.round((w.weight - shift) / rows)
+        decoded = codes * rows + shift
+        off_grid = ((decoded - w.weight).abs() / rows).max().item()
         if off_grid > 1e-3 or codes.min() < qmin or codes.max() > qmax:
             raise TargetError(f"{w.path}: the grid is not integer multiples of its step inside [{qmin}, {qmax}] "
                               f"(off by {off_grid:.3g} steps, codes {int(codes.min())}..{int(codes.max())}); "
                               "snap the bounds first")
         worst = max(worst, off_grid)
-        decoded = codes * rows
-        integer.append(dataclasses.replace(w, weight=decoded, codes=codes.to(torch.int8), scales=rows[:, 0].clone()))
+        integer.append(dataclasses.replace(w, weight=decoded, codes=codes.to(torch.int8), scales=rows[:, 0].clone(),
+                                           offsets=offsets))
         with torch.no_grad():
             deploy.get_submodule(w.path).weight.copy_(decoded)
-    return deploy, integer, {"codes_range": [qmin, qmax], "zero_point": 0,
+    form = ("exact: codes k + z and one offset row per group (c = l - z s)" if exact
+            else "snapped: codes k + z on the grid l = z s")
+    return deploy, integer, {"form": form, "codes_range": [qmin, qmax], "zero_point": 0,
+                             "offset_rows": sum(w.groups for w in integer) if exact else 0,
                              "max_decoded_minus_fake_quant_in_steps": worst}
+
+
+class OffsetLinear(nn.Module):
+    """A Linear stored in the exact form: ``y = kernel(x)[:n] + c * sum(x)`` per row group.
+
+    ``kernel`` is an ``nn.Linear`` with ``n + groups`` outputs whose weight is
+    :meth:`PalettizedWeight.stored_weight`; its last ``groups`` outputs are ``c_g * sum(x)`` (the
+    backend's int8 kernel computes them with the rest) and are added back to their group's rows
+    (a broadcast add for one group, a 0/1 matrix for q, k, v). Mathematically equal to the Linear
+    with weight ``s q + c``; only float rounding differs.
+    """
+
+    def __init__(self, linear: nn.Linear, weight: PalettizedWeight):
+        super().__init__()
+        stored = weight.stored_weight()
+        self.rows, self.groups = linear.out_features, weight.groups
+        self.kernel = nn.Linear(linear.in_features, stored.shape[0], bias=linear.bias is not None)
+        with torch.no_grad():
+            self.kernel.weight.copy_(stored)
+            if linear.bias is not None:
+                self.kernel.bias.copy_(torch.cat([linear.bias.detach(), torch.zeros(self.groups)]))
+        expand = torch.repeat_interleave(torch.eye(self.groups), self.rows // self.groups, dim=0)
+        self.register_buffer("expand", expand)  # (rows, groups): row r takes its group's offset
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.kernel(x)
+        main, offsets = out[..., : self.rows], out[..., self.rows:]
+        return main + (offsets if self.groups == 1 else F.linear(offsets, self.expand))
+
+
+def with_offset_rows(model: nn.Module, weights: list[PalettizedWeight]) -> nn.Module:
+    """``model`` (an export copy, changed in place and returned) with every Linear that has offsets as an :class:`OffsetLinear`."""
+    for w in weights:
+        if w.offsets is not None:
+            parent, _, name = w.path.rpartition(".")
+            owner = model.get_submodule(parent) if parent else model
+            setattr(owner, name, OffsetLinear(getattr(owner, name), w))
+    return model
 
 
 def export_copy(deploy: nn.Module, tile: int, norm: type[nn.Module] | None = None) -> nn.Module:
@@ -239,6 +319,8 @@ def _reference_components(reference: nn.Module) -> dict[tuple, str]:
                 component = "convolutions"
             elif name == "weight" and isinstance(module, nn.Linear):
                 component = "linear weights"
+            elif name == "expand" and isinstance(module, OffsetLinear):
+                component = "linear scales and tables"
             elif name in ("relative_position_bias_table", "frozen_offsets"):
                 component = "bias tables"
             elif name.startswith("frozen_mask"):
@@ -392,7 +474,8 @@ def match_stored_weights(weights: list[PalettizedWeight], stored: list[tuple[np.
     """
     unmatched = list(range(len(stored)))
     for w in weights:
-        codes, scales = w.codes.numpy().astype(np.int16), w.scales.numpy().astype(np.float32)
+        codes, scales = (t.numpy() for t in w.stored())
+        codes, scales = codes.astype(np.int16), scales.astype(np.float32)
         match = next((i for i in unmatched if stored[i][0].shape == codes.shape
                       and np.array_equal(stored[i][0], codes) and np.array_equal(stored[i][1], scales)), None)
         if match is None:

@@ -1,9 +1,9 @@
 """ExecuTorch target: a .pte, fully delegated to XNNPACK, whose Linears hold the calibrated grid as int4 codes.
 
 XNNPACK stores a weight as ``scale * code`` per output channel with zero point 0 (QC4W: codes in
-[-8, 7]), so the build first snaps every 2DQuant grid to ``l = z s`` with an integer ``z``
-(:func:`calibration.snapping.snap_weight_bounds`; ``reports/zero_point_cost.md`` measures the cost)
-and the codes are then ``k + z``. The graph is quantized with PT2E's XNNPACK quantizer (dynamic
+[-8, 7]). A 2DQuant grid ``l + k s`` is stored exactly by default, as codes ``k + z`` plus one extra
+output row per grid that adds its offset ``c = l - z s`` (:class:`targets.base.OffsetLinear`), or,
+with ``int_grid="snapped"``, snapped to ``l = z s`` (:func:`calibration.snapping.snap_weight_bounds`). The graph is quantized with PT2E's XNNPACK quantizer (dynamic
 int8 activations per token, 4-bit per-channel weights on every ``nn.Linear``) and its weight codes
 and scales are replaced by ours before lowering, so the kernel is
 ``Fully Connected (NC, QDU8, F32, QC4W)``: int8 per-token activations times the exact grid.
@@ -41,6 +41,7 @@ from targets.base import (
     match_stored_weights,
     quiet_tools,
     tensor_io,
+    with_offset_rows,
 )
 
 __all__ = ["ExecuTorchTarget", "LinearMeanLayerNorm", "export_graph", "stored_constants", "stored_weights"]
@@ -80,10 +81,12 @@ def _with_our_codes(graph_module: torch.fx.GraphModule, weights: list[Palettized
     graph, replaced = graph_module.graph, set()
     nodes = [n for n in graph.nodes if n.target == torch.ops.quantized_decomposed.dequantize_per_channel.default]
     for i, node in enumerate(nodes):
-        w = by_path.get(_owner(node))
+        owner = _owner(node).removesuffix(".kernel")  # an OffsetLinear's int4 Linear is its .kernel
+        w = by_path.get(owner)
         if w is None:
-            raise TargetError(f"{_owner(node)} was quantized but has no calibrated grid")
-        tensors = {"codes": w.codes, "scales": w.scales.float(), "zero_points": torch.zeros(len(w.scales), dtype=torch.int64)}
+            raise TargetError(f"{owner} was quantized but has no calibrated grid")
+        codes, scales = w.stored()
+        tensors = {"codes": codes, "scales": scales.float(), "zero_points": torch.zeros(len(scales), dtype=torch.int64)}
         getters = []
         for kind, tensor in tensors.items():
             name = f"sr2bit_{kind}_{i}"
@@ -253,6 +256,7 @@ class ExecuTorchTarget(IntegerTarget):
             )
 
             model, example = export_graph(deploy, tile), torch.rand(1, 3, tile, tile)  # checks the tile first
+            model = with_offset_rows(model, weights)
             quantizer = XNNPACKQuantizer()
             quantizer.set_module_type(nn.Linear, get_symmetric_quantization_config(
                 is_per_channel=True, is_dynamic=True, weight_qmin=-8, weight_qmax=7))
@@ -276,6 +280,7 @@ class ExecuTorchTarget(IntegerTarget):
             "quantized_linears": len(weights),
             "palettized_linears": len(weights),
             "index_dtypes": {"qcint4 (codes k+z, zero point 0)": len(weights)},
+            "offset_rows": sum(w.groups for w in weights if w.offsets is not None),
             "stored_equals_calibrated": "exact (int4 codes and fp32 row scales read back from the .pte)",
         }
 

@@ -5,9 +5,10 @@ expanded in the graph from small tables by float FULLY_CONNECTED ops; LayerNorm
 scales kept out of the next weight, :class:`UnfoldedLayerNorm`) to a float TFLite flatbuffer. Each FULLY_CONNECTED weight is then rewritten in place: type INT4, our codes
 ``k + z`` (two per byte, low nibble first), our per-row scales and zero point 0, the layout
 ai-edge-quantizer's ``dynamic_wi4_afp32`` recipe produces. TFLite's quantizer cannot recover a
-grid with a real offset, so the grids are snapped first, as for ExecuTorch
-(:func:`calibration.snapping.snap_weight_bounds`). The weights are found by value: the float
-model holds exactly ``codes * scale`` for each Linear (:func:`targets.base.on_integer_grid`).
+grid with a real offset, so it is stored as for ExecuTorch: exactly, with one extra output row per grid
+for its offset (:class:`targets.base.OffsetLinear`), or snapped (``int_grid="snapped"``). The weights
+are found by value: the float model holds exactly ``codes * scale`` for each stored Linear
+(:meth:`targets.base.PalettizedWeight.stored_weight`).
 
 LiteRT's XNNPACK delegate runs these hybrid FULLY_CONNECTED ops with int8 activations quantized per
 row (asymmetric), like ExecuTorch, so both share :func:`targets.base.dynamic_int8_linears` as their
@@ -38,6 +39,7 @@ from targets.base import (
     match_stored_weights,
     quiet_tools,
     tensor_io,
+    with_offset_rows,
 )
 
 __all__ = ["TFLiteTarget", "pack_int4", "stored_constants", "unpack_int4"]
@@ -109,22 +111,24 @@ def _with_int4_weights(flatbuffer, weights: list[PalettizedWeight]) -> int:
     """Rewrite every float FULLY_CONNECTED weight that equals one of ``weights`` as INT4 codes; return how many."""
     from ai_edge_litert import schema_py_generated as schema
 
-    by_shape: dict[tuple[int, ...], list[PalettizedWeight]] = {}
+    by_shape: dict[tuple[int, ...], list[tuple[PalettizedWeight, np.ndarray]]] = {}
     for w in weights:
-        by_shape.setdefault(tuple(w.weight.shape), []).append(w)
+        stored = w.stored_weight().numpy()
+        by_shape.setdefault(stored.shape, []).append((w, stored))
     done = set()
     for _, tensor in _fully_connected_weights(flatbuffer):
         if tensor.type != schema.TensorType.FLOAT32:
             continue
         buffer = flatbuffer.buffers[tensor.buffer]
         values = np.frombuffer(bytes(buffer.data), dtype=np.float32).reshape(tuple(tensor.shape))
-        w = next((w for w in by_shape.get(values.shape, []) if np.array_equal(w.weight.numpy(), values)), None)
+        w = next((w for w, stored in by_shape.get(values.shape, []) if np.array_equal(stored, values)), None)
         if w is None or w.path in done:
             continue
-        buffer.data = pack_int4(w.codes.numpy())
+        codes, scales = w.stored()
+        buffer.data = pack_int4(codes.numpy())
         tensor.type = schema.TensorType.INT4
         params = schema.QuantizationParametersT()
-        params.scale = w.scales.numpy().astype(np.float32).tolist()
+        params.scale = scales.numpy().astype(np.float32).tolist()
         params.zeroPoint = [0] * len(params.scale)
         params.quantizedDimension = 0
         tensor.quantization = params
@@ -179,7 +183,7 @@ class TFLiteTarget(IntegerTarget):
 
     def lower(self, deploy: nn.Module, weights: list[PalettizedWeight], tile: int, artifact: Path) -> dict[str, Any]:
         self.require_codes(weights)
-        model = export_copy(deploy, tile, UnfoldedLayerNorm)
+        model = with_offset_rows(export_copy(deploy, tile, UnfoldedLayerNorm), weights)
         with quiet_tools(), tempfile.TemporaryDirectory() as tmp:
             from ai_edge_litert.tools import flatbuffer_utils
 
@@ -219,6 +223,7 @@ class TFLiteTarget(IntegerTarget):
             "quantized_linears": len(weights),
             "palettized_linears": len(stored),
             "index_dtypes": {"INT4 (codes k+z, zero point 0)": len(stored)},
+            "offset_rows": sum(w.groups for w in weights if w.offsets is not None),
             "float_fully_connected": float_fc,
             "stored_equals_calibrated": "exact (INT4 codes and fp32 row scales read back from the .tflite)",
         }

@@ -44,13 +44,25 @@ def bounds(tiny):
     return tiny_bounds(tiny, 4, TILE)
 
 
+def _build(backend: str, tiny, bounds, tmp, int_grid: str | None = None, **checks):
+    options = {"int_grid": int_grid} if int_grid else {}
+    config = {"executorch": ExecuTorchConfig, "tflite": TFLiteConfig}[backend](tile=TILE, **options)
+    return build(tiny, bounds, config, tmp / "out", checks=BuildChecks(**checks))
+
+
 @pytest.fixture(scope="module", params=BACKENDS)
 def built(request, tiny, bounds, tmp_path_factory):
+    """The default (snapped-grid) build, scored and timed."""
     tmp = tmp_path_factory.mktemp(request.param)
     images = write_wave_images((tmp / "imgs").mkdir() or tmp / "imgs", count=2, height=40, width=24)
-    config = {"executorch": ExecuTorchConfig, "tflite": TFLiteConfig}[request.param](tile=TILE)
-    result = build(tiny, bounds, config, tmp / "out", checks=BuildChecks(score_on=images, threads=(1,), runs=3))
-    return request.param, result
+    return request.param, _build(request.param, tiny, bounds, tmp, score_on=images, threads=(1,), runs=3)
+
+
+@pytest.fixture(scope="module")
+def built_exact(built, tiny, bounds, tmp_path_factory):
+    """The same backend's exact-grid build (``int_grid="exact"``: offset rows), neither scored nor timed."""
+    backend = built[0]
+    return backend, _build(backend, tiny, bounds, tmp_path_factory.mktemp(backend), "exact")
 
 
 def _stored(backend: str, artifact) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -68,26 +80,60 @@ def _stored(backend: str, artifact) -> list[tuple[np.ndarray, np.ndarray]]:
              np.asarray(t.quantization.scale, np.float32)) for _, t in _fully_connected_weights(fb) if t.type == 17]  # INT4
 
 
-def test_stored_int4_weights_are_the_snapped_calibrated_grid(built, tiny, bounds):
-    backend, result = built
-    stored = _stored(backend, result.folder / result.manifest["artifact"])
-    linears = [(n, m) for n, m in tiny.named_modules() if isinstance(m, torch.nn.Linear)]
-    assert len(stored) == len(linears)
-    for name, linear in linears:
-        # Independent of the build code: snap each row group's bounds, quantize/dequantize in float64.
+def _expected_grid_weights(tiny, bounds, snapped: bool) -> dict[str, tuple[int, np.ndarray]]:
+    """Per Linear: (row groups, its weight quantized/dequantized in float64 on the calibrated or int4-snapped grids).
+
+    Independent of the build code: bounds from the file, rounded to float32 as stored, the grid in float64.
+    """
+    table = {}
+    for name, linear in [(n, m) for n, m in tiny.named_modules() if isinstance(m, torch.nn.Linear)]:
         prefix, op = name.rsplit(".", 1)
         parts = ["q", "k", "v"] if op == "qkv" else [op]
         rows = linear.weight.detach().double().view(len(parts), -1, linear.in_features)
         expected = []
         for part, w in zip(parts, rows):
             entry = bounds.quantizers[f"{prefix}.{part}.weight"]
-            lo, hi, z = snap_bounds(entry.lower, entry.upper, 4, *CONTAINERS["int4"])
+            lo, hi = entry.lower, entry.upper
+            if snapped:
+                lo, hi, _ = snap_bounds(lo, hi, 4, *CONTAINERS["int4"])
             lo, hi = torch.tensor(lo, dtype=torch.float32).double(), torch.tensor(hi, dtype=torch.float32).double()
             expected.append(dequantize(quantize(w, lo, hi, 4), lo, hi, 4))
-        expected = torch.cat(expected).numpy()
+        table[name] = (len(parts), torch.cat(expected).numpy())
+    return table
+
+
+def test_stored_int4_weights_are_the_snapped_calibrated_grid(built, tiny, bounds):
+    backend, result = built
+    stored = _stored(backend, result.folder / result.manifest["artifact"])
+    assert len(stored) == sum(isinstance(m, torch.nn.Linear) for m in tiny.modules())
+    assert result.manifest["integer_grid"]["int_grid"] == "snapped" and result.manifest["integer_grid"]["offset_rows"] == 0
+    for name, (_, expected) in _expected_grid_weights(tiny, bounds, snapped=True).items():
         decoded = [c * s[:, None].astype(np.float64) for c, s in stored if c.shape == expected.shape]
         errors = [np.abs(d - expected).max() for d in decoded]
         assert min(errors) < 1e-6 * np.abs(expected).max(), name  # float32 scale times an integer code
+    for codes, _ in stored:
+        assert codes.min() >= -8 and codes.max() <= 7
+
+
+def test_stored_int4_weights_plus_offset_rows_are_the_calibrated_grid_exactly(built_exact, tiny, bounds):
+    """Exact form: each Linear stores ``rows + groups`` int4 rows; codes x scale plus its group's offset row
+    decode to the calibrated (unsnapped) grid, which the snapped form would have moved."""
+    backend, result = built_exact
+    stored = _stored(backend, result.folder / result.manifest["artifact"])
+    assert result.manifest["integer_grid"]["int_grid"] == "exact"
+    snapped, moved = _expected_grid_weights(tiny, bounds, snapped=True), 0
+    for name, (groups, expected) in _expected_grid_weights(tiny, bounds, snapped=False).items():
+        rows, errors = expected.shape[0], []
+        for codes, scales in stored:
+            if codes.shape != (rows + groups, expected.shape[1]):
+                continue
+            offsets = codes[rows:] * scales[rows:, None].astype(np.float64)
+            assert (offsets == offsets[:, :1]).all()  # one constant per offset row: c * sum(x)
+            decoded = codes[:rows] * scales[:rows, None].astype(np.float64) + np.repeat(offsets[:, :1], rows // groups, 0)
+            errors.append(np.abs(decoded - expected).max())
+        assert min(errors) < 1e-6 * np.abs(expected).max(), name
+        moved += np.abs(snapped[name][1] - expected).max() > 1e-3 * np.abs(expected).max()
+    assert moved > 0  # on these bounds the snapped grid differs, so the check above tells the forms apart
     for codes, _ in stored:
         assert codes.min() >= -8 and codes.max() <= 7
 
@@ -102,7 +148,8 @@ def test_manifest_measures_fp_simulation_artifact_size_and_latency(built):
     assert "dynamic int8 per token" in v["simulation"]["what"]
     assert abs(v["artifact"]["psnr_minus_simulation"]) < 0.05
     assert v["artifact"]["max_abs_diff_vs_simulation"]["max_abs"] < 1e-4  # same int8 activations, fp32 rounding apart
-    assert m["integer_grid"]["snapping"]["container"] == "int4" and m["integer_grid"]["zero_point"] == 0
+    assert m["integer_grid"]["int_grid"] == "snapped" and m["integer_grid"]["snapping"]["container"] == "int4"
+    assert m["integer_grid"]["zero_point"] == 0 and m["integer_grid"]["codes_range"] == [-8, 7]
     assert m["integer_grid"]["max_decoded_minus_fake_quant_in_steps"] < 1e-4
     baseline = result.folder / m["baseline"]["artifact"]
     assert baseline.is_file() and m["baseline"]["artifact_bytes"] == baseline.stat().st_size
@@ -125,14 +172,22 @@ def test_every_linear_runs_in_the_backends_int4_kernel(built, tiny):
     assert m["verification"]["palettized_linears"] == m["verification"]["quantized_linears"] == linears
 
 
-def test_the_artifact_runs_like_the_simulation_on_one_tile(built, tiny, bounds):
+def _deploy(tiny, bounds, int_grid: str):
+    """The build's deploy model and integer weights, by the same functions the build uses."""
     from targets.base import deploy_model, on_integer_grid
 
-    backend, result = built
+    if int_grid == "snapped":
+        bounds, _ = snap_weight_bounds(bounds, "int4")
+    deploy, weights = deploy_model(tiny, bounds)
+    deploy, weights, _ = on_integer_grid(deploy, weights, -8, 7, exact=int_grid == "exact")
+    return deploy, weights
+
+
+@pytest.mark.parametrize("form", ["exact", "snapped"])
+def test_the_artifact_runs_like_the_simulation_on_one_tile(form, built, built_exact, tiny, bounds):
+    backend, result = built_exact if form == "exact" else built
     target = get_target(backend)
-    snapped, _ = snap_weight_bounds(bounds, "int4")
-    deploy, weights = deploy_model(tiny, snapped)
-    deploy, _, _ = on_integer_grid(deploy, weights, -8, 7)
+    deploy, _ = _deploy(tiny, bounds, form)
     x = torch.rand(1, 3, TILE, TILE, generator=torch.Generator().manual_seed(3))
     out = target.runner(result.folder / result.manifest["artifact"])(x)
     with torch.no_grad():
@@ -142,18 +197,18 @@ def test_the_artifact_runs_like_the_simulation_on_one_tile(built, tiny, bounds):
     assert sim_err < float_err / 3  # the int8-activation simulation, not the float one, is what runs
 
 
-def test_verification_rejects_a_changed_code(built, tiny, bounds):
+@pytest.mark.parametrize("field", ["codes", "offsets"])
+def test_verification_rejects_a_changed_code_or_offset(field, built_exact, tiny, bounds):
     import dataclasses
 
-    from targets.base import deploy_model, on_integer_grid
-
-    backend, result = built
-    snapped, _ = snap_weight_bounds(bounds, "int4")
-    deploy, weights = deploy_model(tiny, snapped)
-    _, weights, _ = on_integer_grid(deploy, weights, -8, 7)
-    codes = weights[0].codes.clone()
-    codes[0, 0] = codes[0, 0] + 1 if codes[0, 0] < 7 else codes[0, 0] - 1
-    weights[0] = dataclasses.replace(weights[0], codes=codes)
+    backend, result = built_exact
+    _, weights = _deploy(tiny, bounds, "exact")
+    if field == "codes":
+        codes = weights[0].codes.clone()
+        codes[0, 0] = codes[0, 0] + 1 if codes[0, 0] < 7 else codes[0, 0] - 1
+        weights[0] = dataclasses.replace(weights[0], codes=codes)
+    else:
+        weights[0] = dataclasses.replace(weights[0], offsets=weights[0].offsets * 1.001)
     with pytest.raises(TargetError, match="no weight in the artifact holds its codes"):
         get_target(backend).verify(result.folder / result.manifest["artifact"], weights)
 
@@ -258,11 +313,12 @@ def test_profile_reports_latency_ratio_accuracy_ops_and_writes_chart(built, tmp_
     assert "speed-up" in paths[1].read_text()
 
 
-def test_size_breakdown_meets_the_component_budget(built, tiny):
+@pytest.mark.parametrize("form", ["snapped", "exact"])
+def test_size_breakdown_meets_the_component_budget(form, built, built_exact, tiny):
     """Bias tables and mask are stored as small fp32 tables, linears as int4; every byte is accounted for."""
     from targets.base import SIZE_COMPONENTS, export_copy
 
-    backend, result = built
+    backend, result = built_exact if form == "exact" else built
     for key, total in (("artifact", result.manifest["artifact_bytes"]),
                        ("baseline", result.manifest["baseline"]["artifact_bytes"])):
         sizes = result.manifest["size_breakdown"][key]
@@ -276,7 +332,11 @@ def test_size_breakdown_meets_the_component_budget(built, tiny):
         assert mask <= sizes["shift mask"] <= 1.1 * mask, key
     # A re-folded bias (131 KB here) would land in "other constants". (The FP32 .pte holds 33 KB there, not yet explained.)
     assert result.manifest["size_breakdown"]["artifact"]["other constants"] < 8_000
-    linear_weights = sum(m.weight.numel() for m in tiny.modules() if isinstance(m, torch.nn.Linear))
+    linears = [m for m in tiny.modules() if isinstance(m, torch.nn.Linear)]
+    groups = [3 if m.out_features == 3 * m.in_features else 1 for m in linears]  # q/k/v: three grids
+    offset_rows = sum(groups) if form == "exact" else 0
+    assert result.manifest["integer_grid"]["offset_rows"] == offset_rows
+    linear_weights = sum((m.out_features + g * (form == "exact")) * m.in_features for m, g in zip(linears, groups))
     sizes = result.manifest["size_breakdown"]["artifact"]
     assert linear_weights // 2 <= sizes["linear weights"] <= 1.1 * linear_weights // 2  # int4, two per byte
     assert sizes["linear scales and tables"] > 0

@@ -51,6 +51,13 @@ MUTANTS = [
      "tests/test_latency.py::test_each_side_reports_its_own_peak_memory"),
     ("targets/latency.py", '            if line.startswith("VmHWM:"):', "            if False:",
      "tests/test_latency.py::test_a_fresh_process_peak_is_its_own_not_its_large_parents"),
+    # Exact int4 grids: the offset's sign, its value and its use in the exported Linear.
+    ("targets/base.py", "signs = torch.sign(self.offsets).to(torch.int8)", "signs = torch.ones_like(self.offsets).to(torch.int8)",
+     "tests/test_int_grid.py::test_exact_codes_decode_to_the_calibrated_grid_and_snapped_ones_do_not"),
+    ("targets/base.py", "torch.ones_like(self.offsets), self.offsets.abs())", "torch.ones_like(self.offsets), 2 * self.offsets.abs())",
+     "tests/test_int_grid.py::test_exact_codes_decode_to_the_calibrated_grid_and_snapped_ones_do_not"),
+    ("targets/base.py", "return main + (offsets if self.groups == 1 else F.linear(offsets, self.expand))", "return main",
+     "tests/test_int_grid.py::test_offset_linear_computes_the_linear_it_replaces"),
     # `pipeline profile` must not write into reports/ unless asked.
     ("pipeline/cli.py", 'default=Path("build/profile")', 'default=Path("reports/profile")',
      "tests/test_latency.py::test_profile_writes_under_build_by_default"),
