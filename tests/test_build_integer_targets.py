@@ -232,7 +232,11 @@ def test_cli_rejects_corrupt_bounds_and_unsupported_bits(tmp_path, capsys):
     assert "bounds" in capsys.readouterr().err
     assert main(["build", "--target", "executorch", "--bits", "8", "--out", str(tmp_path / "o")]) == 2
     assert "stores 2, 3, 4-bit weights, not 8" in capsys.readouterr().err
+    assert main(["build", "--target", "coreml", "--bits", "4", "--int-grid", "exact", "--out", str(tmp_path / "o")]) == 2
+    assert "--int-grid is an ExecuTorch/TFLite option" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+    with pytest.raises(ValueError, match="int_grid must be one of"):
+        ExecuTorchConfig(int_grid="nearest")
 
 
 def test_bounds_file_for_other_bits_is_refused(tiny, tmp_path, capsys):
