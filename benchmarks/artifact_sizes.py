@@ -76,8 +76,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--bounds", nargs="+", required=True, metavar="BITS=FILE", help="one bounds file per bit width")
     parser.add_argument("--targets", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
     parser.add_argument("--tile", type=int, default=64)
-    parser.add_argument("--previous", type=Path, default=Path("reports/integer_targets.json"),
-                        help="manifests of the builds before this layout (ExecuTorch/TFLite)")
+    parser.add_argument("--previous", type=Path, default=Path("reports/integer_targets_before_issue16.json"),
+                        help="manifests of the builds before issue 16 (ExecuTorch/TFLite): reports/integer_targets.json "
+                             "as benchmarks.integer_targets wrote it before the size work, kept unchanged")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
     model, info = load_model(None, 4)

@@ -78,7 +78,7 @@ def _owner(node: torch.fx.Node) -> str:
 def _with_our_codes(graph_module: torch.fx.GraphModule, weights: list[PalettizedWeight]) -> torch.fx.GraphModule:
     """Point every ``dequantize_per_channel`` of a Linear weight at our codes, row scales and zero points 0."""
     by_path = {w.path: w for w in weights}
-    graph, replaced = graph_module.graph, set()
+    graph, replaced, replaced_getters = graph_module.graph, set(), set()
     nodes = [n for n in graph.nodes if n.target == torch.ops.quantized_decomposed.dequantize_per_channel.default]
     for i, node in enumerate(nodes):
         owner = _owner(node).removesuffix(".kernel")  # an OffsetLinear's int4 Linear is its .kernel
@@ -93,11 +93,17 @@ def _with_our_codes(graph_module: torch.fx.GraphModule, weights: list[Palettized
             graph_module.register_buffer(name, tensor.clone())
             with graph.inserting_before(node):
                 getters.append(graph.get_attr(name))
+        replaced_getters.update(a.target for a in node.args[:3] if isinstance(a, torch.fx.Node) and a.op == "get_attr")
         node.args = (*getters, *node.args[3:])
         replaced.add(w.path)
     if replaced != set(by_path):
         raise TargetError(f"{len(by_path) - len(replaced)} calibrated Linears were not quantized by the XNNPACK quantizer")
     graph.eliminate_dead_code()
+    # The quantizer's own codes, scales and zero points are unused now, but export would still lift every
+    # attribute the module holds into the program as a constant (691 KB of int8 codes at x4): drop them.
+    still_used = {n.target for n in graph.nodes if n.op == "get_attr"}
+    for target in replaced_getters - still_used:
+        delattr(graph_module, target)
     graph_module.recompile()
     return graph_module
 

@@ -97,6 +97,21 @@ def _convert(model: nn.Module, tile: int, path: Path) -> float:
             os.environ["LITERT_TORCH_SHOW_PROGRESS"] = shown
 
 
+def _without_inner_tensor_names(flatbuffer) -> None:
+    """Drop the names of every tensor but the inputs and outputs (in place).
+
+    litert-torch names each tensor after its module path (``srcore.model.SwinIR/srcore.model.RSTB_3/...;1``):
+    400 KB of the x4 model's 2.1 MB that no runtime reads. The graph's inputs and outputs keep their
+    names, and the signature (which refers to tensors by index) is untouched, so the interpreter's
+    input/output details and signature runners work as before.
+    """
+    for graph in flatbuffer.subgraphs:
+        kept = set(graph.inputs) | set(graph.outputs)
+        for index, tensor in enumerate(graph.tensors):
+            if index not in kept:
+                tensor.name = None
+
+
 def _fully_connected_weights(flatbuffer):
     """(op, weight tensor) of every FULLY_CONNECTED in the first subgraph."""
     from ai_edge_litert import schema_py_generated as schema
@@ -191,6 +206,7 @@ class TFLiteTarget(IntegerTarget):
             seconds = _convert(model, tile, float_path)
             flatbuffer = flatbuffer_utils.read_model(str(float_path))
             replaced = _with_int4_weights(flatbuffer, weights)
+            _without_inner_tensor_names(flatbuffer)
             flatbuffer_utils.write_model(flatbuffer, str(artifact))
         return {"deployment_target": "LiteRT / TFLite runtime, XNNPACK delegate (Android/iOS/Linux CPU)",
                 **tensor_io(deploy, tile), "conversion_seconds": round(seconds, 1), "int4_fully_connected": replaced,
@@ -200,7 +216,13 @@ class TFLiteTarget(IntegerTarget):
     def lower_baseline(self, deploy: nn.Module, tile: int, artifact: Path) -> dict[str, Any]:
         model = export_copy(deploy, tile, UnfoldedLayerNorm)
         with quiet_tools():
-            return {"conversion_seconds": round(_convert(model, tile, artifact), 1)}
+            from ai_edge_litert.tools import flatbuffer_utils
+
+            seconds = _convert(model, tile, artifact)
+            flatbuffer = flatbuffer_utils.read_model(str(artifact))
+            _without_inner_tensor_names(flatbuffer)  # stored the same way as the artifact, for an honest size ratio
+            flatbuffer_utils.write_model(flatbuffer, str(artifact))
+            return {"conversion_seconds": round(seconds, 1)}
 
     def verify(self, artifact: Path, weights: list[PalettizedWeight]) -> dict[str, Any]:
         from ai_edge_litert import schema_py_generated as schema

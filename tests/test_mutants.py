@@ -58,6 +58,12 @@ MUTANTS = [
      "tests/test_int_grid.py::test_exact_codes_decode_to_the_calibrated_grid_and_snapped_ones_do_not"),
     ("targets/base.py", "return main + (offsets if self.groups == 1 else F.linear(offsets, self.expand))", "return main",
      "tests/test_int_grid.py::test_offset_linear_computes_the_linear_it_replaces"),
+    # Size floor: no second copy of the int4 codes in the .pte, no module-path tensor names in the .tflite.
+    ("targets/executorch.py", "        delattr(graph_module, target)", "        pass",
+     "tests/test_build_integer_targets.py::test_size_breakdown_meets_the_component_budget[executorch-snapped]"),
+    ("targets/tflite.py", "            replaced = _with_int4_weights(flatbuffer, weights)\n            _without_inner_tensor_names(flatbuffer)",
+     "            replaced = _with_int4_weights(flatbuffer, weights)",
+     "tests/test_build_integer_targets.py::test_size_breakdown_meets_the_component_budget[tflite-snapped]"),
     # `pipeline profile` must not write into reports/ unless asked.
     ("pipeline/cli.py", 'default=Path("build/profile")', 'default=Path("reports/profile")',
      "tests/test_latency.py::test_profile_writes_under_build_by_default"),
