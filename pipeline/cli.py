@@ -80,10 +80,16 @@ def cmd_eval(args: argparse.Namespace) -> int:
         if args.bounds:
             from calibration.bounds import apply_bounds_, load_bounds
 
+            from calibration.deploy import DeployMode, simulate
+
             bounds = load_bounds(args.bounds)
             apply_bounds_(model, bounds, expected_weights_sha256=info.sha256)
-            model.to(device)
+            mode = bounds.quant_config.deploy
             title = f"SwinIR-light {bounds.quant_config.label} fake-quant ({bounds.method})"
+            if mode is not DeployMode.PAPER:  # scored as it was calibrated: the Linears run as the target runs them
+                model = simulate(model, mode)
+                title += f", {mode.value} deploy simulation (calibrated grids)"
+            model.to(device)
             weights_line += f"; bounds: {args.bounds} ({bounds.method}, {bounds.settings.get('selection', 'no DQC')})"
         upscaler = model_upscaler(model, device)
     results = evaluate(

@@ -46,6 +46,38 @@ def test_model_eval_tiled_and_saved(data_dir, capsys, tmp_path, random_x4_weight
     assert np.asarray(Image.open(tmp_path / "sr/mini/crop.png")).shape == (80, 96, 3)
 
 
+def test_deploy_mode_bounds_are_scored_in_their_deploy_simulation(data_dir, capsys, tmp_path, random_x4_weights):
+    """A bounds file calibrated in ``int8-token`` mode is evaluated with int8 per-token Linear inputs, as calibrated."""
+    import copy
+
+    from calibration.bounds import apply_bounds_, bounds_from_model, save_bounds
+    from calibration.config import DeployMode, MinMaxConfig, QuantConfig
+    from calibration.deploy import simulate
+    from calibration.observe import calibrate_
+    from calibration.qmodel import quantize_
+    from pipeline.evaluate import evaluate, model_upscaler
+    from srcore.weights import load_model
+
+    hr = tmp_path / "mini" / "HR"
+    hr.mkdir(parents=True)
+    Image.open(data_dir / "benchmark/Set5/HR/butterfly.png").crop((0, 0, 48, 40)).save(hr / "crop.png")
+    fp, info = load_model(str(random_x4_weights), 4)
+    student = quantize_(copy.deepcopy(fp), QuantConfig(2, None, deploy=DeployMode.INT8_TOKEN))
+    calibrate_(student, MinMaxConfig(), torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(1)))
+    bounds = bounds_from_model(student, method="minmax", settings={}, weights_name=info.name)
+    path = save_bounds(bounds, tmp_path / "int8.safetensors")
+    assert main(["eval", "--weights", str(random_x4_weights), "--data", str(tmp_path / "mini"), "--bounds", str(path),
+                 "--quiet", "--json", str(tmp_path / "r.json")]) == 0
+    assert "int8-token deploy simulation" in capsys.readouterr().out
+    scored = json.loads((tmp_path / "r.json").read_text())["results"][0]["psnr"]
+    with torch.no_grad():
+        expected = evaluate(model_upscaler(simulate(apply_bounds_(copy.deepcopy(fp), bounds), DeployMode.INT8_TOKEN)),
+                            [tmp_path / "mini"], 4, progress=False)[0].psnr
+        paper = evaluate(model_upscaler(apply_bounds_(copy.deepcopy(fp), bounds)), [tmp_path / "mini"], 4,
+                         progress=False)[0].psnr
+    assert scored == pytest.approx(expected, abs=1e-9) and abs(scored - paper) > 1e-6
+
+
 def _run_error(args, capsys) -> str:
     assert main(args) == 2
     return capsys.readouterr().err

@@ -64,6 +64,9 @@ MUTANTS = [
     ("targets/tflite.py", "            replaced = _with_int4_weights(flatbuffer, weights)\n            _without_inner_tensor_names(flatbuffer)",
      "            replaced = _with_int4_weights(flatbuffer, weights)",
      "tests/test_build_integer_targets.py::test_size_breakdown_meets_the_component_budget[tflite-snapped]"),
+    # A deploy-mode bounds file is evaluated the way it was calibrated.
+    ("pipeline/cli.py", "                model = simulate(model, mode)", "                pass",
+     "tests/test_cli_eval.py::test_deploy_mode_bounds_are_scored_in_their_deploy_simulation"),
     # `pipeline profile` must not write into reports/ unless asked.
     ("pipeline/cli.py", 'default=Path("build/profile")', 'default=Path("reports/profile")',
      "tests/test_latency.py::test_profile_writes_under_build_by_default"),
