@@ -28,6 +28,7 @@ from calibration.bounds import load_bounds
 from pipeline.artifacts import artifact_bytes
 from pipeline.build import BuildChecks, build
 from pipeline.cost import quantized_weight_count
+from srcore.checkpoint import file_sha256
 from srcore.weights import load_model
 from targets import CoreMLConfig, ExecuTorchConfig, TFLiteConfig, get_target
 from targets.base import SIZE_COMPONENTS, export_copy, size_breakdown
@@ -71,6 +72,17 @@ def chart(rows: list[dict], path: Path) -> None:
     fig.savefig(path, dpi=110)
 
 
+def reusable(folder: Path, name: str, bits: str, bounds: str, tile: int) -> dict | None:
+    """The manifest of ``folder/<name>-w<bits>`` if it was built from ``bounds`` at ``tile`` with today's tools."""
+    path = folder / f"{name}-w{bits}" / "manifest.json"
+    if not path.is_file():
+        return None
+    m = json.loads(path.read_text())
+    same = (m["bounds"]["sha256"] == file_sha256(bounds) and m["tile"] == tile
+            and m["tool_versions"] == get_target(name).tool_versions())
+    return {**m, "reused": str(path.parent)} if same else None
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--bounds", nargs="+", required=True, metavar="BITS=FILE", help="one bounds file per bit width")
@@ -79,6 +91,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--previous", type=Path, default=Path("reports/integer_targets_before_issue16.json"),
                         help="manifests of the builds before issue 16 (ExecuTorch/TFLite): reports/integer_targets.json "
                              "as benchmarks.integer_targets wrote it before the size work, kept unchanged")
+    parser.add_argument("--reuse", type=Path, default=None,
+                        help="a folder of builds made in the same run by the same code (benchmarks.integer_targets "
+                             "--builds): a build <target>-w<bits> there made from the same bounds file, tile and tool "
+                             "versions is read instead of built again (its build time is then not shown)")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
     model, info = load_model(None, 4)
@@ -98,16 +114,19 @@ def main(argv: list[str] | None = None) -> None:
             for item in args.bounds:
                 bits, path = item.split("=", 1)
                 start = time.perf_counter()
-                result = build(model, load_bounds(path), CONFIGS[name](tile=args.tile), Path(tmp) / f"{name}-w{bits}",
-                               checks=BuildChecks(baseline_cache=Path(tmp) / "baselines"))
-                m = result.manifest
+                m = reusable(args.reuse, name, bits, path, args.tile) if args.reuse else None
+                if m is None:
+                    m = build(model, load_bounds(path), CONFIGS[name](tile=args.tile), Path(tmp) / f"{name}-w{bits}",
+                              checks=BuildChecks(baseline_cache=Path(tmp) / "baselines")).manifest
                 if "baseline" in m["size_breakdown"] and fp32 is None:
                     fp32 = m["baseline"]["artifact_bytes"]
                     rows.append({"target": name, "label": f"{name} FP32", "bits": None, "bytes": fp32,
                                  "sizes": m["size_breakdown"]["baseline"], "seconds": None})
                 before = previous.get(f"{name}-w{bits}", {})
                 rows.append({"target": name, "label": f"{name} W{bits}", "bits": int(bits), "bytes": m["artifact_bytes"],
-                             "sizes": m["size_breakdown"]["artifact"], "seconds": time.perf_counter() - start,
+                             "reused": m.get("reused"),
+                             "sizes": m["size_breakdown"]["artifact"],
+                             "seconds": None if m.get("reused") else time.perf_counter() - start,
                              "verified": m["verification"]["index_dtypes"], "bounds": Path(path).name,
                              "before": before.get("artifact_bytes"),
                              "fp32_before": before.get("baseline", {}).get("artifact_bytes")})
@@ -132,8 +151,10 @@ def main(argv: list[str] | None = None) -> None:
         "'graph and metadata' is the rest of the file (op list, names, alignment).",
         f"- Floor: the {quantized_weight_count(model):,} quantized linear weights at b bits and nothing else.",
         "- 'vs FP32': the FP32 artifact of the same runtime and graph layout / this one; 'before': the size of the same "
-        f"build before the derived constants were computed in the graph (`{args.previous}`; Core ML: see "
-        "reports/coreml_build.md).",
+        f"build before issue 16's size work (`{args.previous}`; Core ML: see reports/coreml_build.md).",
+        *(["- Read from this run's builds (`--reuse`, same bounds, tile and tools; no build time): "
+           + ", ".join(sorted({Path(r['reused']).name for r in rows if r.get('reused')}))]
+          if any(r.get("reused") for r in rows) else []),
         "",
         "| artifact | total KB | " + " | ".join(SIZE_COMPONENTS) + " | floor KB | vs FP32 | before KB (vs FP32 before) | stored as | build s |",
         "|---|" + "---|" * (len(SIZE_COMPONENTS) + 6),
