@@ -50,9 +50,10 @@ def summary(manifests: dict[str, dict], targets: list[str]) -> list[str]:
     lines = []
     for target in targets:
         ours = [m for name, m in manifests.items() if name.startswith(f"{target}-")]
-        paired = [entry["paired_speedup_median"] for m in ours for entry in m["latency"].values()]
+        timed = [entry for m in ours for key, entry in m["latency"].items() if key.startswith("threads_")]
+        paired = [entry["paired_speedup_median"] for entry in timed]
         smaller = [m["baseline"]["artifact_bytes"] / m["artifact_bytes"] for m in ours]
-        threads = sorted({entry["artifact"]["threads"] for m in ours for entry in m["latency"].values()})
+        threads = sorted({entry["artifact"]["threads"] for entry in timed})
         lines.append(f"- {target}: int4 artifacts {min(paired):.2f}-{max(paired):.2f}x as fast as FP32 (paired, "
                      f"{' and '.join(map(str, threads))} threads, all bit widths), {min(smaller):.2f}-{max(smaller):.2f}x "
                      "smaller")

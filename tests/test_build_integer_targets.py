@@ -50,19 +50,26 @@ def _build(backend: str, tiny, bounds, tmp, int_grid: str | None = None, **check
     return build(tiny, bounds, config, tmp / "out", checks=BuildChecks(**checks))
 
 
+@pytest.fixture(scope="module")
+def baselines(tmp_path_factory):
+    """One FP32 baseline per backend, shared by the builds of both grid forms."""
+    return tmp_path_factory.mktemp("baselines")
+
+
 @pytest.fixture(scope="module", params=BACKENDS)
-def built(request, tiny, bounds, tmp_path_factory):
+def built(request, tiny, bounds, baselines, tmp_path_factory):
     """The default (snapped-grid) build, scored and timed."""
     tmp = tmp_path_factory.mktemp(request.param)
     images = write_wave_images((tmp / "imgs").mkdir() or tmp / "imgs", count=2, height=40, width=24)
-    return request.param, _build(request.param, tiny, bounds, tmp, score_on=images, threads=(1,), runs=3)
+    return request.param, _build(request.param, tiny, bounds, tmp, score_on=images, threads=(1,), runs=3,
+                                 baseline_cache=baselines)
 
 
 @pytest.fixture(scope="module")
-def built_exact(built, tiny, bounds, tmp_path_factory):
+def built_exact(built, tiny, bounds, baselines, tmp_path_factory):
     """The same backend's exact-grid build (``int_grid="exact"``: offset rows), neither scored nor timed."""
     backend = built[0]
-    return backend, _build(backend, tiny, bounds, tmp_path_factory.mktemp(backend), "exact")
+    return backend, _build(backend, tiny, bounds, tmp_path_factory.mktemp(backend), "exact", baseline_cache=baselines)
 
 
 def _stored(backend: str, artifact) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -334,16 +341,8 @@ def test_size_breakdown_meets_the_component_budget(form, built, built_exact, tin
         assert tables <= sizes["bias tables"] <= 1.5 * tables, key
         mask = 4 * (export.frozen_mask_windows.numel() + export.frozen_mask_patterns.numel())
         assert mask <= sizes["shift mask"] <= 1.1 * mask, key
-    # A re-folded bias (131 KB here) or the quantizer's own int8 codes and int64 zero points left in the program
-    # beside XNNPACK's packed copy (6.5 KB here, 770 KB at x4) would land in "other constants".
+    # A re-folded bias (131 KB here) would land in "other constants" (test_lowered_artifact_has_no_redundant_bytes).
     assert result.manifest["size_breakdown"]["artifact"]["other constants"] < 1_000
-    if backend == "tflite":  # inner tensor names (module paths, 30 KB here, 400 KB at x4) are dropped
-        from ai_edge_litert.tools import flatbuffer_utils
-
-        for name in (result.manifest["artifact"], result.manifest["baseline"]["artifact"]):
-            graph = flatbuffer_utils.read_model(str(result.folder / name)).subgraphs[0]
-            named = {i for i, t in enumerate(graph.tensors) if t.name}
-            assert named == set(graph.inputs) | set(graph.outputs), name
     linears = [m for m in tiny.modules() if isinstance(m, torch.nn.Linear)]
     groups = [3 if m.out_features == 3 * m.in_features else 1 for m in linears]  # q/k/v: three grids
     offset_rows = sum(groups) if form == "exact" else 0
@@ -352,3 +351,38 @@ def test_size_breakdown_meets_the_component_budget(form, built, built_exact, tin
     sizes = result.manifest["size_breakdown"]["artifact"]
     assert linear_weights // 2 <= sizes["linear weights"] <= 1.1 * linear_weights // 2  # int4, two per byte
     assert sizes["linear scales and tables"] > 0
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_lowered_artifact_has_no_redundant_bytes(backend, tiny, bounds, tmp_path):
+    """One lowering, no build around it: no second copy of the codes (.pte), no inner tensor names (.tflite).
+
+    The PT2E quantizer's own int8 codes, scales and int64 zero points left in the program beside XNNPACK's
+    packed copy were 6.5 KB of "other constants" here (770 KB at x4); litert-torch's module-path tensor
+    names were 30 KB here (400 KB at x4). Both baselines and artifacts are written by the code checked here.
+    """
+    from targets.base import export_copy, size_breakdown
+
+    deploy, weights = _deploy(tiny, bounds, "snapped")
+    target, artifact = get_target(backend), tmp_path / f"model.{backend}"
+    target.lower(deploy, weights, TILE, artifact)
+    sizes = size_breakdown(artifact.stat().st_size, target.stored_constants(artifact, weights), export_copy(deploy, TILE))
+    assert sizes["other constants"] < 1_000, sizes
+    if backend == "tflite":
+        from ai_edge_litert.tools import flatbuffer_utils
+
+        target.lower_baseline(tiny, TILE, baseline := tmp_path / "baseline.tflite")
+        for path in (artifact, baseline):
+            graph = flatbuffer_utils.read_model(str(path)).subgraphs[0]
+            named = {i for i, t in enumerate(graph.tensors) if t.name}
+            assert named == set(graph.inputs) | set(graph.outputs), path.name
+
+
+def test_integer_targets_report_reads_the_build_manifest(built):
+    """benchmarks.integer_targets summarises real manifests (their latency holds notes beside the thread counts)."""
+    from benchmarks.integer_targets import summary
+
+    backend, result = built
+    (line,) = summary({f"{backend}-w4": result.manifest}, [backend])
+    paired = result.manifest["latency"]["threads_1"]["paired_speedup_median"]
+    assert line.startswith(f"- {backend}: int4 artifacts {paired:.2f}-{paired:.2f}x as fast as FP32 (paired, 1 threads")
