@@ -88,10 +88,10 @@ class IntegerConfig(TargetConfig):
     """Options of the backends that store ``scale * code`` with zero point 0 (ExecuTorch, TFLite).
 
     Args:
-        int_grid: how the calibrated grids are stored (:class:`IntGrid`). Snapped by default: on the
-            shipped x4 W4 model the exact form's offset rows cost 19-22% latency (ExecuTorch and
-            TFLite, 1 and 2 threads) and 2-5% bytes, for a per-tensor SQNR gain of median 0.19 dB and no
-            PSNR gain the weak model can resolve (reports/deploy_calibration.md §3).
+        int_grid: how the calibrated grids are stored (:class:`IntGrid`). Snapped by default, for the
+            time: on the shipped x4 model the exact form's offset rows cost 18-31% latency at W4
+            (ExecuTorch and TFLite, 1 and 2 threads, paired) and about 2.5% bytes, and buy at most
+            0.08 dB of PSNR (W2, Set5; nothing at W4) (reports/deploy_calibration.md §3).
     """
 
     int_grid: IntGrid = IntGrid.SNAPPED
