@@ -6,8 +6,8 @@
 
 Each row is a real ``pipeline.build`` (lowered, read back, every table checked against its grid,
 simulation scored on Set5); the FP16 row is the same conversion without palettization. The
-"other consts" column sums the program's remaining plain constants (convs, biases, norms; before compaction
-also the folded relative-position bias and the shifted-window mask). Compacted constants count as palettized.
+"other consts" column sums the program's remaining plain constants (convs, biases, norms, the relative-position
+tables; before compaction also the derived one-hot and mask-pattern tables). Compacted constants count as palettized.
 """
 
 from __future__ import annotations
@@ -87,8 +87,10 @@ def main(argv: list[str] | None = None) -> None:
         f"{torch.get_num_threads()} threads; times are build times (lower + verify + Set5 simulation)",
         "- every quantized linear (96/96) is a `constexpr_lut_to_dense` whose table equals the calibrated grid, "
         "checked value for value on the saved package; activations stay fp16 (weight-only deployment)",
-        "- the quantized builds also store the folded relative-position biases (24 x 6x64x64) and the shift mask as "
-        "exact lookup tables of their distinct bit patterns (uint8 per head, uint1), checked equal to the originals; convs stay fp16",
+        "- derived constants are computed in the graph (`SwinIR.freeze_shape`): each block's relative-position bias "
+        "from its 225 x 6 table through two one-hot matmuls, the shift mask from its window patterns; compaction "
+        "stores what stays derived (one-hot and pattern tables) as exact lookup tables of their distinct bit patterns, "
+        "checked equal to the originals (`compacted_constants` in each manifest); convs stay fp16",
         "- 'vs FP16': plain FP16 conversion size / this size; 'paper ratio': 2DQuant's parameter compression "
         "(FP32 params, bias tables excluded) for comparison; Set5 PSNR: PyTorch fp32 simulation of the artifact "
         "(fake-quantized weights, float activations, 64 px tiles, overlap 16)",
