@@ -31,8 +31,8 @@ from srcore.data import CropSampler, load_benchmark
 from srcore.images import to_tensor
 from srcore.model import SwinIR, mirror_pad
 from targets import TargetConfig, get_target
-from targets.config import IntGrid
 from targets.base import deploy_model, export_copy, on_integer_grid, size_breakdown, with_offset_rows
+from targets.config import IntGrid
 from targets.latency import versus_baseline
 
 __all__ = ["MANIFEST_VERSION", "BuildChecks", "build", "summary_table"]

@@ -1,9 +1,10 @@
 """ExecuTorch target: a .pte, fully delegated to XNNPACK, whose Linears hold the calibrated grid as int4 codes.
 
 XNNPACK stores a weight as ``scale * code`` per output channel with zero point 0 (QC4W: codes in
-[-8, 7]). A 2DQuant grid ``l + k s`` is stored exactly by default, as codes ``k + z`` plus one extra
-output row per grid that adds its offset ``c = l - z s`` (:class:`targets.base.OffsetLinear`), or,
-with ``int_grid="snapped"``, snapped to ``l = z s`` (:func:`calibration.snapping.snap_weight_bounds`). The graph is quantized with PT2E's XNNPACK quantizer (dynamic
+[-8, 7]). A 2DQuant grid ``l + k s`` is snapped to ``l = z s`` by default
+(:func:`calibration.snapping.snap_weight_bounds`), or, with ``int_grid="exact"``, stored exactly as codes
+``k + z`` plus one extra output row per grid that adds its offset ``c = l - z s``
+(:class:`targets.base.OffsetLinear`). The graph is quantized with PT2E's XNNPACK quantizer (dynamic
 int8 activations per token, 4-bit per-channel weights on every ``nn.Linear``) and its weight codes
 and scales are replaced by ours before lowering, so the kernel is
 ``Fully Connected (NC, QDU8, F32, QC4W)``: int8 per-token activations times the exact grid.

@@ -5,8 +5,8 @@ expanded in the graph from small tables by float FULLY_CONNECTED ops; LayerNorm
 scales kept out of the next weight, :class:`UnfoldedLayerNorm`) to a float TFLite flatbuffer. Each FULLY_CONNECTED weight is then rewritten in place: type INT4, our codes
 ``k + z`` (two per byte, low nibble first), our per-row scales and zero point 0, the layout
 ai-edge-quantizer's ``dynamic_wi4_afp32`` recipe produces. TFLite's quantizer cannot recover a
-grid with a real offset, so it is stored as for ExecuTorch: exactly, with one extra output row per grid
-for its offset (:class:`targets.base.OffsetLinear`), or snapped (``int_grid="snapped"``). The weights
+grid with a real offset, so it is stored as for ExecuTorch: snapped (the default), or exactly with one
+extra output row per grid for its offset (``int_grid="exact"``, :class:`targets.base.OffsetLinear`). The weights
 are found by value: the float model holds exactly ``codes * scale`` for each stored Linear
 (:meth:`targets.base.PalettizedWeight.stored_weight`).
 
