@@ -8,7 +8,7 @@ Each quantized row is a real ``pipeline build`` (lowered, read back and verified
 or timing); its breakdown is the manifest's ``size_breakdown`` (:func:`targets.base.size_breakdown`).
 The FP32 row of ExecuTorch and TFLite is the build's own FP32 baseline; Core ML's is the same
 conversion with FP32 weights and compute (and FP16, the default precision, beside it). "Before" sizes
-come from the committed manifests of the previous builds (``--previous``, reports/integer_targets.json).
+come from the manifests of the builds before issue 16 (``--previous``, reports/integer_targets_before_issue16.json).
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-
 
 from calibration.bounds import load_bounds
 from pipeline.artifacts import artifact_bytes
