@@ -89,26 +89,23 @@ def weight_sqnr(fp: torch.nn.Module, bounds: Bounds) -> dict[str, float]:
     return table
 
 
-def grid_form_rows(fp: torch.nn.Module, bits: int, bounds_path: Path, sets: list[str]) -> tuple[str, dict[str, float]]:
-    """Section 3, one bounds file: the table row (per-tensor SQNR, simulated PSNR of both int4 forms) and exact - snapped PSNR per set."""
+def grid_form_rows(fp: torch.nn.Module, bits: int, bounds_path: Path, sets: list[str]) -> list[str]:
+    """Section 3, one bounds file: per-tensor SQNR and simulated PSNR of the exact and snapped int4 forms."""
     bounds = load_bounds(bounds_path)
     snapped, report = snap_weight_bounds(bounds, "int4")
     exact_sqnr, snapped_sqnr = weight_sqnr(fp, bounds), weight_sqnr(fp, snapped)
     delta = sorted(snapped_sqnr[n] - exact_sqnr[n] for n in exact_sqnr)
     moved = sum(abs(d) > 1e-6 for d in delta)
     exact, moved_scores = (scores(integer_sim(fp, bounds, form), sets) for form in (IntGrid.EXACT, IntGrid.SNAPPED))
-    row = (f"| W{bits} `{bounds_path.name}` | {len(delta)} ({moved} moved, {report['widened']} wider step) | "
-           f"{statistics.median(exact_sqnr.values()):.2f} | {delta[0]:+.2f} / {statistics.median(delta):+.2f} / "
-           f"{delta[-1]:+.2f} | {fmt(exact, sets)} | {fmt(moved_scores, sets)} | "
-           + ", ".join(f"{moved_scores[k] - exact[k]:+.3f}" for k in sets) + " |")
-    return row, {k: exact[k] - moved_scores[k] for k in sets}
+    return [f"| W{bits} `{bounds_path.name}` | {len(delta)} ({moved} moved, {report['widened']} wider step) | "
+            f"{statistics.median(exact_sqnr.values()):.2f} | {delta[0]:+.2f} / {statistics.median(delta):+.2f} / "
+            f"{delta[-1]:+.2f} | {fmt(exact, sets)} | {fmt(moved_scores, sets)} | "
+            + ", ".join(f"{moved_scores[k] - exact[k]:+.3f}" for k in sets) + " |"]
 
 
-def grid_form_costs(fp: torch.nn.Module, bounds_path: Path, threads: list[int],
-                    workdir: Path) -> tuple[list[str], list[float]]:
-    """Section 3, cost: ExecuTorch and TFLite W4 built in both forms; table rows (bytes, latency paired in one
-    process) and the exact / snapped time ratios."""
-    bounds, rows, ratios = load_bounds(bounds_path), [], []
+def grid_form_costs(fp: torch.nn.Module, bounds_path: Path, threads: list[int], workdir: Path) -> list[str]:
+    """Section 3, cost: ExecuTorch and TFLite W4 built in both forms; bytes, and latency paired in one process."""
+    bounds, rows = load_bounds(bounds_path), []
     for config in (ExecuTorchConfig, TFLiteConfig):
         checks = BuildChecks(baseline_cache=workdir / "baselines")  # the FP32 baseline is lowered once
         built = {form: build(fp, bounds, config(int_grid=form), workdir / f"{config.backend}-{form.value}", force=True,
@@ -122,8 +119,7 @@ def grid_form_costs(fp: torch.nn.Module, bounds_path: Path, threads: list[int],
                         f"{built[IntGrid.SNAPPED].manifest['artifact_bytes'] / 1e3:.0f} | "
                         f"{t['artifact']['median_ms']:.1f} | {t['fp32_baseline']['median_ms']:.1f} | "
                         f"{1 / t['paired_speedup_median']:.3f} |")
-            ratios.append(1 / t["paired_speedup_median"])
-    return rows, ratios
+    return rows
 
 
 def fp16_sim(fp: torch.nn.Module, bounds: Bounds) -> torch.nn.Module:
@@ -260,12 +256,8 @@ def grid_section(fp, args, sets: list[str]) -> list[str]:
     """Section 3: exact int4 grids (offset rows) against snapped ones, on the committed bounds."""
     head = " | ".join(sets)
     files = {b: COMMITTED / f"x4-w{b}a{b}-{'2dquant' if b > 2 else 'dobi'}.safetensors" for b in args.bits}
-    measured = {b: grid_form_rows(fp, b, path, sets) for b, path in files.items()}
-    rows = [row for row, _ in measured.values()]
-    costs, ratios = grid_form_costs(fp, files[4], args.threads, args.workdir) if 4 in files else ([], [])
-    gain, bits, where = max((g, b, k) for b, (_, gains) in measured.items() for k, g in gains.items())
-    cost = (f"costs {min(ratios):.2f}-{max(ratios):.2f}x the snapped form's time (W4, paired)" if ratios
-            else "was not timed here")
+    rows = [row for b, path in files.items() for row in grid_form_rows(fp, b, path, sets)]
+    costs = grid_form_costs(fp, files[4], args.threads, args.workdir) if 4 in files else []
     return [
         "",
         "## 3. Exact int4 grids (offset rows) vs grids snapped to an integer offset (ExecuTorch, TFLite)",
@@ -288,11 +280,10 @@ def grid_section(fp, args, sets: list[str]) -> list[str]:
         "|---|---|---|---|---|---|",
         *costs,
         "",
-        f"On these rows the exact form buys at most {gain:+.3f} dB (W{bits}, {where}) on the weak shipped model and "
-        f"{cost}: its extra row, slice and add per Linear. The default is `snapped` "
-        "(`targets.config.IntegerConfig.int_grid`), chosen for the time; `--int-grid exact` is there for models and "
-        "bit widths whose snapping cost is larger (on the official model it is not measured here). Every manifest "
-        "records its form in `integer_grid`.",
+        "The default is `snapped` (`targets.config.IntegerConfig.int_grid`), chosen on these rows: the exact "
+        "form's extra row, slice and add per Linear cost more time than anything the weak shipped model can show it "
+        "buys in PSNR; `--int-grid exact` is there for models whose snapping cost is larger. Every manifest records "
+        "its form in `integer_grid`.",
     ]
 
 
