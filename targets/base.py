@@ -37,7 +37,7 @@ from calibration.qmodel import QuantLinear, QuantQKV
 from targets.config import CONFIGS, TargetConfig
 
 __all__ = ["MissingDependency", "PalettizedWeight", "Target", "TargetConfig", "TargetError", "IntegerTarget", "deploy_model", "dynamic_int8_linears",
-           "OffsetLinear", "export_copy", "match_stored_weights", "on_integer_grid", "quiet_tools", "tensor_io",
+           "OffsetLinear", "export_copy", "match_stored_weights", "offset_rows", "on_integer_grid", "quiet_tools", "tensor_io",
            "with_offset_rows"]
 
 
@@ -226,8 +226,13 @@ def on_integer_grid(
     form = ("exact: codes k + z and one offset row per group (c = l - z s)" if exact
             else "snapped: codes k + z on the grid l = z s")
     return deploy, integer, {"form": form, "codes_range": [qmin, qmax], "zero_point": 0,
-                             "offset_rows": sum(w.groups for w in integer) if exact else 0,
+                             "offset_rows": offset_rows(integer),
                              "max_decoded_minus_fake_quant_in_steps": worst}
+
+
+def offset_rows(weights: list[PalettizedWeight]) -> int:
+    """How many extra output rows the exact form adds to the stored weights (one per grid with an offset)."""
+    return sum(w.groups for w in weights if w.offsets is not None)
 
 
 class OffsetLinear(nn.Module):

@@ -40,6 +40,7 @@ from targets.base import (
     TargetError,
     export_copy,
     match_stored_weights,
+    offset_rows,
     quiet_tools,
     tensor_io,
     with_offset_rows,
@@ -287,7 +288,7 @@ class ExecuTorchTarget(IntegerTarget):
             "quantized_linears": len(weights),
             "palettized_linears": len(weights),
             "index_dtypes": {"qcint4 (codes k+z, zero point 0)": len(weights)},
-            "offset_rows": sum(w.groups for w in weights if w.offsets is not None),
+            "offset_rows": offset_rows(weights),
             "stored_equals_calibrated": "exact (int4 codes and fp32 row scales read back from the .pte)",
         }
 

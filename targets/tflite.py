@@ -37,6 +37,7 @@ from targets.base import (
     TargetError,
     export_copy,
     match_stored_weights,
+    offset_rows,
     quiet_tools,
     tensor_io,
     with_offset_rows,
@@ -110,6 +111,24 @@ def _without_inner_tensor_names(flatbuffer) -> None:
         for index, tensor in enumerate(graph.tensors):
             if index not in kept:
                 tensor.name = None
+
+
+def _lower_flatbuffer(model: nn.Module, tile: int, artifact: Path, weights: list[PalettizedWeight]) -> tuple[float, int]:
+    """Convert ``model``, store ``weights`` as INT4 (none for the FP32 baseline), drop inner names, write ``artifact``.
+
+    Artifact and baseline go through the same steps, so their sizes compare honestly. Returns the
+    conversion seconds and how many FULLY_CONNECTED weights became INT4.
+    """
+    with quiet_tools(), tempfile.TemporaryDirectory() as tmp:
+        from ai_edge_litert.tools import flatbuffer_utils  # inside quiet_tools, as before (tests/test_build_quiet.py)
+
+        float_path = Path(tmp) / "float.tflite"
+        seconds = _convert(model, tile, float_path)
+        flatbuffer = flatbuffer_utils.read_model(str(float_path))
+        replaced = _with_int4_weights(flatbuffer, weights)
+        _without_inner_tensor_names(flatbuffer)
+        flatbuffer_utils.write_model(flatbuffer, str(artifact))
+    return seconds, replaced
 
 
 def _fully_connected_weights(flatbuffer):
@@ -199,30 +218,15 @@ class TFLiteTarget(IntegerTarget):
     def lower(self, deploy: nn.Module, weights: list[PalettizedWeight], tile: int, artifact: Path) -> dict[str, Any]:
         self.require_codes(weights)
         model = with_offset_rows(export_copy(deploy, tile, UnfoldedLayerNorm), weights)
-        with quiet_tools(), tempfile.TemporaryDirectory() as tmp:
-            from ai_edge_litert.tools import flatbuffer_utils
-
-            float_path = Path(tmp) / "float.tflite"
-            seconds = _convert(model, tile, float_path)
-            flatbuffer = flatbuffer_utils.read_model(str(float_path))
-            replaced = _with_int4_weights(flatbuffer, weights)
-            _without_inner_tensor_names(flatbuffer)
-            flatbuffer_utils.write_model(flatbuffer, str(artifact))
+        seconds, replaced = _lower_flatbuffer(model, tile, artifact, weights)
         return {"deployment_target": "LiteRT / TFLite runtime, XNNPACK delegate (Android/iOS/Linux CPU)",
                 **tensor_io(deploy, tile), "conversion_seconds": round(seconds, 1), "int4_fully_connected": replaced,
                 "activations": "fp32; FULLY_CONNECTED: dynamic int8 per row x INT4 per-channel weights (hybrid)",
                 "stored_bits": 4}
 
     def lower_baseline(self, deploy: nn.Module, tile: int, artifact: Path) -> dict[str, Any]:
-        model = export_copy(deploy, tile, UnfoldedLayerNorm)
-        with quiet_tools():
-            from ai_edge_litert.tools import flatbuffer_utils
-
-            seconds = _convert(model, tile, artifact)
-            flatbuffer = flatbuffer_utils.read_model(str(artifact))
-            _without_inner_tensor_names(flatbuffer)  # stored the same way as the artifact, for an honest size ratio
-            flatbuffer_utils.write_model(flatbuffer, str(artifact))
-            return {"conversion_seconds": round(seconds, 1)}
+        seconds, _ = _lower_flatbuffer(export_copy(deploy, tile, UnfoldedLayerNorm), tile, artifact, [])
+        return {"conversion_seconds": round(seconds, 1)}
 
     def verify(self, artifact: Path, weights: list[PalettizedWeight]) -> dict[str, Any]:
         from ai_edge_litert import schema_py_generated as schema
@@ -245,7 +249,7 @@ class TFLiteTarget(IntegerTarget):
             "quantized_linears": len(weights),
             "palettized_linears": len(stored),
             "index_dtypes": {"INT4 (codes k+z, zero point 0)": len(stored)},
-            "offset_rows": sum(w.groups for w in weights if w.offsets is not None),
+            "offset_rows": offset_rows(weights),
             "float_fully_connected": float_fc,
             "stored_equals_calibrated": "exact (INT4 codes and fp32 row scales read back from the .tflite)",
         }
