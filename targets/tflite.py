@@ -18,6 +18,7 @@ gives NaN; ../shared/docs/deployment.md §6).
 
 from __future__ import annotations
 
+import collections
 import os
 import tempfile
 import time
@@ -267,6 +268,18 @@ class TFLiteTarget(IntegerTarget):
             return torch.from_numpy(interpreter.get_tensor(out["index"]).copy())
 
         return run
+
+    def graph_summary(self, artifact: Path) -> dict[str, Any]:
+        """Operators by builtin name and the highest rank of any tensor in the main subgraph."""
+        from ai_edge_litert import schema_py_generated as schema
+        from ai_edge_litert.tools import flatbuffer_utils
+
+        flatbuffer = flatbuffer_utils.read_model(str(artifact))
+        names = {code: name for name, code in vars(schema.BuiltinOperator).items() if not name.startswith("_")}
+        graph = flatbuffer.subgraphs[0]
+        ops = collections.Counter(names[flatbuffer.operatorCodes[op.opcodeIndex].builtinCode] for op in graph.operators)
+        return {"ops": dict(ops.most_common()),
+                "max_rank": max(len(t.shape) if t.shape is not None else 0 for t in graph.tensors)}
 
     def op_profile(self, artifact: Path, example: torch.Tensor, runs: int) -> str:
         return ("ai-edge-litert 2.3 has no per-operator profiler in Python (deployment.md §6.4); on a phone use "
