@@ -195,14 +195,15 @@ def shifted_window_mask(h: int, w: int, ws: int, shift: int, device=None) -> tor
 
 
 def graph_zero(x: torch.Tensor) -> torch.Tensor:
-    """A (1,) zero computed from ``x``: added to a constant, it keeps converters from folding what follows.
+    """A (1, 1) zero computed from ``x``: added to a constant, it keeps converters from folding what follows.
 
     Converters fold every subgraph of constants, which would store the expanded biases and mask
     again. ``x - x`` survives all three here; litert-torch folds ``x * 0`` and coremltools
-    ``clamp(x, 0, 0)``. Exact for finite inputs.
+    ``clamp(x, 0, 0)``. Exact for finite inputs. The slice is taken on a 3-D view and the zero is
+    2-D like the tables it is added to: LiteRT's GPU delegate slices only 3-D/4-D tensors.
     """
-    first = x.reshape(-1)[:1]
-    return first - first
+    first = x.reshape(1, 1, -1)[..., :1]
+    return (first - first).reshape(1, 1)
 
 
 def stochastic_depth(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
