@@ -124,6 +124,7 @@ def build(model: SwinIR, bounds: Bounds, config: TargetConfig, out: str | os.Pat
         artifact = tmp / f"model{backend.extension}"
         described = backend.lower(deploy, palettized, tile, artifact)
         verification = backend.verify(artifact, palettized)
+        described["graph"] = backend.graph_summary(artifact)  # ops by type, highest tensor rank (delegates: <= 4)
         sizes = {"artifact": size_breakdown(artifact_bytes(artifact), backend.stored_constants(artifact, palettized),
                                             with_offset_rows(export_copy(deploy, tile), palettized))}
         baseline = None
@@ -132,6 +133,7 @@ def build(model: SwinIR, bounds: Bounds, config: TargetConfig, out: str | os.Pat
             described["baseline"] = {"artifact": baseline.name,
                                      **_baseline(backend, model, tile, baseline, checks.baseline_cache)}
             described["baseline"]["artifact_bytes"] = artifact_bytes(baseline)
+            described["baseline"]["graph"] = backend.graph_summary(baseline)
             sizes["baseline"] = size_breakdown(artifact_bytes(baseline), backend.stored_constants(baseline, []),
                                                export_copy(model, tile))
         if checks.score_on is not None:

@@ -106,17 +106,40 @@ def mirror_pad(x: torch.Tensor, multiple: int) -> torch.Tensor:
 
 
 def window_partition(x: torch.Tensor, ws: int) -> torch.Tensor:
-    """(B, H, W, C) -> (B*nW, ws*ws, C), windows in row-major order."""
+    """(B, H, W, C) -> (B*nW, ws*ws, C), windows in row-major order.
+
+    Written with 4-D tensors only (GPU delegates and NPUs reject rank > 4): rows of windows as
+    (B*H/ws, ws, W/ws, ws*C), one transpose, then flattened.
+    """
     b, h, w, c = x.shape
-    x = x.view(b, h // ws, ws, w // ws, ws, c)
-    return x.permute(0, 1, 3, 2, 4, 5).reshape(-1, ws * ws, c)
+    x = x.reshape(b * (h // ws), ws, w // ws, ws * c).transpose(1, 2)  # (B*nH, nW, ws, ws*C)
+    return x.reshape(-1, ws * ws, c)
 
 
 def window_reverse(windows: torch.Tensor, ws: int, h: int, w: int) -> torch.Tensor:
-    """(B*nW, ws*ws, C) -> (B, H, W, C), the inverse of :func:`window_partition`."""
+    """(B*nW, ws*ws, C) -> (B, H, W, C), the inverse of :func:`window_partition` (4-D tensors only)."""
     c = windows.shape[-1]
-    x = windows.view(-1, h // ws, w // ws, ws, ws, c)
-    return x.permute(0, 1, 3, 2, 4, 5).reshape(-1, h, w, c)
+    x = windows.reshape(-1, w // ws, ws, ws * c).transpose(1, 2)  # (B*nH, ws, nW, ws*C)
+    return x.reshape(-1, h, w, c)
+
+
+class PixelShuffle4D(nn.Module):
+    """``nn.PixelShuffle`` with no tensor above rank 4 (the usual form is a 6-D view and permute).
+
+    (B, C r^2, H, W) -> (B C r, H, W, r) puts each sub-pixel column last, then (B C, H, r, W r) its row.
+    """
+
+    def __init__(self, upscale_factor: int):
+        super().__init__()
+        self.upscale_factor = upscale_factor
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, channels, h, w = x.shape
+        r = self.upscale_factor
+        c = channels // (r * r)
+        x = x.reshape(b * c * r, r, h, w).permute(0, 2, 3, 1)  # (B C r_i, H, W, r_j)
+        x = x.reshape(b * c, r, h, w * r).transpose(1, 2)  # (B C, H, r_i, W r)
+        return x.reshape(b, c, h * r, w * r)
 
 
 def cyclic_shift(x: torch.Tensor, shift: int) -> torch.Tensor:
@@ -172,14 +195,15 @@ def shifted_window_mask(h: int, w: int, ws: int, shift: int, device=None) -> tor
 
 
 def graph_zero(x: torch.Tensor) -> torch.Tensor:
-    """A (1,) zero computed from ``x``: added to a constant, it keeps converters from folding what follows.
+    """A (1, 1) zero computed from ``x``: added to a constant, it keeps converters from folding what follows.
 
     Converters fold every subgraph of constants, which would store the expanded biases and mask
     again. ``x - x`` survives all three here; litert-torch folds ``x * 0`` and coremltools
-    ``clamp(x, 0, 0)``. Exact for finite inputs.
+    ``clamp(x, 0, 0)``. Exact for finite inputs. The slice is taken on a 3-D view and the zero is
+    2-D like the tables it is added to: LiteRT's GPU delegate slices only 3-D/4-D tensors.
     """
-    first = x.reshape(-1)[:1]
-    return first - first
+    first = x.reshape(1, 1, -1)[..., :1]
+    return (first - first).reshape(1, 1)
 
 
 def stochastic_depth(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
@@ -248,10 +272,13 @@ class WindowAttention(nn.Module):
         t = table.t().reshape(heads, 2 * ws - 1, 2 * ws - 1)  # h, dy, dx
         t = F.linear(t, pairs)  # h, dy, (xi, xj)
         t = F.linear(t.transpose(1, 2), pairs)  # h, (xi, xj), (yi, yj)
-        return t.reshape(heads, ws, ws, ws, ws).permute(0, 3, 1, 4, 2).reshape(heads, n, n)  # h, (yi, xi), (yj, xj)
+        # To h, (yi, xi), (yj, xj) in 4-D steps (one 5-D permute would do it, but delegates reject rank > 4).
+        t = t.reshape(heads * ws, ws, ws, ws).transpose(1, 2)  # (h, xi), yi, xj, yj
+        t = t.reshape(heads, ws, ws, n).transpose(1, 2)  # h, yi, xi, (xj, yj)
+        return t.reshape(heads, n, ws, ws).transpose(2, 3).reshape(heads, n, n)  # h, (yi, xi), (yj, xj)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        """x: (B*nW, N, C); mask: (1, nW, 1, N, N) additive or None. Returns (B*nW, N, C).
+        """x: (B*nW, N, C); mask: (nW, 1, N, N) additive or None. Returns (B*nW, N, C).
 
         q, k and v are column slices of ``qkv``'s output and the matmuls are 3-D ``bmm`` over
         (B*nW*h) windows-and-heads: both lower to every backend without gathers or broadcasts.
@@ -268,9 +295,9 @@ class WindowAttention(nn.Module):
         v = self.bmm2_v(per_head(qkv[..., 2 * c :]))
         # Bias and mask are added in place: each fresh (B*nW, h, N, N) buffer costs page faults on a CPU.
         attn = torch.bmm(q, k.transpose(1, 2)).view(bn, heads, n, n).add_(self.relative_position_bias(x))
-        if mask is not None:
-            nw = mask.shape[1]
-            attn.view(bn // nw, nw, heads, n, n).add_(mask)
+        if mask is not None:  # one image (every export): a 4-D add; a batch broadcasts the mask over it
+            nw = mask.shape[0]
+            (attn if bn == nw else attn.view(bn // nw, nw, heads, n, n)).add_(mask)
         x = torch.bmm(self.bmm2_attn(attn.softmax(dim=-1)).view(bn * heads, n, n), v)
         return self.proj(x.view(bn, heads, n, c // heads).transpose(1, 2).reshape(bn, n, c))
 
@@ -387,7 +414,7 @@ class SwinIR(nn.Module):
         )
         self.norm = nn.LayerNorm(dim)
         self.conv_after_body = nn.Conv2d(dim, dim, 3, 1, 1)
-        self.upsample = nn.Sequential(nn.Conv2d(dim, 3 * config.scale**2, 3, 1, 1), nn.PixelShuffle(config.scale))
+        self.upsample = nn.Sequential(nn.Conv2d(dim, 3 * config.scale**2, 3, 1, 1), PixelShuffle4D(config.scale))
         self.apply(_init_weights)
 
     @property
@@ -402,9 +429,9 @@ class SwinIR(nn.Module):
             # Each window's row of the one-hot selects its pattern (exact); graph_zero keeps converters from folding
             # the product back into the (nW, N, N) constant.
             windows = self.frozen_mask_windows + graph_zero(x)
-            mask = F.linear(windows, self.frozen_mask_patterns).view(1, windows.shape[0], 1, ws * ws, ws * ws)
-        elif any(d > 1 for d in self.config.depths):  # (1, nW, 1, N, N): broadcast over batch and heads
-            mask = shifted_window_mask(h, w, ws, ws // 2, x.device)[None, :, None]
+            mask = F.linear(windows, self.frozen_mask_patterns).view(windows.shape[0], 1, ws * ws, ws * ws)
+        elif any(d > 1 for d in self.config.depths):  # (nW, 1, N, N): broadcast over heads (and batch)
+            mask = shifted_window_mask(h, w, ws, ws // 2, x.device)[:, None]
         else:
             mask = None
         tokens = self.patch_embed(x)

@@ -446,6 +446,14 @@ class Target(abc.ABC):
         """Per-operator times of the artifact, or a line saying why the runtime offers none."""
         return "this runtime offers no per-operator profile"
 
+    @abc.abstractmethod
+    def graph_summary(self, artifact: Path) -> dict[str, Any]:
+        """What the artifact's graph holds, read from the file: ``{"ops": {op type: count}, "max_rank": int}``.
+
+        ``max_rank`` is the highest rank of any tensor the graph defines: mobile GPU delegates and NPUs
+        commonly reject tensors above rank 4, so the export keeps every tensor at rank 4 or less.
+        """
+
 
 class IntegerTarget(Target):
     """What the backends that store ``scale * code`` in an int4 container share (ExecuTorch/XNNPACK, TFLite).

@@ -267,6 +267,13 @@ class CoreMLTarget(Target):
             "weight_bin_bytes": weight_file.stat().st_size,
         }
 
+    def graph_summary(self, artifact: Path) -> dict[str, Any]:
+        """MIL operations by type and the highest rank of any value they produce (constants included)."""
+        program, _ = mil_program(artifact)
+        ops = list(program.functions["main"].operations)
+        ranks = [len(out.shape) for op in ops for out in op.outputs if out.shape is not None]
+        return {"ops": dict(collections.Counter(op.op_type for op in ops).most_common()), "max_rank": max(ranks)}
+
     def stored_constants(self, artifact: Path, weights: list[PalettizedWeight]) -> list[StoredConstant]:
         """The saved program's constants: each lookup table with its packed indices, and each plain const not feeding one.
 

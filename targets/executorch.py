@@ -339,6 +339,17 @@ class ExecuTorchTarget(IntegerTarget):
             entry["median_ms"] += float(p50)
         return sorted(kinds.values(), key=lambda e: -e["median_ms"])
 
+    def graph_summary(self, artifact: Path) -> dict[str, Any]:
+        """XNNPACK nodes by type and the highest rank of any XNNPACK value (the graph is one partition)."""
+        from executorch.exir._serialize._program import deserialize_pte_binary
+
+        with quiet_tools():
+            graphs = list(_xnnpack_graphs(deserialize_pte_binary(Path(artifact).read_bytes())))
+        ops = collections.Counter(node["xnode_union_type"] for graph in graphs for node in graph["xnodes"])
+        ranks = [len(value["xvalue_union"].get("tensor_value", value["xvalue_union"]).get("dims", []))
+                 for graph in graphs for value in graph["xvalues"]]
+        return {"ops": dict(ops.most_common()), "max_rank": max(ranks)}
+
     def tool_versions(self) -> dict[str, str]:
         return {p: metadata.version(p) for p in ("executorch", "torchao")} | {"torch": torch.__version__}
 

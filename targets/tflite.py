@@ -18,6 +18,7 @@ gives NaN; ../shared/docs/deployment.md §6).
 
 from __future__ import annotations
 
+import collections
 import os
 import tempfile
 import time
@@ -271,6 +272,43 @@ class TFLiteTarget(IntegerTarget):
             return torch.from_numpy(interpreter.get_tensor(out["index"]).copy())
 
         return run
+
+    def graph_summary(self, artifact: Path) -> dict[str, Any]:
+        """Operators by builtin name, the highest tensor rank, and the ops LiteRT's GPU delegate would leave on the CPU.
+
+        ``gpu_delegate_rejects`` counts ops by the rule that rejects them, read from the delegate's own
+        code (google-ai-edge/LiteRT@f67457790c9c; docs/runtime_limits/rank_limits.md): a tensor of rank
+        >= 5 among an op's inputs or outputs (``tflite/delegates/gpu/common/model_builder.cc:3062``),
+        TRANSPOSE above op version 4 (``model_builder.cc:2773``; the converter gives version 6 to all
+        TRANSPOSEs once one is above 5-D), SLICE/STRIDED_SLICE whose input is not 3-D or 4-D
+        (``tflite/tools/versioning/gpu_compatibility.cc:968, 1029``). LiteRT's bundled analyzer does not
+        run these checks, so this is the offline check; the delegate's log on a device is the real one.
+        """
+        from ai_edge_litert import schema_py_generated as schema
+        from ai_edge_litert.tools import flatbuffer_utils
+
+        flatbuffer = flatbuffer_utils.read_model(str(artifact))
+        names = {code: name for name, code in vars(schema.BuiltinOperator).items() if not name.startswith("_")}
+        graph = flatbuffer.subgraphs[0]
+
+        def rank(index: int) -> int:
+            shape = graph.tensors[index].shape if index >= 0 else None
+            return 0 if shape is None else len(shape)
+
+        ops, rejects = collections.Counter(), collections.Counter()
+        for op in graph.operators:
+            code = flatbuffer.operatorCodes[op.opcodeIndex]
+            name = names[code.builtinCode]
+            ops[name] += 1
+            if any(rank(i) >= 5 for i in [*op.inputs, *op.outputs]):
+                rejects["a tensor of rank >= 5"] += 1
+            if name == "TRANSPOSE" and code.version > 4:
+                rejects["TRANSPOSE op version > 4"] += 1
+            if name in ("SLICE", "STRIDED_SLICE") and rank(op.inputs[0]) not in (3, 4):
+                rejects[f"{name} input not 3-D or 4-D"] += 1
+        return {"ops": dict(ops.most_common()),
+                "max_rank": max(len(t.shape) if t.shape is not None else 0 for t in graph.tensors),
+                "gpu_delegate_rejects": dict(rejects)}
 
     def op_profile(self, artifact: Path, example: torch.Tensor, runs: int) -> str:
         return ("ai-edge-litert 2.3 has no per-operator profiler in Python (deployment.md §6.4); on a phone use "

@@ -88,6 +88,14 @@ def test_manifest_describes_the_artifact(tiny, tmp_path):
     assert manifest["compacted_constants"]["constants"] == 1  # the shift mask's window patterns, checked exact
 
 
+def test_no_tensor_above_rank_4(tiny, tmp_path):
+    """Window partition, relative-position bias, mask and pixel shuffle stay 4-D (the Neural Engine's layout)."""
+    result = build(tiny, _bounds(tiny, 4), CoreMLConfig(tile=TILE), tmp_path / "out")
+    graph = result.manifest["graph"]
+    assert graph == get_target("coreml").graph_summary(result.folder / result.manifest["artifact"])
+    assert graph["max_rank"] <= 4 and graph["ops"]["linear"] + graph["ops"].get("matmul", 0) >= 16, graph
+
+
 def test_a_failed_build_leaves_nothing(tiny, tmp_path, monkeypatch):
     from targets.coreml import CoreMLTarget
 

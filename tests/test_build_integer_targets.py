@@ -168,6 +168,18 @@ def test_manifest_measures_fp_simulation_artifact_size_and_latency(built):
     assert latency["artifact"]["peak_rss_mb"] > 0
 
 
+def test_no_tensor_above_rank_4(built):
+    """Artifact and FP32 baseline: window partition, bias, mask and pixel shuffle written in 4-D (GPU delegates)."""
+    backend, result = built
+    target = get_target(backend)
+    for manifest, name in ((result.manifest, result.manifest["artifact"]),
+                           (result.manifest["baseline"], result.manifest["baseline"]["artifact"])):
+        assert manifest["graph"] == target.graph_summary(result.folder / name)
+        assert manifest["graph"]["max_rank"] <= 4, (name, manifest["graph"])
+    ops = result.manifest["graph"]["ops"]
+    assert ops.get("XNNFullyConnected", ops.get("FULLY_CONNECTED", 0)) >= 16
+
+
 def test_every_linear_runs_in_the_backends_int4_kernel(built, tiny):
     backend, result = built
     m, linears = result.manifest, sum(isinstance(x, torch.nn.Linear) for x in tiny.modules())

@@ -67,6 +67,15 @@ MUTANTS = [
     # A deploy-mode bounds file is evaluated the way it was calibrated.
     ("pipeline/cli.py", "                model = simulate(model, mode)", "                pass",
      "tests/test_cli_eval.py::test_deploy_mode_bounds_are_scored_in_their_deploy_simulation"),
+    # Rank-4 graphs: a 6-D window partition or pixel shuffle reaches the artifact (GPU delegates reject rank > 4).
+    ("srcore/model.py", "PixelShuffle4D(config.scale))", "nn.PixelShuffle(config.scale))",
+     "tests/test_build_integer_targets.py::test_no_tensor_above_rank_4[executorch]"),
+    ("srcore/model.py", "    x = x.reshape(b * (h // ws), ws, w // ws, ws * c).transpose(1, 2)  # (B*nH, nW, ws, ws*C)\n"
+     "    return x.reshape(-1, ws * ws, c)",
+     "    return x.view(b, h // ws, ws, w // ws, ws, c).permute(0, 1, 3, 2, 4, 5).reshape(-1, ws * ws, c)",
+     "tests/test_build_integer_targets.py::test_no_tensor_above_rank_4[tflite]"),
+    ("srcore/model.py", "(attn if bn == nw else attn.view(bn // nw, nw, heads, n, n)).add_(mask)",
+     "attn.view(bn // nw, nw, heads, n, n).add_(mask)", "tests/test_build_coreml.py::test_no_tensor_above_rank_4"),
     # `pipeline profile` must not write into reports/ unless asked.
     ("pipeline/cli.py", 'default=Path("build/profile")', 'default=Path("reports/profile")',
      "tests/test_latency.py::test_profile_writes_under_build_by_default"),
