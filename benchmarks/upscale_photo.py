@@ -1,13 +1,17 @@
-"""`pipeline upscale` on a 2000x1500 photo: memory bounded by the tile, and tiled vs untiled output.
+"""`pipeline upscale` on a 2000x1500 photo, before and after issue 17: time, memory, tile choice, seams.
 
-    python -m benchmarks.upscale_photo --artifact build/integer/executorch-w4 --out reports/upscale_photo.md
+    python -m benchmarks.upscale_photo --artifact build/integer/executorch-w4 \
+        --old-artifact build/before-issue17/executorch-w4 --out reports/upscale_photo.md
 
-1. Memory: the command itself (a fresh process each) upscales a 500x375 crop and the full 2000x1500 photo
-   through the artifact; peak RSS is read from each process (``pipeline upscale`` prints it). Bounded memory
-   means the two peaks differ by much less than the 16x larger SR image (2000x1500 x4 = 144 MB as uint8).
-2. Seams: on a crop, tiled (the command's tiling and blending, at each ``--seam-tiles`` size) vs the untiled
-   PyTorch model, same FP weights, in float. "Away from seams" = SR pixels at least ``overlap`` LR px from every inner tile edge of the tile
-   whose weight is 1 there; the report gives the largest difference there and everywhere.
+1. The whole photo through the command itself (a fresh process each), side by side: the build made by
+   the code before issue 17 (64 px tiles only) and the current build (several tile sizes; the command
+   picks one and logs why); then a 500x375 crop. Peak RSS is read from each process: bounded memory
+   means the peaks differ by much less than the 16x larger SR image.
+2. Each tile size of the current artifact alone: ms per tile, ms per output megapixel net of the
+   overlap, peak memory (:func:`targets.latency.tile_speeds`).
+3. One 64 px tile of both artifacts, paired in one process (:func:`targets.latency.measure`).
+4. Seams: on a crop, tiled (the command's plan and blending, default overlap, each tile size) vs the
+   untiled PyTorch model, anywhere and away from the image border.
 
 The photo is ``<data>/train/DF2K_HR/000010.png`` cropped to 2000x1500 (written to a temporary folder, never
 committed).
@@ -16,6 +20,7 @@ committed).
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import re
 import shlex
@@ -29,97 +34,123 @@ import numpy as np
 import torch
 from PIL import Image
 
+from pipeline.artifacts import load_build
 from srcore.images import to_tensor
 from srcore.paths import data_root
-from srcore.tiling import tile_plan, upscale_tiled
+from srcore.tiling import SEAM_OVERLAP, default_overlap, upscale_tiled
 from srcore.weights import load_model
+from targets.latency import measure, tile_speeds
 
 
-def run_upscale(args: list[str]) -> tuple[float, float, str]:
-    """(seconds, peak RSS MB, printed line) of one ``python -m pipeline upscale`` process."""
+def run_upscale(args: list[str]) -> tuple[float, float, str, list[str]]:
+    """(seconds, peak RSS MB, printed line, logged tile choice) of one ``python -m pipeline upscale`` process."""
     start = time.perf_counter()
     done = subprocess.run([sys.executable, "-m", "pipeline", "upscale", *args, "--quiet"], capture_output=True, text=True)
     if done.returncode:
         raise RuntimeError(done.stderr[-2000:])
     line = done.stdout.strip().splitlines()[-1]
-    return time.perf_counter() - start, float(re.search(r"peak RSS (\d+) MB", line).group(1)), line
+    log = done.stderr.splitlines()
+    first = next((i for i, text in enumerate(log) if "the fastest of the artifact's sizes" in text), None)
+    choice = [] if first is None else [log[first]] + [t for t in log[first + 1:] if t.startswith("  ")]
+    return time.perf_counter() - start, float(re.search(r"peak RSS (\d+) MB", line).group(1)), line, choice
 
 
-def interior_mask(h: int, w: int, tile: int, overlap: int, scale: int) -> np.ndarray:
-    """SR pixels at least ``overlap`` LR px inside a tile from each of its inner edges (border edges don't count)."""
-    mask = np.zeros((h * scale, w * scale), dtype=bool)
-    for t in tile_plan(h, w, tile, overlap):
-        y0 = t.y0 + (overlap if t.y0 > 0 else 0)
-        y1 = t.y1 - (overlap if t.y1 < h else 0)
-        x0 = t.x0 + (overlap if t.x0 > 0 else 0)
-        x1 = t.x1 - (overlap if t.x1 < w else 0)
-        mask[y0 * scale:y1 * scale, x0 * scale:x1 * scale] = True
-    return mask
+def seam_row(model, lr: torch.Tensor, whole: np.ndarray, tile: int, border: int) -> str:
+    """Tiled (the command's plan and blending, default overlap) vs untiled, anywhere and away from the image border."""
+    overlap = default_overlap(tile)
+    diff = np.abs(upscale_tiled(model, lr, 4, tile, overlap)[0].numpy() - whole).max(axis=0)
+    inner = diff[border * 4:-border * 4, border * 4:-border * 4]
+    return (f"| {tile} / {overlap} | {inner.max() * 255:.2f} | {diff.max() * 255:.2f} | {diff.mean() * 255:.4f} | "
+            f"{'yes' if inner.max() <= 1 / 255 else 'no'} |")
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--artifact", type=Path, required=True, help="an ExecuTorch or TFLite build folder")
+    parser.add_argument("--old-artifact", type=Path, required=True,
+                        help="the same build made by the code before issue 17 (64 px only; benchmarks.build_at_ref)")
+    parser.add_argument("--threads", type=int, default=2, help="runtime threads for every run (default 2)")
     parser.add_argument("--crop", type=int, nargs=2, default=[320, 240], metavar=("W", "H"),
                         help="crop for the tiled-vs-untiled comparison (default 320 240)")
-    parser.add_argument("--seam-tiles", type=int, nargs="+", default=[64, 128],
-                        help="LR tile sizes for the tiled-vs-untiled check, overlap tile // 4 (default 64 128)")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
     source = data_root() / "train" / "DF2K_HR" / "000010.png"
-    rows = []
+    new, old = load_build(args.artifact), load_build(args.old_artifact)
+    threads = ["--threads", str(args.threads)]
+    rows, seconds, choice = [], {}, []
     with tempfile.TemporaryDirectory() as tmp:
         photo = Image.open(source).convert("RGB").crop((0, 0, 2000, 1500))
         small = photo.crop((0, 0, 500, 375))
         paths = {"500x375": Path(tmp, "small.png"), "2000x1500": Path(tmp, "photo.png")}
         small.save(paths["500x375"])
         photo.save(paths["2000x1500"])
-        for label, path in paths.items():
-            seconds, rss, line = run_upscale([str(path), str(Path(tmp, f"sr-{label}.png")), "--artifact", str(args.artifact)])
-            size = Path(tmp, f"sr-{label}.png").stat().st_size
-            rows.append(f"| {label} | {seconds:.0f} s | **{rss:.0f} MB** | {size / 1e6:.1f} MB | `{line}` |")
+        runs = [("before issue 17", "2000x1500", old), ("now", "2000x1500", new), ("now", "500x375", new)]
+        for label, size, build in runs:
+            wall, rss, line, chosen = run_upscale([str(paths[size]), str(Path(tmp, f"sr-{size}.png")), "--artifact",
+                                                   str(build.folder), *threads])
+            seconds[(label, size)] = wall
+            out = Path(tmp, f"sr-{size}.png").stat().st_size
+            rows.append(f"| {label} (`{build.folder}`) | {size} | {wall:.0f} s | **{rss:.0f} MB** | {out / 1e6:.1f} MB | "
+                        f"`{line}` |")
             print(rows[-1], flush=True)
+            choice = choice or chosen
         crop = np.asarray(photo)[: args.crop[1], : args.crop[0]]
+    ratio = seconds[("before issue 17", "2000x1500")] / seconds[("now", "2000x1500")]
+    paired = {count: measure(new.target, new.artifact, 64, count, runs=10, baseline=old.artifact) for count in (1, 2)}
+    speeds = tile_speeds(new.target, new.artifact, new.tiles, new.scale, (args.threads,))[f"threads_{args.threads}"]
     model, info = load_model(None, 4)
     lr = to_tensor(np.ascontiguousarray(crop))
     with torch.inference_mode():
         whole = model(lr)[0].numpy()
-        seams = []
-        for tile in args.seam_tiles:
-            overlap = tile // 4
-            diff = np.abs(upscale_tiled(model, lr, 4, tile, overlap)[0].numpy() - whole).max(axis=0)
-            mask = interior_mask(lr.shape[2], lr.shape[3], tile, overlap, 4)
-            seams.append(f"| {tile} / {overlap} | {diff[mask].max():.2e} ({mask.sum()} px) | {diff[mask].mean():.2e} | "
-                         f"{diff.max():.2e} ({diff.max() * 255:.2f} of 255) | "
-                         f"{'yes' if diff[mask].max() <= 1e-3 else 'no'} |")
+        seams = [seam_row(model, lr, whole, tile, SEAM_OVERLAP) for tile in new.tiles]
     lines = [
-        "# `pipeline upscale` on a 2000x1500 photo",
+        "# `pipeline upscale` on a 2000x1500 photo: before and after issue 17",
         "",
         f"- Command: `python -m benchmarks.upscale_photo {shlex.join(sys.argv[1:] if argv is None else argv)}`",
-        f"- Machine: {platform.machine()}, 2-core VM, no GPU. Photo: `{source.name}` of the shared train set cropped to "
-        "2000x1500 (not committed). Artifact: "
-        f"`{args.artifact}` (its manifest names the weights and bounds); seams check: FP weights {info.describe()}.",
+        f"- Machine: {platform.machine()}, {os.cpu_count()}-core VM, no GPU; every run with {args.threads} runtime threads. "
+        f"Photo: `{source.name}` of the shared train set cropped to 2000x1500 (not committed), x4.",
+        f"- Now: `{new.folder}` ({new.target} W{new.bits}, tile sizes {', '.join(map(str, new.tiles))}); before: "
+        f"`{old.folder}` (the same weights and bounds built by the code before issue 17, one 64 px tile, "
+        "`benchmarks.build_at_ref`). Weights: the shipped x4 model, " + info.describe() + ".",
         "",
-        "## Memory and time (`python -m pipeline upscale IN OUT --artifact ...`, one fresh process each)",
+        "## The whole photo (`python -m pipeline upscale IN OUT --artifact ...`, one fresh process each)",
         "",
-        "| input | wall time | peak RSS | output PNG | what the command printed |",
-        "|---|---|---|---|---|",
+        "| code and artifact | input | wall time | peak RSS | output PNG | what the command printed |",
+        "|---|---|---|---|---|---|",
         *rows,
         "",
-        "The SR image of the 2000x1500 photo is 8000x6000 (144 MB as uint8, 576 MB as float32); it is never held in "
-        "memory: bands are blended and encoded as the tiles finish.",
+        f"Now / before on the 2000x1500 photo: **{ratio:.2f}x** as fast (the issue asks 1.6x). The SR image is "
+        "8000x6000 (144 MB as uint8); it is never held in memory: bands are blended and encoded as tiles finish.",
         "",
-        f"## Tiled vs untiled (PyTorch FP model, {args.crop[0]}x{args.crop[1]} crop of the photo)",
+        "What the command chose, and why (its log):",
         "",
-        "Away from seams: SR pixels at least `overlap` LR px inside a tile from each of its inner edges.",
+        "```",
+        *choice,
+        "```",
         "",
-        "| tile / overlap (LR px) | max abs diff away from seams (0-1 scale) | mean there | max abs diff anywhere "
-        "| within 1e-3 away from seams |",
+        f"## Each tile size of `{new.folder}` alone ({args.threads} threads, one fresh process each)",
+        "",
+        "| tile px (overlap) | ms per tile | ms per output MP (overlap counted) | peak RSS MB |",
+        "|---|---|---|---|",
+        *[f"| {t} ({r['overlap']}) | {r['median_ms']:.0f} | {r['ms_per_output_mp']:.0f} | {r['peak_rss_mb']:.0f} |"
+          for t, r in speeds.items()],
+        "",
+        "## One 64 px tile, now vs before (paired: both programs in one process, runs interleaved)",
+        "",
+        "| threads | now median ms | before median ms | before / now, paired |",
+        "|---|---|---|---|",
+        *[f"| {c} | {r['artifact']['median_ms']:.1f} | {r['fp32_baseline']['median_ms']:.1f} | "
+          f"**{r['paired_speedup_median']:.3f}x** |" for c, r in paired.items()],
+        "",
+        f"## Tiled vs untiled (PyTorch FP model, {args.crop[0]}x{args.crop[1]} crop of the photo, in 8-bit levels)",
+        "",
+        f"Each tile size with the overlap `pipeline upscale` uses by default; 'away from the border': SR pixels at "
+        f"least {SEAM_OVERLAP} LR px from the image's edge.",
+        "",
+        "| tile / overlap (LR px) | max abs diff away from the border | max abs diff anywhere | mean | <= 1/255 away "
+        "from the border |",
         "|---|---|---|---|---|",
         *seams,
-        "",
-        "The PyTorch path of `pipeline upscale` uses 128 px tiles by default; the artifacts are built for 64 px tiles "
-        "(the issue's size), where the smaller context leaves slightly larger differences inside the tiles.",
         "",
     ]
     args.out.write_text("\n".join(lines))

@@ -2,11 +2,12 @@
 
 :func:`pipeline.build.build` returns an :class:`Artifact`; ``pipeline upscale --artifact`` and
 ``pipeline profile`` load one with :func:`load_build`, so all of them run exactly what the build
-wrote, through the runtime its manifest names, with its fixed tile.
+wrote, through the runtime its manifest names, at one of the fixed tile sizes it was built for.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from dataclasses import dataclass, field
@@ -16,6 +17,7 @@ from typing import Any
 import torch
 
 from pipeline.evaluate import Upscaler, fixed_shape_upscaler
+from pipeline.tile_choice import TileSizes, measured_threads
 from targets import get_target
 
 __all__ = ["Artifact", "BuildFolderError", "artifact_bytes", "load_build"]
@@ -56,6 +58,11 @@ class Artifact:
         return int(self.manifest["tile"])
 
     @property
+    def tiles(self) -> tuple[int, ...]:
+        """Every LR tile side the artifact runs, its own :attr:`tile` first (older manifests: that one)."""
+        return tuple(int(t) for t in self.manifest.get("tiles", [self.tile]))
+
+    @property
     def scale(self) -> int:
         return int(self.manifest["scale"])
 
@@ -63,15 +70,35 @@ class Artifact:
     def bits(self) -> int:
         return int(self.manifest["weight_bits"])
 
-    def upscaler(self, threads: int | None = None, baseline: bool = False) -> Upscaler:
-        """Tiles of at most ``tile`` px through the artifact's runtime (the FP32 baseline with ``baseline``)."""
+    def upscaler(self, threads: int | None = None, baseline: bool = False, tile: int | None = None) -> Upscaler:
+        """Tiles of at most ``tile`` px (one of :attr:`tiles`, default :attr:`tile`) through the artifact's runtime.
+
+        ``baseline``: through the FP32 baseline instead, which runs only :attr:`tile`.
+        """
+        tile = self.tile if tile is None else tile
+        if tile not in self.tiles or (baseline and tile != self.tile):
+            raise BuildFolderError(f"{self.folder} runs LR tiles of {', '.join(map(str, self.tiles))} px"
+                                   f"{f' (its FP32 baseline only {self.tile})' if baseline else ''}, not {tile}")
         path = self.baseline if baseline else self.artifact
         if path is None:
             raise BuildFolderError(f"{self.folder} has no FP32 baseline ({self.target} builds keep none)")
         backend = get_target(self.target)
         if backend.runtime is None:
             raise BuildFolderError(f"{self.target} artifacts cannot run on this host")
-        return fixed_shape_upscaler(backend.runner(path, threads=threads), self.tile, self.scale)
+        return fixed_shape_upscaler(backend.runner(path, threads=threads, tile=tile), tile, self.scale)
+
+    def tile_sizes(self, threads: int | None = None) -> TileSizes:
+        """Every tile size with an upscaler each and the speeds the build measured with ``threads`` (or the most threads).
+
+        ``pipeline upscale`` picks from these per photo (:func:`pipeline.tile_choice.choose_tile`).
+        """
+        measured = self.manifest.get("tile_speed")
+        speeds, where = None, ""
+        if measured:
+            count = measured_threads(measured, threads)
+            speeds = measured[f"threads_{count}"]
+            where = f"speeds measured by the build with {count} thread(s)"
+        return TileSizes(functools.cache(lambda tile: self.upscaler(threads, tile=tile)), speeds, self.tile, where)
 
     def run(self, lr: torch.Tensor) -> torch.Tensor:
         """One (1, 3, h, w) LR image in [0, 1], h and w at most ``tile``, through the artifact's runtime -> SR image.
@@ -98,7 +125,7 @@ def load_build(folder: str | os.PathLike) -> Artifact:
         manifest = json.loads(manifest_path.read_text())
         build = Artifact(folder, manifest)
         paths = [build.artifact] + ([build.baseline] if build.baseline else [])
-        _ = build.tile, build.scale, build.bits, build.target
+        _ = build.tile, build.tiles, build.scale, build.bits, build.target
     except (json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
         raise BuildFolderError(f"{manifest_path} is not a valid build manifest: {err}") from err
     for path in paths:

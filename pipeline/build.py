@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from torch import nn
+
 from calibration.bounds import Bounds
 from calibration.deploy import deploy_mode_mismatch
 from calibration.qmodel import is_quantized
@@ -33,7 +35,7 @@ from srcore.model import SwinIR, mirror_pad
 from targets import TargetConfig, get_target
 from targets.base import deploy_model, export_copy, on_integer_grid, size_breakdown, with_offset_rows
 from targets.config import IntGrid
-from targets.latency import versus_baseline
+from targets.latency import tile_speeds, versus_baseline
 
 __all__ = ["MANIFEST_VERSION", "BuildChecks", "build", "summary_table"]
 
@@ -53,7 +55,9 @@ class BuildChecks:
         overlap: LR overlap of those tiles (default ``tile // 4``: 16 at the 64 px default).
         threads, runs: for a backend with an FP32 baseline (ExecuTorch, TFLite), the artifact and
             the baseline are timed (median of ``runs`` after warm-up) with each thread count, each in
-            a fresh process; ``threads=()`` skips timing.
+            a fresh process; ``threads=()`` skips timing. Then every tile size alone, per thread count
+            (``tile_speed``: ms per tile and per output megapixel, peak memory; what ``pipeline upscale``
+            chooses a tile size from).
         baseline_cache: a folder where FP32 baselines are kept and reused (keyed by backend, tool
             versions, the export code, weights and tile); None lowers the baseline every time.
         probe_on: a folder of LR calibration images; ``probe_crops`` seeded crops of the tile size
@@ -114,7 +118,7 @@ def build(model: SwinIR, bounds: Bounds, config: TargetConfig, out: str | os.Pat
     if backend.container is not None:
         deploy, palettized, integer = on_integer_grid(deploy, palettized, *CONTAINERS[backend.container], exact=exact)
         integer_grid = {"int_grid": config.int_grid.value, "snapping": integer_grid, **integer}
-    tile = config.tile
+    tile, tiles = config.tile, config.sizes
 
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.parent / f".{out.name}.building-{os.getpid()}"
@@ -125,8 +129,9 @@ def build(model: SwinIR, bounds: Bounds, config: TargetConfig, out: str | os.Pat
         described = backend.lower(deploy, palettized, tile, artifact)
         verification = backend.verify(artifact, palettized)
         described["graph"] = backend.graph_summary(artifact)  # ops by type, highest tensor rank (delegates: <= 4)
+        exported = nn.ModuleList([with_offset_rows(export_copy(deploy, size), palettized) for size in tiles])
         sizes = {"artifact": size_breakdown(artifact_bytes(artifact), backend.stored_constants(artifact, palettized),
-                                            with_offset_rows(export_copy(deploy, tile), palettized))}
+                                            exported)}
         baseline = None
         if backend.has_baseline:
             baseline = tmp / f"baseline_fp32{backend.extension}"
@@ -137,16 +142,17 @@ def build(model: SwinIR, bounds: Bounds, config: TargetConfig, out: str | os.Pat
             sizes["baseline"] = size_breakdown(artifact_bytes(baseline), backend.stored_constants(baseline, []),
                                                export_copy(model, tile))
         if checks.score_on is not None:
-            overlap = tile // 4 if checks.overlap is None else checks.overlap
-            verification.update(_scores(backend, model, deploy, artifact, checks.score_on, tile, overlap))
+            verification.update(_scores(backend, model, deploy, artifact, checks.score_on, tiles, checks.overlap))
         probe = None
         if checks.probe_on is not None:
             sampler = CropSampler(lr_folders=[str(checks.probe_on)], scale=model.scale, lr_size=tile, seed=0)
             probe = {"on": Path(checks.probe_on).name, **backend.probe(deploy, sampler.sample_lr(checks.probe_crops))}
             if probe["warning"]:
                 log.warning("%s", probe["warning"])
-        latency = (_latency(backend.name, artifact, baseline, tile, checks.threads, checks.runs)
-                   if baseline and checks.threads else None)
+        latency = tile_speed = None
+        if baseline and checks.threads:
+            latency = _latency(backend.name, artifact, baseline, tile, checks.threads, checks.runs)
+            tile_speed = tile_speeds(backend.name, artifact, tiles, model.scale, checks.threads, checks.runs)
         manifest = {
             "manifest_version": MANIFEST_VERSION,
             "target": backend.name,
@@ -156,9 +162,11 @@ def build(model: SwinIR, bounds: Bounds, config: TargetConfig, out: str | os.Pat
             "size_breakdown": {"what": "bytes by component (targets.base.size_breakdown)", **sizes},
             "scale": model.scale,
             "tile": tile,
+            "tiles": list(tiles),
             "weight_bits": bits,
             "integer_grid": integer_grid,
             "latency": latency,
+            "tile_speed": tile_speed,
             "bits_per_tensor": {w.path: w.bits for w in palettized},
             "grids": {w.path: {"quantizers": list(w.quantizers), "lower": w.lowers.tolist(), "upper": w.uppers.tolist()}
                       for w in palettized},
@@ -219,22 +227,31 @@ def _baseline(backend, model: SwinIR, tile: int, path: Path, cache: str | os.Pat
     return info
 
 
-def _scores(backend, model: SwinIR, deploy, artifact: Path, folder, tile: int, overlap: int) -> dict[str, Any]:
-    """PSNR/SSIM on ``folder`` of the FP model, the deploy-mode simulation and (if it runs here) the artifact."""
-    score = functools.partial(_score, folder=folder, scale=model.scale, tile=tile, overlap=overlap)
+def _scores(backend, model: SwinIR, deploy, artifact: Path, folder, tiles: tuple[int, ...],
+            overlap: int | None) -> dict[str, Any]:
+    """PSNR/SSIM on ``folder`` of the FP model, the deploy-mode simulation and (if it runs here) the artifact.
+
+    At the build's own tile (``tiles[0]``) all three; at each further tile size the artifact runs,
+    the simulation and the artifact again, under ``tiles``. ``overlap``: None for a quarter of each tile.
+    """
     simulation = backend.simulate(deploy)
-    scores = {
-        "fp": {**score(fixed_shape_upscaler(model_upscaler(model), tile, model.scale)),
-               "what": "PyTorch fp32, the FP model (no quantization)"},
-        "simulation": {**score(fixed_shape_upscaler(model_upscaler(simulation), tile, model.scale)),
-                       "what": backend.simulation},
-    }
-    if backend.runtime is not None:
-        run = backend.runner(artifact)
-        scores["artifact"] = {**score(fixed_shape_upscaler(run, tile, model.scale)), "what": backend.runtime}
-        scores["artifact"]["psnr_minus_simulation"] = scores["artifact"]["psnr"] - scores["simulation"]["psnr"]
-        scores["artifact"]["max_abs_diff_vs_simulation"] = _max_tile_difference(
-            run, model_upscaler(simulation), tile, folder, model.scale)
+    scores: dict[str, Any] = {}
+    for tile in tiles:
+        score = functools.partial(_score, folder=folder, scale=model.scale, tile=tile,
+                                  overlap=tile // 4 if overlap is None else overlap)
+        entry = {"simulation": {**score(fixed_shape_upscaler(model_upscaler(simulation), tile, model.scale)),
+                                "what": backend.simulation}}
+        if backend.runtime is not None:
+            run = backend.runner(artifact, tile=tile)
+            entry["artifact"] = {**score(fixed_shape_upscaler(run, tile, model.scale)), "what": backend.runtime}
+            entry["artifact"]["psnr_minus_simulation"] = entry["artifact"]["psnr"] - entry["simulation"]["psnr"]
+            entry["artifact"]["max_abs_diff_vs_simulation"] = _max_tile_difference(
+                run, model_upscaler(simulation), tile, folder, model.scale)
+        if tile == tiles[0]:
+            scores.update(fp={**score(fixed_shape_upscaler(model_upscaler(model), tile, model.scale)),
+                              "what": "PyTorch fp32, the FP model (no quantization)"}, **entry)
+        else:
+            scores.setdefault("tiles", {})[str(tile)] = entry
     return scores
 
 
@@ -267,6 +284,7 @@ def summary_table(result: Artifact) -> str:
         ("artifact", str(result.folder / m["artifact"])),
         ("target", f"{m['target']} ({m.get('deployment_target', '')})"),
         ("input", f"{m['input']['name']} {m['input']['shape']} {m['input']['dtype']}"),
+        ("tile sizes", ", ".join(f"{t} px" for t in m.get("tiles", [m["tile"]])) + " (LR; `pipeline upscale` picks one)"),
         ("weights", f"{m['weights']['name']} (sha256 {m['weights']['sha256'][:12]})"),
         ("quantized linears", f"{v['palettized_linears']}/{v['quantized_linears']} palettized, "
                               f"stored as {v['index_dtypes']}, == calibrated grid (read back)"),
@@ -288,6 +306,12 @@ def summary_table(result: Artifact) -> str:
         d = v["artifact"]["max_abs_diff_vs_simulation"]
         rows.append(("artifact - simulation", f"{v['artifact']['psnr_minus_simulation']:+.4f} dB, max |diff| "
                                               f"{d['max_abs']:.2e} ({d['max_abs_8bit_levels']:.2f} of 255)"))
+    for size, entry in v.get("tiles", {}).items():
+        if "artifact" in entry:
+            a = entry["artifact"]
+            rows.append((f"at {size} px", f"artifact {a['dataset']} {a['psnr']:.3f} dB, - simulation "
+                                          f"{a['psnr_minus_simulation']:+.4f} dB, max |diff| "
+                                          f"{a['max_abs_diff_vs_simulation']['max_abs_8bit_levels']:.2f} of 255"))
     headroom = (m.get("probe") or {}).get("fp16_headroom")
     if headroom:
         worst = min((k for k, v in headroom.items() if isinstance(v, dict)), key=lambda k: headroom[k]["margin"])

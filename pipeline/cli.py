@@ -214,6 +214,10 @@ def cmd_build(args: argparse.Namespace) -> int:
         raise ValueError("--int-grid is an ExecuTorch/TFLite option (Core ML stores the calibrated grid as a table)")
     options = {"fp32_ops": tuple(args.fp32_ops)} if args.fp32_ops else {}
     options |= {"int_grid": args.int_grid} if args.int_grid else {}
+    if args.tiles is not None:
+        if args.target != "executorch":
+            raise ValueError("--tiles is an ExecuTorch option (Core ML and TFLite artifacts run one tile size: --tile)")
+        options["tiles"] = tuple(args.tiles)
     config = CONFIGS[args.target](tile=args.tile, **options)
     backend = get_target(config, args.bits)  # a wrong target or bit width fails before data or weights are read
     score_on = None
@@ -258,9 +262,9 @@ def cmd_upscale(args: argparse.Namespace) -> int:
         from pipeline.artifacts import load_build
 
         build = load_build(args.artifact)
-        upscaler, scale, tile = build.upscaler(threads=args.threads), build.scale, build.tile
-        if args.tile not in (None, tile):
-            raise ValueError(f"the artifact takes {tile} px tiles; --tile {args.tile} does not fit it")
+        upscaler, scale, tile = build.tile_sizes(threads=args.threads), build.scale, args.tile
+        if tile not in (None, *build.tiles):
+            raise ValueError(f"the artifact runs {', '.join(map(str, build.tiles))} px tiles; --tile {tile} is not one")
         what = f"{build.target} artifact {build.artifact} (W{build.bits}, {build.manifest['weights']['name']})"
     else:
         from pipeline.evaluate import model_upscaler
@@ -276,7 +280,7 @@ def cmd_upscale(args: argparse.Namespace) -> int:
         if args.threads:
             torch.set_num_threads(args.threads)
         upscaler, scale, tile = model_upscaler(model), args.scale, args.tile or 128
-    overlap = tile // 4 if args.overlap is None else args.overlap
+    overlap = args.overlap
     config = UpscaleConfig(AlphaMethod(args.alpha), args.bit_depth, args.quality, args.max_memory)
     if args.input.is_dir():
         from pipeline.photo_writer import OutputFormat
@@ -293,7 +297,8 @@ def cmd_upscale(args: argparse.Namespace) -> int:
     report = upscale_file(upscaler, args.input, args.output, scale, tile, overlap, progress=not args.quiet,
                           config=config)
     print(f"wrote {args.output}: {report.input_size[1]}x{report.input_size[0]} -> {report.output_size[1]}x"
-          f"{report.output_size[0]} in {report.seconds:.1f} s, {report.tiles} tiles of {tile} px (overlap {overlap}), "
+          f"{report.output_size[0]} in {report.seconds:.1f} s, {report.tiles} tiles of {report.tile} px (overlap "
+          f"{report.overlap}), "
           f"peak RSS {report.peak_rss_mb:.0f} MB; {what}")
     return 0
 
@@ -445,7 +450,13 @@ def build_parser() -> argparse.ArgumentParser:
     bu.add_argument("--bounds", type=Path, default=None,
                     help="bounds file from `pipeline calibrate` (default: DOBI weight bounds in the target's deploy mode)")
     _add_model_options(bu)
-    bu.add_argument("--tile", type=int, default=64, help="fixed LR input side of the artifact, a multiple of 8 (default 64)")
+    bu.add_argument("--tile", type=int, default=64,
+                    help="the artifact's own LR input side, a multiple of 8 (default 64): scored, verified and timed "
+                         "against the FP32 baseline at this size")
+    bu.add_argument("--tiles", type=int, nargs="+", default=None,
+                    help="ExecuTorch: further LR tile sides the same .pte runs, one method each, sharing the weights "
+                         "but each adding its graph, about 0.32 MB at x4 (default 64 96; `pipeline upscale` picks the "
+                         "fastest for each photo; reports/upscale_photo.md measures 64-192)")
     bu.add_argument("--calib", nargs="+", type=Path, default=None,
                     help="LR calibration folders when no --bounds is given (default <data>/calib/DF2K_LR_bicubic/X4)")
     bu.add_argument("--out", type=Path, default=None,
@@ -481,7 +492,8 @@ def build_parser() -> argparse.ArgumentParser:
                                     "(memory bounded by the tile), JPEG and WebP hold the whole output in memory "
                                     "(stated up front, limited by --max-memory). With an input folder every image in "
                                     "it is upscaled into the output folder, resumably. With --artifact the tiles run "
-                                    "through the build's own runtime (ExecuTorch, LiteRT) at its fixed tile size; "
+                                    "through the build's own runtime (ExecuTorch, LiteRT) at one of its tile sizes, "
+                                    "the fastest for the photo within --max-memory (printed); "
                                     "otherwise through the PyTorch model (fake-quantized with --bounds). Bad input "
                                     "is one line on stderr and exit status 2; nothing half-written is left.")
     up.add_argument("input", type=Path, help="input image (PNG, JPEG, BMP, TIFF, WebP, ...) or folder of images")
@@ -493,8 +505,12 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--bounds", type=Path, default=None, help="bounds file: run the fake-quantized model (PyTorch path)")
     up.add_argument("--scale", type=int, choices=(2, 3, 4), default=4, help="PyTorch path: upscaling factor (default 4)")
     up.add_argument("--tile", type=int, default=None,
-                    help="LR tile side (default: the artifact's; 128 for the PyTorch path)")
-    up.add_argument("--overlap", type=int, default=None, help="LR overlap between tiles (default tile // 4)")
+                    help="LR tile side (default: with --artifact, the fastest of its sizes for this photo within "
+                         "--max-memory, from the speeds its build measured, printed with the reason; 128 for the "
+                         "PyTorch path)")
+    up.add_argument("--overlap", type=int, default=None,
+                    help="LR overlap between tiles (default 16, or tile // 4 for tiles under 64: enough to keep seams "
+                         "under 1/255, reports/upscale_photo.md)")
     up.add_argument("--threads", type=int, default=None, help="runtime threads (default: the runtime's choice)")
     up.add_argument("--alpha", choices=("bicubic", "model"), default="bicubic",
                     help="how the alpha channel of a transparent image is upscaled: MATLAB bicubic (default) or the "
@@ -505,8 +521,10 @@ def build_parser() -> argparse.ArgumentParser:
                          "(default 8; a 16-bit input then gets a note)")
     up.add_argument("--quality", type=int, default=None, metavar="1..100",
                     help="JPEG or WebP quality (default: JPEG 95, WebP lossless); not for PNG")
-    up.add_argument("--max-memory", type=int, default=2048, metavar="MB",
-                    help="refuse a JPEG or WebP output (not streamed) that needs more memory than this (default 2048)")
+    up.add_argument("--max-memory", type=int, default=1024, metavar="MB",
+                    help="memory cap (default 1024): with --artifact the tile size is the fastest whose measured peak "
+                         "plus the photo's buffers fits; a JPEG or WebP output (not streamed) that needs more than "
+                         "this is refused")
     up.add_argument("--format", choices=("png", "jpeg", "webp"), default=None,
                     help="input folder only: format of the outputs (default png)")
     up.add_argument("--recursive", action="store_true", help="input folder only: include images in subfolders "

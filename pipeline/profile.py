@@ -2,7 +2,9 @@
 
 For each build folder: latency (warm-up, median, p90, min over N runs, peak memory) of the artifact
 and of the FP32 artifact of the same backend and graph, interleaved in one fresh process per thread
-count (:func:`targets.latency.versus_baseline`), their ratio beside the paper's theoretical FLOP speed-up
+count (:func:`targets.latency.versus_baseline`); every tile size the artifact runs, alone, in ms per
+output megapixel net of the overlap a photo recomputes and peak memory (:func:`targets.latency.tile_speeds`,
+what ``pipeline upscale`` chooses from); their ratio beside the paper's theoretical FLOP speed-up
 (:func:`pipeline.cost.flop_speedup`), PSNR/SSIM of the artifact on benchmark folders, and the
 runtime's per-operator breakdown where it has one (ExecuTorch ETDump). Results go to JSON, a
 Markdown table and a PNG chart (latency and PSNR per bit width). Numbers are host numbers: the
@@ -23,7 +25,7 @@ from pipeline.cost import flop_speedup
 from pipeline.evaluate import evaluate
 from srcore.data import dataset_name
 from srcore.model import build_model
-from targets.latency import PEAK_RSS_WHAT, versus_baseline
+from targets.latency import PEAK_RSS_WHAT, tile_speeds, versus_baseline
 
 __all__ = ["SCHEMA_VERSION", "plot_profile", "profile_builds", "to_markdown"]
 
@@ -55,6 +57,7 @@ def profile_build(folder: str | os.PathLike, threads: tuple[int, ...], runs: int
                   "baseline_bytes": artifact_bytes(build.baseline), "weights": build.manifest["weights"],
                   "weight_bits": build.bits, "stored_bits": stored, "input": build.manifest["input"]},
         "latency": latency,
+        "tile_speed": tile_speeds(build.target, build.artifact, build.tiles, build.scale, threads, runs, warmup),
         "theoretical_flop_speedup": {
             "grid_bits": flop_speedup(model, build.bits, (build.tile, build.tile)),
             "stored_bits": flop_speedup(model, stored, (build.tile, build.tile)),
@@ -104,6 +107,16 @@ def to_markdown(report: dict[str, Any], command: str) -> str:
                          f"{a['median_ms']:.1f} | {a['p90_ms']:.1f} | {a['min_ms']:.1f} | {b['median_ms']:.1f} | "
                          f"**{entry['speedup_vs_fp32']:.2f}x** ({entry['paired_speedup_median']:.2f}x) | {flops['grid_bits']:.2f}x / {flops['stored_bits']:.2f}x | "
                          f"{a['peak_rss_mb']:.0f} ({b['peak_rss_mb']:.0f}) | {scores} |")
+    lines += ["", "Per tile size, artifact alone (ms per output MP: per tile over the output it adds past its overlap "
+              "with the tiles before it, as in a large photo; peak RSS of a process running that size):", "",
+              "| build | threads | tile px (overlap) | median ms per tile | ms per output MP | peak RSS MB |",
+              "|---|---|---|---|---|---|"]
+    for p in report["profiles"]:
+        for key, rows in p["tile_speed"].items():
+            if key.startswith("threads_"):
+                lines += [f"| {Path(p['build']).name} | {key.split('_')[1]} | {tile} ({r['overlap']}) | "
+                          f"{r['median_ms']:.1f} | {r['ms_per_output_mp']:.0f} | {r['peak_rss_mb']:.0f} |"
+                          for tile, r in rows.items()]
     for p in report["profiles"]:
         ops = next(iter(p["latency"].values()))["artifact"].get("ops")
         if isinstance(ops, list):
@@ -116,7 +129,7 @@ def to_markdown(report: dict[str, Any], command: str) -> str:
 
 
 def plot_profile(report: dict[str, Any], path: Path) -> Path:
-    """Latency (artifact vs FP32, per thread count) and PSNR per build, one bar group per build."""
+    """Latency (artifact vs FP32, per thread count) and PSNR per build; ms per output MP against tile size."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -125,7 +138,7 @@ def plot_profile(report: dict[str, Any], path: Path) -> Path:
     profiles = report["profiles"]
     labels = [f"{p['runtime']['target']}\nW{p['model']['weight_bits']}" for p in profiles]
     keys = list(profiles[0]["latency"])
-    fig, (left, right) = plt.subplots(1, 2, figsize=(4 + 1.6 * len(profiles), 4))
+    fig, (left, right, tiles) = plt.subplots(1, 3, figsize=(8 + 1.6 * len(profiles), 4))
     width = 0.8 / (2 * len(keys))
     for i, key in enumerate(keys):
         threads = key.split("_")[1]
@@ -142,6 +155,14 @@ def plot_profile(report: dict[str, Any], path: Path) -> Path:
     right.set_ylabel("PSNR (dB), artifact in its runtime")
     if report["settings"]["data"]:
         right.legend(fontsize=7)
+    for p, label in zip(profiles, labels):
+        for key, rows in p["tile_speed"].items():
+            if key.startswith("threads_"):
+                tiles.plot([int(t) for t in rows], [r["ms_per_output_mp"] for r in rows.values()], marker="o",
+                           label=f"{label.replace(chr(10), ' ')}, {key.split('_')[1]} thread(s)")
+    tiles.set_xlabel("LR tile side (px)")
+    tiles.set_ylabel("ms per output megapixel (overlap counted)")
+    tiles.legend(fontsize=7)
     fig.suptitle(f"{report['device']['kind']} {report['device']['machine']}: latency and accuracy per build")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)

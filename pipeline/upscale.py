@@ -37,7 +37,8 @@ from pipeline.evaluate import Upscaler
 from pipeline.photo_writer import output_format, output_memory, photo_spec, write_photo
 from srcore.images import Photo, load_photo
 from srcore.imresize import imresize
-from srcore.tiling import ProgressFn, iter_tiled_bands, tile_plan
+from pipeline.tile_choice import TileSizes, choose_tile
+from srcore.tiling import ProgressFn, default_overlap, iter_tiled_bands, tile_plan
 
 __all__ = ["AlphaMethod", "UpscaleConfig", "UpscaleReport", "upscale_file"]
 
@@ -59,13 +60,14 @@ class UpscaleConfig:
         alpha: how the alpha channel is upscaled.
         bit_depth: 8, or 16 (PNG only; a 16-bit input keeps its precision).
         quality: JPEG/WebP quality 1..100; None: JPEG 95, WebP lossless.
-        max_memory_mb: largest in-memory output allowed for formats that cannot be streamed (JPEG, WebP).
+        max_memory_mb: memory cap: the largest in-memory output allowed for formats that cannot be
+            streamed (JPEG, WebP), and what an artifact's tile size must fit (:func:`pipeline.tile_choice.choose_tile`).
     """
 
     alpha: AlphaMethod = AlphaMethod.BICUBIC
     bit_depth: int = 8
     quality: int | None = None
-    max_memory_mb: int = 2048
+    max_memory_mb: int = 1024
 
     def __post_init__(self) -> None:
         if not isinstance(self.alpha, AlphaMethod):
@@ -83,6 +85,8 @@ class UpscaleReport:
     input_size: tuple[int, int]
     output_size: tuple[int, int]
     tiles: int
+    tile: int
+    overlap: int
     seconds: float
     peak_rss_mb: float
     notes: tuple[str, ...] = ()
@@ -153,18 +157,21 @@ def _open_partial(dst: Path) -> tuple[Path, BinaryIO]:
         raise ValueError(f"cannot write {dst} (in {dst.parent}): {exc.strerror or exc}") from exc
 
 
-def upscale_file(upscaler: Upscaler, src: str | os.PathLike, dst: str | os.PathLike, scale: int, tile: int,
-                 overlap: int, progress: bool = True, config: UpscaleConfig = UpscaleConfig()) -> UpscaleReport:
+def upscale_file(upscaler: Upscaler | TileSizes, src: str | os.PathLike, dst: str | os.PathLike, scale: int,
+                 tile: int | None, overlap: int | None = None, progress: bool = True,
+                 config: UpscaleConfig = UpscaleConfig()) -> UpscaleReport:
     """Upscale the image ``src`` into ``dst`` (PNG, JPEG or WebP by extension) with overlapping tiles.
 
     Args:
-        upscaler: maps a (1, 3, h, w) float tile to (1, 3, h*scale, w*scale).
-        tile, overlap: LR tile side and overlap in px.
+        upscaler: maps a (1, 3, h, w) float tile to (1, 3, h*scale, w*scale); or an artifact's
+            :class:`~pipeline.tile_choice.TileSizes`, of which ``tile`` or, when ``tile`` is None, the
+            fastest size within ``config.max_memory_mb`` for this photo is used (the choice is logged).
+        tile, overlap: LR tile side and overlap in px (overlap None: :func:`srcore.tiling.default_overlap`).
         progress: show a tile progress bar.
         config: alpha method, bit depth, quality and memory limit.
 
     Returns:
-        Sizes, tile count, time, peak RSS, and the notes logged (conversions, dropped metadata).
+        Sizes, tile side, overlap and count, time, peak RSS, and the notes logged (conversions, dropped metadata).
 
     Raises:
         srcore.images.ImageReadError: ``src`` is not a readable image (corrupt, truncated, too many pixels).
@@ -193,6 +200,12 @@ def upscale_file(upscaler: Upscaler, src: str | os.PathLike, dst: str | os.PathL
                     needed_mb)
     for note in notes:
         logger.warning("%s: %s", src.name, note)
+    if isinstance(upscaler, TileSizes):
+        upscaler, tile, overlap = _pick(upscaler, src.name, (h, w, channels + (photo.alpha is not None)), scale, tile,
+                                        overlap, config.max_memory_mb, needed_mb)
+    elif tile is None:
+        raise ValueError("a tile side is needed: only an artifact's TileSizes can choose one")
+    overlap = default_overlap(tile) if overlap is None else overlap
     plan = tile_plan(h, w, tile, overlap)
     start = time.perf_counter()
     partial, f = _open_partial(dst)
@@ -205,5 +218,20 @@ def upscale_file(upscaler: Upscaler, src: str | os.PathLike, dst: str | os.PathL
         partial.unlink(missing_ok=True)
         raise
     peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return UpscaleReport((h, w), (h * scale, w * scale), len(plan), time.perf_counter() - start, peak_kb / 1024,
-                         tuple(notes))
+    return UpscaleReport((h, w), (h * scale, w * scale), len(plan), tile, overlap, time.perf_counter() - start,
+                         peak_kb / 1024, tuple(notes))
+
+
+def _pick(sizes: TileSizes, name: str, shape: tuple[int, int, int], scale: int, tile: int | None,
+          overlap: int | None, max_memory_mb: float, fixed_mb: float) -> tuple[Upscaler, int, int | None]:
+    """The upscaler, tile and overlap for one photo from an artifact's sizes (see :func:`upscale_file`)."""
+    if tile is None and sizes.speeds is None:
+        logger.info("%s: tile %d px, the artifact's own (its manifest holds no speed per tile size)", name, sizes.default)
+        tile = sizes.default
+    elif tile is None:
+        chosen, options = choose_tile(sizes.speeds, *shape, scale, max_memory_mb, fixed_mb, overlap)
+        logger.info("%s: tile %d px, the fastest of the artifact's sizes within --max-memory %d MB (%s):\n%s", name,
+                    chosen.tile, max_memory_mb, sizes.measured,
+                    "\n".join(f"  {'->' if o is chosen else '  '} {o.describe()}" for o in options))
+        tile, overlap = chosen.tile, chosen.overlap
+    return sizes.upscaler_for(tile), tile, overlap

@@ -19,6 +19,7 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 
 from pipeline.evaluate import Upscaler
 from pipeline.photo_writer import OutputFormat, check_options
+from pipeline.tile_choice import TileSizes
 from pipeline.upscale import UpscaleConfig, upscale_file
 from srcore.images import ImageReadError
 
@@ -61,8 +62,8 @@ def _inputs(src_dir: Path, dst_dir: Path, recursive: bool) -> tuple[list[Path], 
     return images, others
 
 
-def upscale_folder(upscaler: Upscaler, src_dir: str | Path, dst_dir: str | Path, scale: int, tile: int,
-                   overlap: int, *, fmt: OutputFormat = OutputFormat.PNG, recursive: bool = False,
+def upscale_folder(upscaler: Upscaler | TileSizes, src_dir: str | Path, dst_dir: str | Path, scale: int,
+                   tile: int | None, overlap: int | None, *, fmt: OutputFormat = OutputFormat.PNG, recursive: bool = False,
                    force: bool = False, progress: bool = True,
                    config: UpscaleConfig = UpscaleConfig()) -> FolderReport:
     """Upscale every image in ``src_dir`` into ``dst_dir`` as ``fmt`` (see the module docstring).

@@ -46,7 +46,10 @@ from dataclasses import dataclass
 
 import torch
 
-__all__ = ["Tile", "tile_plan", "edge_weights_1d", "iter_tiled_bands", "upscale_tiled"]
+__all__ = ["SEAM_OVERLAP", "Tile", "default_overlap", "tile_plan", "edge_weights_1d", "iter_tiled_bands", "upscale_tiled"]
+
+SEAM_OVERLAP = 16
+"""LR overlap that keeps SwinIR-light's seams under 1/255 at every tile size measured (reports/upscale_photo.md)."""
 
 logger = logging.getLogger(__name__)
 
@@ -88,6 +91,15 @@ def _check_tile_overlap(tile: object, overlap: object) -> tuple[int, int]:
     if overlap >= tile:
         raise ValueError(f"overlap must be in [0, tile - 1] = [0, {tile - 1}], got overlap={overlap} for tile={tile}")
     return tile, overlap
+
+
+def default_overlap(tile: int) -> int:
+    """The overlap when none is given: :data:`SEAM_OVERLAP`, or a quarter of a tile too small for it.
+
+    Seams depend on the model's receptive field, not on the tile, so a bigger tile keeps the same
+    overlap and recomputes a smaller share of its pixels.
+    """
+    return min(SEAM_OVERLAP, _check_int(tile, "tile", 1) // 4)
 
 
 def _starts(n: int, tile: int, overlap: int) -> list[int]:

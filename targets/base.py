@@ -423,8 +423,9 @@ class Target(abc.ABC):
         """The PyTorch model of the artifact's arithmetic (default: the deploy model itself)."""
         return deploy
 
-    def runner(self, artifact: Path, threads: int | None = None) -> Callable[[torch.Tensor], torch.Tensor]:
-        """LR tile -> SR tile through the artifact's runtime on this host."""
+    def runner(self, artifact: Path, threads: int | None = None,
+               tile: int | None = None) -> Callable[[torch.Tensor], torch.Tensor]:
+        """LR tile -> SR tile through the artifact's runtime on this host; ``tile``: which of its sizes (default its own)."""
         raise TargetError(f"{self.name} artifacts cannot run on this host")
 
     def lower_baseline(self, deploy: nn.Module, tile: int, artifact: Path) -> dict[str, Any]:
@@ -448,10 +449,12 @@ class Target(abc.ABC):
 
     @abc.abstractmethod
     def graph_summary(self, artifact: Path) -> dict[str, Any]:
-        """What the artifact's graph holds, read from the file: ``{"ops": {op type: count}, "max_rank": int}``.
+        """What the artifact's graph holds, read from the file: ``{"ops": {op type: count}, "max_rank": int,
+        "above_rank_4": {op type: count of ops reading or writing a tensor above rank 4}}``.
 
         ``max_rank`` is the highest rank of any tensor the graph defines: mobile GPU delegates and NPUs
-        commonly reject tensors above rank 4, so the export keeps every tensor at rank 4 or less.
+        commonly reject tensors above rank 4 (docs/runtime_limits/rank_limits.md), so the export keeps
+        every tensor at rank 4 or less.
         """
 
 

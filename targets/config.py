@@ -17,6 +17,12 @@ __all__ = ["CoreMLConfig", "ExecuTorchConfig", "IntGrid", "IntegerConfig", "Prec
 
 
 FP32_OPS = ("layer_norm", "softmax")  # the Core ML ops that may stay fp32 inside an fp16 program
+TILES = (64, 96)  # the LR tile sides one ExecuTorch artifact runs by default (ExecuTorchConfig.tiles)
+
+
+def _check_tile(tile: object, name: str) -> None:
+    if isinstance(tile, bool) or not isinstance(tile, int) or tile < 8:
+        raise ValueError(f"{name} must be an integer >= 8 (a multiple of the window size), got {tile!r}")  # the Core ML ops that may stay fp32 inside an fp16 program
 
 
 class Precision(enum.Enum):
@@ -52,8 +58,12 @@ class TargetConfig:
     tile: int = 64
 
     def __post_init__(self):
-        if isinstance(self.tile, bool) or not isinstance(self.tile, int) or self.tile < 8:
-            raise ValueError(f"tile must be an integer >= 8 (a multiple of the window size), got {self.tile!r}")
+        _check_tile(self.tile, "tile")
+
+    @property
+    def sizes(self) -> tuple[int, ...]:
+        """Every LR tile side the artifact runs, ``tile`` first (the size it is timed and compared at)."""
+        return (self.tile,)
 
 
 @dataclass(frozen=True)
@@ -103,9 +113,32 @@ class IntegerConfig(TargetConfig):
 
 @dataclass(frozen=True)
 class ExecuTorchConfig(IntegerConfig):
-    """ExecuTorch program (.pte) with the XNNPACK delegate: int4 weight codes, dynamic int8 activations."""
+    """ExecuTorch program (.pte) with the XNNPACK delegate: int4 weight codes, dynamic int8 activations.
+
+    Args:
+        tiles: further LR tile sides the same .pte runs, one method each (``forward`` runs ``tile``,
+            ``tile_<n>`` the others); ``pipeline upscale`` picks the fastest for each photo. XNNPACK keys
+            its weights by content, so the methods share one copy, but each size adds its own XNNPACK
+            graph, about 0.32 MB at x4. Default 64 and 96 (reports/upscale_photo.md, 2 threads on this
+            2-core host): with the 16 px overlap a photo needs, 96, 128 and 192 px cost 18-20% less time per
+            output pixel than 64 (a bigger tile recomputes less overlap, but its memory-bound ops slow
+            down per pixel), so one extra size takes almost all the gain for one extra graph.
+    """
 
     backend: ClassVar[str] = "executorch"
+    tiles: tuple[int, ...] = TILES
+
+    def __post_init__(self):
+        super().__post_init__()
+        if isinstance(self.tiles, (int, str)):
+            raise ValueError(f"tiles must be a sequence of tile sides, got {self.tiles!r}")
+        for tile in self.tiles:
+            _check_tile(tile, "every tile in tiles")
+        object.__setattr__(self, "tiles", tuple(self.tiles))
+
+    @property
+    def sizes(self) -> tuple[int, ...]:
+        return (self.tile, *sorted(set(self.tiles) - {self.tile}))
 
 
 @dataclass(frozen=True)

@@ -268,11 +268,17 @@ class CoreMLTarget(Target):
         }
 
     def graph_summary(self, artifact: Path) -> dict[str, Any]:
-        """MIL operations by type and the highest rank of any value they produce (constants included)."""
+        """MIL operations by type, the highest rank of any value they produce (constants included), and the
+        operations that read or write a value above rank 4, by type (the Neural Engine's layout is 4-D)."""
         program, _ = mil_program(artifact)
         ops = list(program.functions["main"].operations)
         ranks = [len(out.shape) for op in ops for out in op.outputs if out.shape is not None]
-        return {"ops": dict(collections.Counter(op.op_type for op in ops).most_common()), "max_rank": max(ranks)}
+        above = collections.Counter(
+            op.op_type for op in ops
+            if any(v.shape is not None and len(v.shape) > 4 for v in [*op.outputs, *op.inputs.values()]
+                   if hasattr(v, "shape")))
+        return {"ops": dict(collections.Counter(op.op_type for op in ops).most_common()), "max_rank": max(ranks),
+                "above_rank_4": dict(above.most_common())}
 
     def stored_constants(self, artifact: Path, weights: list[PalettizedWeight]) -> list[StoredConstant]:
         """The saved program's constants: each lookup table with its packed indices, and each plain const not feeding one.
@@ -314,10 +320,11 @@ class CoreMLTarget(Target):
                        "CoreMLConfig(fp32_ops=('layer_norm', 'softmax')) (--fp32-ops) or compute_precision fp32")
         return {"fp16_headroom": headroom, "warning": warning}
 
-    def runner(self, artifact: Path, threads: int | None = None):
+    def runner(self, artifact: Path, threads: int | None = None, tile: int | None = None):
         """LR tile -> SR tile through the artifact's own program (Core ML cannot run here; see :mod:`targets.coreml_mil`).
 
-        ``threads`` is accepted for the common interface; the interpreter uses torch's own threads.
+        ``threads`` and ``tile`` are accepted for the common interface: the interpreter uses torch's own
+        threads, and a Core ML artifact runs one tile size.
         """
         interpreter = MilInterpreter(artifact)
 

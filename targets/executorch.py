@@ -110,29 +110,44 @@ def _with_our_codes(graph_module: torch.fx.GraphModule, weights: list[Palettized
     return graph_module
 
 
-def _lower(model: nn.Module, example: torch.Tensor, artifact: Path) -> dict[str, Any]:
-    """Export, lower to XNNPACK and write ``artifact``; describe the partitioning."""
+def method_name(tile: int, primary: int) -> str:
+    """The .pte method that runs ``tile``: ``forward`` for the build's own tile, ``tile_<n>`` for the others."""
+    return "forward" if tile == primary else f"tile_{tile}"
+
+
+def _lower(models: dict[int, nn.Module], artifact: Path) -> dict[str, Any]:
+    """Export each tile's graph as one method, lower all to XNNPACK in one program and write ``artifact``.
+
+    ``models`` maps tile sides to their graphs, the first being ``forward``. XNNPACK stores constants
+    under the sha256 of their bytes, so the methods share one copy of every weight.
+    """
     from executorch.backends.xnnpack.partition.xnnpack_partitioner import (
         XnnpackPartitioner,
     )
     from executorch.exir import to_edge_transform_and_lower
 
     start = time.perf_counter()
-    program = torch.export.export(model, (example,))
-    lowered = to_edge_transform_and_lower(program, partitioner=[XnnpackPartitioner()])
-    graph = lowered.exported_program().graph_module.graph
-    calls = [n for n in graph.nodes if n.op == "call_function"]
-    partitions = sum("executorch_call_delegate" in str(n.target) for n in calls)
-    outside = collections.Counter(
-        str(n.target).split(":")[0].replace("<EdgeOpOverload: ", "") for n in calls
-        if "executorch_call_delegate" not in str(n.target) and "getitem" not in str(n.target))
+    primary = next(iter(models))
+    programs = {method_name(tile, primary): torch.export.export(model, (torch.rand(1, 3, tile, tile),))
+                for tile, model in models.items()}
+    lowered = to_edge_transform_and_lower(programs, partitioner=[XnnpackPartitioner()])
+    partitions, outside = {}, collections.Counter()
+    for name in programs:
+        calls = [n for n in lowered.exported_program(name).graph_module.graph.nodes if n.op == "call_function"]
+        partitions[name] = sum("executorch_call_delegate" in str(n.target) for n in calls)
+        outside.update(str(n.target).split(":")[0].replace("<EdgeOpOverload: ", "") for n in calls
+                       if "executorch_call_delegate" not in str(n.target) and "getitem" not in str(n.target))
     artifact.write_bytes(lowered.to_executorch().buffer)
-    return {"xnnpack_partitions": partitions, "ops_outside_xnnpack": dict(outside),
+    return {"methods": {str(tile): method_name(tile, primary) for tile in models},
+            "xnnpack_partitions": partitions[method_name(primary, primary)], "ops_outside_xnnpack": dict(outside),
             "lowering_seconds": round(time.perf_counter() - start, 1)}
 
 
 def _xnnpack_graphs(pte) -> Any:
-    """Each XnnpackBackend payload of a deserialized .pte: its XNNGraph flatbuffer as JSON (schema shipped in executorch)."""
+    """Each XnnpackBackend payload of a deserialized .pte: (method name, its XNNGraph flatbuffer as JSON).
+
+    The flatbuffer is decoded with the schema shipped in executorch.
+    """
     from executorch.backends.xnnpack.serialization.xnnpack_graph_serialize import (
         XNNHeader,
         _get_schema_bytes,
@@ -150,7 +165,7 @@ def _xnnpack_graphs(pte) -> Any:
                 schema.write_bytes(_get_schema_bytes())
                 payload.write_bytes(blob[header.flatbuffer_offset: header.flatbuffer_offset + header.flatbuffer_size])
                 _flatc_decompile(tmp, str(schema), str(payload), ["--raw-binary"])
-                yield json.loads(Path(tmp, "graph.json").read_text())
+                yield plan.name, json.loads(Path(tmp, "graph.json").read_text())
 
 
 def _named_constant(pte, key: str) -> bytes:
@@ -158,8 +173,8 @@ def _named_constant(pte, key: str) -> bytes:
     return named.buffers[named.pte_data[key].buffer_index]
 
 
-def stored_weights(artifact: Path) -> list[dict[str, Any]]:
-    """Every 4-bit per-channel weight the .pte's XNNPACK payloads hold: ``{"codes": int (out, in), "scales": (out,)}``.
+def stored_weights(artifact: Path) -> dict[str, list[dict[str, Any]]]:
+    """Per method, every 4-bit per-channel weight its XNNPACK payloads hold: ``{"codes": int (out, in), "scales": (out,)}``.
 
     Reads the program, each XnnpackBackend payload (:func:`_xnnpack_graphs`) and the named constant
     data the payload points to. Codes are stored two per byte, low nibble first, offset by 8
@@ -168,8 +183,8 @@ def stored_weights(artifact: Path) -> list[dict[str, Any]]:
     from executorch.exir._serialize._program import deserialize_pte_binary
 
     pte = deserialize_pte_binary(Path(artifact).read_bytes())
-    found = []
-    for graph in _xnnpack_graphs(pte):
+    found: dict[str, list[dict[str, Any]]] = {}
+    for method, graph in _xnnpack_graphs(pte):
         for value in graph["xvalues"]:
             tensor = value["xvalue_union"].get("tensor_value", {})
             if tensor.get("datatype") != "xnn_datatype_qcint4":
@@ -181,8 +196,8 @@ def stored_weights(artifact: Path) -> list[dict[str, Any]]:
             nibbles = np.stack([packed & 0xF, packed >> 4], axis=1).reshape(-1)[: out * inp]
             scale_data = graph["constant_data"][params["scale_buffer_idx"]]
             scales = np.frombuffer(_named_constant(pte, scale_data["named_key"]), dtype=np.float32)[: params["num_scales"]]
-            found.append({"codes": nibbles.astype(np.int16).reshape(out, inp) - 8, "scales": scales.copy(),
-                          "channel_dim": params["channel_dim"]})
+            found.setdefault(method, []).append({"codes": nibbles.astype(np.int16).reshape(out, inp) - 8,
+                                                 "scales": scales.copy(), "channel_dim": params["channel_dim"]})
     return found
 
 
@@ -212,7 +227,7 @@ def stored_constants(artifact: Path) -> list[StoredConstant]:
         values = None if component else np.frombuffer(data, dtype=dtype)[:count]
         found.append(StoredConstant(len(data), values, component))
 
-    for graph in _xnnpack_graphs(pte):
+    for _, graph in _xnnpack_graphs(pte):
         for value in graph["xvalues"]:
             union = value["xvalue_union"]
             tensor = union.get("tensor_value", union)
@@ -263,28 +278,37 @@ class ExecuTorchTarget(IntegerTarget):
                 prepare_pt2e,
             )
 
-            model, example = export_graph(deploy, tile), torch.rand(1, 3, tile, tile)  # checks the tile first
-            model = with_offset_rows(model, weights)
             quantizer = XNNPACKQuantizer()
             quantizer.set_module_type(nn.Linear, get_symmetric_quantization_config(
                 is_per_channel=True, is_dynamic=True, weight_qmin=-8, weight_qmax=7))
-            prepared = prepare_pt2e(torch.export.export(model, (example,)).module(), quantizer)
-            prepared(example)
-            described = _lower(_with_our_codes(convert_pt2e(prepared), weights), example, artifact)
+            graphs = {}
+            for size in self._sizes(tile):
+                model, example = export_graph(deploy, size), torch.rand(1, 3, size, size)  # checks the tile first
+                prepared = prepare_pt2e(torch.export.export(with_offset_rows(model, weights), (example,)).module(),
+                                        quantizer)
+                prepared(example)
+                graphs[size] = _with_our_codes(convert_pt2e(prepared), weights)
+            described = _lower(graphs, artifact)
         return {"deployment_target": "ExecuTorch 1.5 runtime, XNNPACK delegate (Android/iOS/Linux CPU)",
                 **tensor_io(deploy, tile), **described,
                 "activations": "fp32; quantized Linears: dynamic int8 per token x int4 per-channel weights (QC4W)",
                 "stored_bits": 4}
 
     def lower_baseline(self, deploy: nn.Module, tile: int, artifact: Path) -> dict[str, Any]:
-        with quiet_tools():
-            return _lower(export_graph(deploy, tile), torch.rand(1, 3, tile, tile), artifact)
+        with quiet_tools():  # the FP32 baseline is timed at the primary tile only: one method
+            return _lower({tile: export_graph(deploy, tile)}, artifact)
+
+    def _sizes(self, tile: int) -> tuple[int, ...]:
+        """``tile`` first, then the config's other tile sides."""
+        return (tile, *(size for size in self.config.sizes if size != tile))
 
     def verify(self, artifact: Path, weights: list[PalettizedWeight]) -> dict[str, Any]:
         with quiet_tools():
             stored = stored_weights(artifact)
-        match_stored_weights(weights, [(t["codes"], t["scales"]) for t in stored])
+        for method in self._methods(artifact):  # every method holds every grid (one shared copy in the file)
+            match_stored_weights(weights, [(t["codes"], t["scales"]) for t in stored.get(method, [])])
         return {
+            "methods_verified": self._methods(artifact),
             "quantized_linears": len(weights),
             "palettized_linears": len(weights),
             "index_dtypes": {"qcint4 (codes k+z, zero point 0)": len(weights)},
@@ -296,8 +320,18 @@ class ExecuTorchTarget(IntegerTarget):
         with quiet_tools():
             return stored_constants(artifact)
 
-    def runner(self, artifact: Path, threads: int | None = None):
-        """LR tile -> SR tile through the ExecuTorch runtime; ``threads`` sizes XNNPACK's pool (before loading)."""
+    @staticmethod
+    def _methods(artifact: Path) -> list[str]:
+        from executorch.runtime import Runtime
+
+        with quiet_tools():
+            return sorted(Runtime.get().load_program(Path(artifact)).method_names)
+
+    def runner(self, artifact: Path, threads: int | None = None, tile: int | None = None):
+        """LR tile -> SR tile through the ExecuTorch runtime; ``threads`` sizes XNNPACK's pool (before loading).
+
+        ``tile``: the method ``tile_<tile>`` where the .pte has one, else ``forward`` (the build's own tile).
+        """
         with quiet_tools():
             from executorch.runtime import Runtime
 
@@ -307,7 +341,9 @@ class ExecuTorchTarget(IntegerTarget):
                 )
 
                 _unsafe_reset_threadpool(threads)  # must precede load_program (deployment.md §5.5)
-            method = Runtime.get().load_program(Path(artifact)).load_method("forward")
+            program = Runtime.get().load_program(Path(artifact))
+            name = f"tile_{tile}" if f"tile_{tile}" in program.method_names else "forward"
+            method = program.load_method(name)
 
         def run(lr: torch.Tensor) -> torch.Tensor:
             return method.execute([lr.contiguous()])[0]
@@ -340,15 +376,26 @@ class ExecuTorchTarget(IntegerTarget):
         return sorted(kinds.values(), key=lambda e: -e["median_ms"])
 
     def graph_summary(self, artifact: Path) -> dict[str, Any]:
-        """XNNPACK nodes by type and the highest rank of any XNNPACK value (the graph is one partition)."""
+        """XNNPACK nodes by type over every method, the highest rank of any XNNPACK value (one partition each),
+        and the nodes that read or write a tensor above rank 4, by type."""
         from executorch.exir._serialize._program import deserialize_pte_binary
 
         with quiet_tools():
-            graphs = list(_xnnpack_graphs(deserialize_pte_binary(Path(artifact).read_bytes())))
-        ops = collections.Counter(node["xnode_union_type"] for graph in graphs for node in graph["xnodes"])
-        ranks = [len(value["xvalue_union"].get("tensor_value", value["xvalue_union"]).get("dims", []))
-                 for graph in graphs for value in graph["xvalues"]]
-        return {"ops": dict(ops.most_common()), "max_rank": max(ranks)}
+            graphs = [graph for _, graph in _xnnpack_graphs(deserialize_pte_binary(Path(artifact).read_bytes()))]
+        ops, above = collections.Counter(), collections.Counter()
+        ranks = []
+        for graph in graphs:
+            rank = {}
+            for value in graph["xvalues"]:
+                tensor = value["xvalue_union"].get("tensor_value", value["xvalue_union"])
+                rank[tensor.get("id_out")] = len(tensor.get("dims", []))
+            ranks += rank.values()
+            for node in graph["xnodes"]:
+                ops[node["xnode_union_type"]] += 1
+                ids = [v for k, v in node["xnode_union"].items() if k.endswith("_id") and isinstance(v, int)]
+                if any(rank.get(i, 0) > 4 for i in ids):
+                    above[node["xnode_union_type"]] += 1
+        return {"ops": dict(ops.most_common()), "max_rank": max(ranks), "above_rank_4": dict(above.most_common())}
 
     def tool_versions(self) -> dict[str, str]:
         return {p: metadata.version(p) for p in ("executorch", "torchao")} | {"torch": torch.__version__}

@@ -25,10 +25,12 @@ from typing import Any
 
 import torch
 
+from srcore.tiling import default_overlap
+
 Run = Callable[[torch.Tensor], torch.Tensor]
 PEAK_RSS_WHAT = "peak resident memory of a fresh process that loaded and ran only that artifact (runtime, Python included)"
 
-__all__ = ["measure", "summarize_times", "time_runners", "versus_baseline"]
+__all__ = ["measure", "summarize_times", "tile_speeds", "time_runners", "versus_baseline"]
 
 
 def summarize_times(seconds: list[float]) -> dict[str, float]:
@@ -135,12 +137,36 @@ def versus_baseline(target: str, artifact: Path, baseline: Path, tile: int, thre
     return table
 
 
+def tile_speeds(target: str, artifact: Path, tiles, scale: int, threads, runs: int = 10,
+                warmup: int = 3) -> dict[str, Any]:
+    """Each tile side of ``artifact`` per thread count: ms per tile, ms per output megapixel, peak memory.
+
+    Every (threads, tile) pair is a fresh process (:func:`measure`), so each peak memory belongs to that
+    tile size alone. ``ms_per_output_mp`` counts only the output a tile adds inside a large photo, the
+    ``(tile - overlap)^2 * scale^2`` pixels past its overlap with the tiles before it: what a bigger
+    tile saves in recomputed overlap and per-call cost shows up there (overlap: :func:`srcore.tiling.default_overlap`).
+    """
+    table: dict[str, Any] = {"how": f"median of {runs} runs after {warmup} warm-up, one fresh process per thread "
+                                    f"count and tile; {PEAK_RSS_WHAT}"}
+    for count in threads:
+        rows = {}
+        for tile in tiles:
+            stats = measure(target, artifact, tile, count, runs, warmup)["artifact"]
+            overlap = default_overlap(tile)
+            added = (tile - overlap) ** 2 * scale**2
+            rows[str(tile)] = {"median_ms": stats["median_ms"], "overlap": overlap,
+                               "ms_per_output_mp": stats["median_ms"] * 1e6 / added, "peak_rss_mb": stats["peak_rss_mb"]}
+        table[f"threads_{count}"] = rows
+    return table
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Time one artifact in its runtime; prints one JSON line.")
     parser.add_argument("--target", required=True, help="backend name (executorch, tflite)")
     parser.add_argument("--artifact", required=True, type=Path, help="the artifact file")
     parser.add_argument("--baseline", type=Path, default=None, help="an FP32 artifact to time interleaved with it")
-    parser.add_argument("--tile", required=True, type=int, help="LR input side the artifact was built for")
+    parser.add_argument("--tile", required=True, type=int,
+                        help="LR input side: one the artifact was built for (ExecuTorch: selects the method)")
     parser.add_argument("--threads", required=True, type=int, help="runtime threads")
     parser.add_argument("--runs", type=int, default=10, help="timed runs (default 10)")
     parser.add_argument("--warmup", type=int, default=3, help="untimed runs first (default 3)")
@@ -150,7 +176,7 @@ def main(argv: list[str] | None = None) -> None:
 
     backend = get_target(args.target)
     example = torch.rand(1, 3, args.tile, args.tile, generator=torch.Generator().manual_seed(0))
-    runners = {"artifact": backend.runner(args.artifact, threads=args.threads)}
+    runners = {"artifact": backend.runner(args.artifact, threads=args.threads, tile=args.tile)}
     runners["artifact"](example)  # alone first: the peak read next is this artifact's, before a baseline loads
     artifact_peak_mb = peak_rss_mb()
     if args.baseline:

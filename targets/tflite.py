@@ -258,8 +258,8 @@ class TFLiteTarget(IntegerTarget):
     def stored_constants(self, artifact: Path, weights: list[PalettizedWeight]) -> list[StoredConstant]:
         return stored_constants(artifact)
 
-    def runner(self, artifact: Path, threads: int | None = None):
-        """LR tile -> SR tile through the LiteRT interpreter (XNNPACK delegate) with ``threads`` threads."""
+    def runner(self, artifact: Path, threads: int | None = None, tile: int | None = None):
+        """LR tile -> SR tile through the LiteRT interpreter (XNNPACK delegate) with ``threads`` threads (one tile size)."""
         from ai_edge_litert.interpreter import Interpreter
 
         interpreter = Interpreter(model_path=str(artifact), num_threads=threads)
@@ -274,7 +274,8 @@ class TFLiteTarget(IntegerTarget):
         return run
 
     def graph_summary(self, artifact: Path) -> dict[str, Any]:
-        """Operators by builtin name, the highest tensor rank, and the ops LiteRT's GPU delegate would leave on the CPU.
+        """Operators by builtin name, the highest tensor rank, the ops on a tensor above rank 4, and the ops LiteRT's
+        GPU delegate would leave on the CPU.
 
         ``gpu_delegate_rejects`` counts ops by the rule that rejects them, read from the delegate's own
         code (google-ai-edge/LiteRT@f67457790c9c; docs/runtime_limits/rank_limits.md): a tensor of rank
@@ -295,20 +296,21 @@ class TFLiteTarget(IntegerTarget):
             shape = graph.tensors[index].shape if index >= 0 else None
             return 0 if shape is None else len(shape)
 
-        ops, rejects = collections.Counter(), collections.Counter()
+        ops, rejects, above = collections.Counter(), collections.Counter(), collections.Counter()
         for op in graph.operators:
             code = flatbuffer.operatorCodes[op.opcodeIndex]
             name = names[code.builtinCode]
             ops[name] += 1
             if any(rank(i) >= 5 for i in [*op.inputs, *op.outputs]):
                 rejects["a tensor of rank >= 5"] += 1
+                above[name] += 1
             if name == "TRANSPOSE" and code.version > 4:
                 rejects["TRANSPOSE op version > 4"] += 1
             if name in ("SLICE", "STRIDED_SLICE") and rank(op.inputs[0]) not in (3, 4):
                 rejects[f"{name} input not 3-D or 4-D"] += 1
         return {"ops": dict(ops.most_common()),
                 "max_rank": max(len(t.shape) if t.shape is not None else 0 for t in graph.tensors),
-                "gpu_delegate_rejects": dict(rejects)}
+                "above_rank_4": dict(above.most_common()), "gpu_delegate_rejects": dict(rejects)}
 
     def op_profile(self, artifact: Path, example: torch.Tensor, runs: int) -> str:
         return ("ai-edge-litert 2.3 has no per-operator profiler in Python (deployment.md §6.4); on a phone use "

@@ -93,7 +93,8 @@ def test_no_tensor_above_rank_4(tiny, tmp_path):
     result = build(tiny, _bounds(tiny, 4), CoreMLConfig(tile=TILE), tmp_path / "out")
     graph = result.manifest["graph"]
     assert graph == get_target("coreml").graph_summary(result.folder / result.manifest["artifact"])
-    assert graph["max_rank"] <= 4 and graph["ops"]["linear"] + graph["ops"].get("matmul", 0) >= 16, graph
+    assert graph["max_rank"] <= 4 and graph["above_rank_4"] == {}, graph
+    assert graph["ops"]["linear"] + graph["ops"].get("matmul", 0) >= 16, graph
 
 
 def test_a_failed_build_leaves_nothing(tiny, tmp_path, monkeypatch):

@@ -25,6 +25,13 @@ from targets.tflite import pack_int4, unpack_int4
 
 TILE = 16
 BACKENDS = ("executorch", "tflite")
+TILES = {"executorch": (TILE, 24), "tflite": (TILE,)}  # ExecuTorch: one method per tile side
+
+
+def _config(backend: str, **options):
+    if backend == "executorch":
+        return ExecuTorchConfig(tile=TILE, tiles=TILES[backend], **options)
+    return TFLiteConfig(tile=TILE, **options)
 
 
 @pytest.fixture(scope="module")
@@ -46,8 +53,7 @@ def bounds(tiny):
 
 def _build(backend: str, tiny, bounds, tmp, int_grid: str | None = None, **checks):
     options = {"int_grid": int_grid} if int_grid else {}
-    config = {"executorch": ExecuTorchConfig, "tflite": TFLiteConfig}[backend](tile=TILE, **options)
-    return build(tiny, bounds, config, tmp / "out", checks=BuildChecks(**checks))
+    return build(tiny, bounds, _config(backend, **options), tmp / "out", checks=BuildChecks(**checks))
 
 
 @pytest.fixture(scope="module")
@@ -77,7 +83,7 @@ def _stored(backend: str, artifact) -> list[tuple[np.ndarray, np.ndarray]]:
     if backend == "executorch":
         from targets.executorch import stored_weights
 
-        return [(t["codes"], t["scales"]) for t in stored_weights(artifact)]
+        return [(t["codes"], t["scales"]) for t in stored_weights(artifact)["forward"]]
     from ai_edge_litert.tools import flatbuffer_utils
 
     from targets.tflite import _fully_connected_weights
@@ -160,7 +166,8 @@ def test_manifest_measures_fp_simulation_artifact_size_and_latency(built):
     assert m["integer_grid"]["max_decoded_minus_fake_quant_in_steps"] < 1e-4
     baseline = result.folder / m["baseline"]["artifact"]
     assert baseline.is_file() and m["baseline"]["artifact_bytes"] == baseline.stat().st_size
-    assert m["artifact_bytes"] < m["baseline"]["artifact_bytes"]
+    sizes = m["size_breakdown"]  # ExecuTorch's second tile size adds a graph, which outweighs the tiny model's weights
+    assert 7 * sizes["artifact"]["linear weights"] < sizes["baseline"]["linear weights"]  # int4 codes, fp32 weights
     latency = m["latency"]["threads_1"]
     assert latency["artifact"]["runs"] == 3 and latency["artifact"]["median_ms"] > 0
     assert latency["speedup_vs_fp32"] == pytest.approx(
@@ -175,7 +182,8 @@ def test_no_tensor_above_rank_4(built):
     for manifest, name in ((result.manifest, result.manifest["artifact"]),
                            (result.manifest["baseline"], result.manifest["baseline"]["artifact"])):
         assert manifest["graph"] == target.graph_summary(result.folder / name)
-        assert manifest["graph"]["max_rank"] <= 4, (name, manifest["graph"])
+        assert manifest["graph"]["max_rank"] <= 4 and manifest["graph"]["above_rank_4"] == {}, (name, manifest["graph"])
+        assert not manifest["graph"].get("gpu_delegate_rejects"), name  # TFLite: nothing LiteRT's GPU delegate refuses
     ops = result.manifest["graph"]["ops"]
     assert ops.get("XNNFullyConnected", ops.get("FULLY_CONNECTED", 0)) >= 16
 
@@ -253,9 +261,14 @@ def test_cli_rejects_corrupt_bounds_and_unsupported_bits(tmp_path, capsys):
     assert "stores 2, 3, 4-bit weights, not 8" in capsys.readouterr().err
     assert main(["build", "--target", "coreml", "--bits", "4", "--int-grid", "exact", "--out", str(tmp_path / "o")]) == 2
     assert "--int-grid is an ExecuTorch/TFLite option" in capsys.readouterr().err
+    assert main(["build", "--target", "tflite", "--bits", "4", "--tiles", "64", "96", "--out", str(tmp_path / "o")]) == 2
+    assert "--tiles is an ExecuTorch option" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
     with pytest.raises(ValueError, match="int_grid must be one of"):
         ExecuTorchConfig(int_grid="nearest")
+    with pytest.raises(ValueError, match="every tile in tiles must be an integer >= 8"):
+        ExecuTorchConfig(tiles=(64, 4))
+    assert ExecuTorchConfig(tile=96, tiles=(64, 192, 96)).sizes == (96, 64, 192)  # its own tile first, no repeat
 
 
 def test_bounds_file_for_other_bits_is_refused(tiny, tmp_path, capsys):
@@ -300,17 +313,54 @@ def test_per_token_int8_matches_a_float64_reference():
     assert (out - x).abs().max() <= s.max() / 2 + 1e-6  # at most half a step from the input
 
 
-def test_upscale_runs_the_artifact_in_its_runtime(built, tmp_path):
+def test_upscale_runs_the_artifact_in_its_runtime_and_prints_its_tile_choice(built, tmp_path, capsys, caplog):
+    """Without --tile the fastest measured size is chosen and printed; with --tile that size's method runs."""
+    import re
+
     from pipeline.artifacts import load_build
     from srcore.images import load_rgb, to_tensor, to_uint8
-    from srcore.tiling import upscale_tiled
+    from srcore.tiling import default_overlap, upscale_tiled
 
-    _, result = built
-    src = next(write_wave_images((tmp_path / "in").mkdir() or tmp_path / "in", 1, 30, 21).glob("*.png"))
-    assert main(["upscale", str(src), str(tmp_path / "sr.png"), "--artifact", str(result.folder), "--quiet"]) == 0
-    run = load_build(result.folder).upscaler()
-    expected = to_uint8(upscale_tiled(run, to_tensor(load_rgb(src)), 2, TILE, TILE // 4))
-    np.testing.assert_array_equal(load_rgb(tmp_path / "sr.png"), expected)
+    backend, result = built
+    src = next(write_wave_images((tmp_path / "in").mkdir() or tmp_path / "in", 1, 60, 41).glob("*.png"))
+    speeds = result.manifest["tile_speed"]["threads_1"]
+    assert sorted(map(int, speeds)) == sorted(TILES[backend])
+    for tile in (None, *TILES[backend]):
+        out = tmp_path / f"sr-{tile}.png"
+        with caplog.at_level("INFO", logger="pipeline.upscale"):
+            assert main(["upscale", str(src), str(out), "--artifact", str(result.folder), "--quiet"]
+                        + ([] if tile is None else ["--tile", str(tile)])) == 0
+        used, overlap = map(int, re.search(r"tiles of (\d+) px \(overlap (\d+)\)", capsys.readouterr().out).groups())
+        if tile is None:
+            assert f"tile {used} px, the fastest of the artifact's sizes" in caplog.text
+            assert all(f"{size} px: " in caplog.text for size in TILES[backend])  # every option, with time and memory
+        assert used == (tile or used) and overlap == default_overlap(used)
+        run = load_build(result.folder).upscaler(tile=used)
+        expected = to_uint8(upscale_tiled(run, to_tensor(load_rgb(src)), 2, used, overlap))
+        np.testing.assert_array_equal(load_rgb(out), expected)
+    assert main(["upscale", str(src), str(tmp_path / "x.png"), "--artifact", str(result.folder), "--tile", "40"]) == 2
+
+
+def test_every_tile_size_runs_from_one_artifact_verified_and_scored(built, tiny):
+    """ExecuTorch: one method per size, every method's int4 weights read back, one shared copy stored."""
+    backend, result = built
+    m = result.manifest
+    assert m["tiles"] == list(TILES[backend])
+    sizes = [str(t) for t in TILES[backend][1:]]
+    assert sorted(m["verification"].get("tiles", {})) == sizes
+    for size in sizes:
+        entry = m["verification"]["tiles"][size]
+        assert entry["simulation"]["tile"] == entry["artifact"]["tile"] == int(size)
+        assert entry["artifact"]["max_abs_diff_vs_simulation"]["max_abs"] < 1e-4
+    if backend == "executorch":
+        from targets.executorch import stored_weights
+
+        assert m["methods"] == {"16": "forward", "24": "tile_24"}
+        assert m["verification"]["methods_verified"] == ["forward", "tile_24"]
+        stored = stored_weights(result.folder / m["artifact"])
+        assert sorted(stored) == ["forward", "tile_24"] and len(stored["tile_24"]) == len(stored["forward"])
+        linear_weights = sum(x.weight.numel() for x in tiny.modules() if isinstance(x, torch.nn.Linear))
+        assert m["size_breakdown"]["artifact"]["linear weights"] <= 1.1 * linear_weights // 2  # one copy, not two
 
 
 def test_profile_reports_latency_ratio_accuracy_ops_and_writes_chart(built, tmp_path):
@@ -326,6 +376,11 @@ def test_profile_reports_latency_ratio_accuracy_ops_and_writes_chart(built, tmp_
     flops = p["theoretical_flop_speedup"]
     assert flops["grid_bits"] == pytest.approx(flops["stored_bits"]) and flops["grid_bits"] > 3  # W4 in int4
     assert p["accuracy"][0]["dataset"] == "imgs" and np.isfinite(p["accuracy"][0]["psnr"])
+    speeds = p["tile_speed"]["threads_1"]
+    assert list(speeds) == [str(t) for t in TILES[backend]]
+    for tile, r in speeds.items():  # time per tile over the output it adds past the overlap, x2 model
+        added = (int(tile) - r["overlap"]) ** 2 * 4
+        assert r["ms_per_output_mp"] == pytest.approx(r["median_ms"] * 1e6 / added) and r["peak_rss_mb"] > 0
     ops = entry["artifact"]["ops"]
     if backend == "executorch":  # ETDump: XNNPACK kernels by kind, the int4 GEMM among them
         assert any("QC4W" in o["op"] for o in ops) and all(o["median_ms"] >= 0 for o in ops)
@@ -333,7 +388,7 @@ def test_profile_reports_latency_ratio_accuracy_ops_and_writes_chart(built, tmp_
         assert "no per-operator profiler" in ops
     paths = write_report(report, tmp_path / "out" / "profile", "test")
     assert [p.suffix for p in paths] == [".json", ".md", ".png"] and all(p.stat().st_size > 0 for p in paths)
-    assert "speed-up" in paths[1].read_text()
+    assert "speed-up" in paths[1].read_text() and "ms per output MP" in paths[1].read_text()
 
 
 @pytest.mark.parametrize("form", ["snapped", "exact"])
@@ -346,13 +401,15 @@ def test_size_breakdown_meets_the_component_budget(form, built, built_exact, tin
                        ("baseline", result.manifest["baseline"]["artifact_bytes"])):
         sizes = result.manifest["size_breakdown"][key]
         assert list(sizes) == list(SIZE_COMPONENTS) and sum(sizes.values()) == total
-        export = export_copy(tiny, TILE)
-        attention = [m for m in export.modules() if isinstance(m, WindowAttention)]
+        exports = [export_copy(tiny, tile) for tile in (result.manifest["tiles"] if key == "artifact" else [TILE])]
+        attention = [m for m in exports[0].modules() if isinstance(m, WindowAttention)]
         tables = 4 * (sum(a.relative_position_bias_table.numel() for a in attention) + attention[0].frozen_offsets.numel())
         # Not the blocks x h x N x N expansion (131 KB here); XNNPACK may keep a second copy of the 3.8 KB one-hot.
+        # Every tile size shares the tables (stored once) and adds its own window one-hot to the mask.
         assert tables <= sizes["bias tables"] <= 1.5 * tables, key
-        mask = 4 * (export.frozen_mask_windows.numel() + export.frozen_mask_patterns.numel())
-        assert mask <= sizes["shift mask"] <= 1.1 * mask, key
+        windows = sum(4 * e.frozen_mask_windows.numel() for e in exports)
+        patterns = 4 * exports[0].frozen_mask_patterns.numel()
+        assert windows + patterns <= sizes["shift mask"] <= 1.1 * (windows + len(exports) * patterns), key
     # A re-folded bias (131 KB here) would land in "other constants" (test_lowered_artifact_has_no_redundant_bytes).
     assert result.manifest["size_breakdown"]["artifact"]["other constants"] < 1_000
     linears = [m for m in tiny.modules() if isinstance(m, torch.nn.Linear)]
@@ -376,9 +433,10 @@ def test_lowered_artifact_has_no_redundant_bytes(backend, tiny, bounds, tmp_path
     from targets.base import export_copy, size_breakdown
 
     deploy, weights = _deploy(tiny, bounds, "snapped")
-    target, artifact = get_target(backend), tmp_path / f"model.{backend}"
+    target, artifact = get_target(_config(backend)), tmp_path / f"model.{backend}"
     target.lower(deploy, weights, TILE, artifact)
-    sizes = size_breakdown(artifact.stat().st_size, target.stored_constants(artifact, weights), export_copy(deploy, TILE))
+    exports = torch.nn.ModuleList([export_copy(deploy, tile) for tile in TILES[backend]])
+    sizes = size_breakdown(artifact.stat().st_size, target.stored_constants(artifact, weights), exports)
     assert sizes["other constants"] < 1_000, sizes
     if backend == "tflite":
         from ai_edge_litert.tools import flatbuffer_utils

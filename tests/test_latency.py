@@ -68,7 +68,7 @@ def test_artifact_peak_memory_is_read_before_the_baseline_loads(tmp_path):
         from targets import latency
 
         class Fake:  # an "artifact" named N holds N MB once loaded
-            def runner(self, path, threads=None):
+            def runner(self, path, threads=None, tile=None):
                 held = np.ones(int(str(path)) << 20, np.uint8)
                 return lambda x, held=held: x
 

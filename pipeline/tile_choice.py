@@ -1,0 +1,99 @@
+"""Which of an artifact's tile sizes a photo should go through: the fastest whose memory fits a cap.
+
+A build measures, per thread count and tile side, the time of one tile and the peak memory of a
+process that ran only that tile size (:func:`targets.latency.tile_speeds`, manifest ``tile_speed``).
+For a given photo the time is then known before it starts: the number of tiles of
+:func:`srcore.tiling.tile_plan` times the time of one. The memory is the measured peak plus what the
+photo itself adds: the LR image in float32, the blending bands of :func:`srcore.tiling.iter_tiled_bands`
+(``(C + 1) * 4 * tile * scale * W * scale`` bytes) and an output that cannot be streamed (JPEG, WebP).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from srcore.tiling import default_overlap, tile_plan
+
+__all__ = ["TileOption", "TileSizes", "choose_tile", "measured_threads"]
+
+MB = 2**20
+
+
+@dataclass(frozen=True)
+class TileOption:
+    """One tile side for one photo: its plan, predicted time and memory."""
+
+    tile: int
+    overlap: int
+    tiles: int
+    seconds: float
+    memory_mb: float
+    fits: bool
+
+    def describe(self) -> str:
+        return (f"{self.tile} px: {self.tiles} tiles (overlap {self.overlap}), about {self.seconds:.0f} s, "
+                f"about {self.memory_mb:.0f} MB{'' if self.fits else ' (over the cap)'}")
+
+
+@dataclass(frozen=True)
+class TileSizes:
+    """The tile sides an artifact runs, their measured speed, and an upscaler for each (``upscale_file`` picks one).
+
+    Attributes:
+        upscaler_for: tile side -> (1, 3, h, w) -> SR upscaler running that size (h, w at most the side).
+        speeds: tile side (str) -> ``{"median_ms", "peak_rss_mb"}``; None: nothing measured, the
+            ``default`` side is used.
+        default: the artifact's own tile side.
+        measured: where the speeds come from, for the printed choice.
+    """
+
+    upscaler_for: Callable[[int], Callable[[torch.Tensor], torch.Tensor]]
+    speeds: dict[str, dict[str, float]] | None
+    default: int
+    measured: str = ""
+
+
+def measured_threads(tile_speed: dict[str, Any], threads: int | None) -> int:
+    """The thread count whose measurements apply: ``threads`` when measured, else the largest measured one."""
+    counts = sorted(int(key.split("_")[1]) for key in tile_speed if key.startswith("threads_"))
+    if not counts:
+        raise ValueError("the manifest's tile_speed holds no measurement")
+    return threads if threads in counts else counts[-1]
+
+
+def choose_tile(speeds: dict[str, dict[str, float]], height: int, width: int, channels: int, scale: int,
+                max_memory_mb: float, fixed_mb: float = 0.0, overlap: int | None = None,
+                ) -> tuple[TileOption, list[TileOption]]:
+    """The fastest tile side for an ``height x width`` LR photo whose predicted memory fits ``max_memory_mb``.
+
+    Args:
+        speeds: tile side (str) -> ``{"median_ms", "peak_rss_mb"}`` for one thread count.
+        channels: channels run through the model per pass (3; an alpha run by the model adds a pass).
+        fixed_mb: memory the photo needs whatever the tile (e.g. an output that cannot be streamed).
+        overlap: LR overlap; None: :func:`srcore.tiling.default_overlap` of each tile.
+
+    Returns:
+        The chosen option and every option, smallest tile first.
+
+    Raises:
+        ValueError: no tile side fits the cap (the smallest need is given).
+    """
+    options = []
+    for key, measured in sorted(speeds.items(), key=lambda item: int(item[0])):
+        tile = int(key)
+        tile_overlap = default_overlap(tile) if overlap is None else overlap
+        count = len(tile_plan(height, width, tile, tile_overlap))
+        bands = (channels + 1) * 4 * min(tile, height) * scale * width * scale
+        memory = measured["peak_rss_mb"] + (height * width * channels * 4 + bands) / MB + fixed_mb
+        options.append(TileOption(tile, tile_overlap, count, count * measured["median_ms"] / 1e3, memory,
+                                  memory <= max_memory_mb))
+    fitting = [option for option in options if option.fits]
+    if not fitting:
+        least = min(options, key=lambda option: option.memory_mb)
+        raise ValueError(f"no tile size fits --max-memory {max_memory_mb:.0f} MB: the smallest need is "
+                         f"{least.memory_mb:.0f} MB ({least.describe()}); raise --max-memory")
+    return min(fitting, key=lambda option: (option.seconds, option.tile)), options
