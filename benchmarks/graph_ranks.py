@@ -57,7 +57,8 @@ def main(argv: list[str] | None = None) -> None:
         record[before.name] = {"before": {"folder": str(before), **old}, "after": {"folder": str(after), **new}}
         for kind in old:
             for when, graph in (("before", old[kind]), ("after", new[kind])):
-                rows.append(f"| {before.name} {kind} | {when} | {sum(graph['ops'].values())} | {graph['max_rank']} | "
+                graphs = f" in {graph['graphs']} graphs (one per tile size)" if graph.get("graphs", 1) > 1 else ""
+                rows.append(f"| {before.name} {kind} | {when} | {sum(graph['ops'].values())}{graphs} | {graph['max_rank']} | "
                             f"{_cell(graph['above_rank_4'])} | {_cell(graph.get('gpu_delegate_rejects', {})) if 'gpu_delegate_rejects' in graph else '-'} |")
     command = f"python -m benchmarks.graph_ranks {shlex.join(sys.argv[1:] if argv is None else argv)}"
     refs = {p.name: json.loads((p / "built_at_ref.json").read_text())["ref"]

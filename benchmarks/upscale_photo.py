@@ -1,14 +1,16 @@
 """`pipeline upscale` on a 2000x1500 photo, before and after issue 17: time, memory, tile choice, seams.
 
-    python -m benchmarks.upscale_photo --artifact build/integer/executorch-w4 \
-        --old-artifact build/before-issue17/executorch-w4 --out reports/upscale_photo.md
+    python -m benchmarks.upscale_photo --artifact build/integer/executorch-w4 \\
+        --old-artifact build/before-issue17/executorch-w4 --sweep-artifact build/sweep/executorch-w4 \\
+        --out reports/upscale_photo.md
 
 1. The whole photo through the command itself (a fresh process each), side by side: the build made by
    the code before issue 17 (64 px tiles only) and the current build (several tile sizes; the command
    picks one and logs why); then a 500x375 crop. Peak RSS is read from each process: bounded memory
    means the peaks differ by much less than the 16x larger SR image.
-2. Each tile size of the current artifact alone: ms per tile, ms per output megapixel net of the
-   overlap, peak memory (:func:`targets.latency.tile_speeds`).
+2. Each tile size alone (of ``--sweep-artifact``, a build with ``--tiles 64 96 128 192``, or else of the
+   current artifact): ms per tile, ms per output megapixel net of the overlap, peak memory
+   (:func:`targets.latency.tile_speeds`); with the bytes each extra size costs.
 3. One 64 px tile of both artifacts, paired in one process (:func:`targets.latency.measure`).
 4. Seams: on a crop, tiled (the command's plan and blending, default overlap, each tile size) vs the
    untiled PyTorch model, anywhere and away from the image border.
@@ -34,7 +36,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from pipeline.artifacts import load_build
+from pipeline.artifacts import artifact_bytes, load_build
 from srcore.images import to_tensor
 from srcore.paths import data_root
 from srcore.tiling import SEAM_OVERLAP, default_overlap, upscale_tiled
@@ -69,6 +71,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--artifact", type=Path, required=True, help="an ExecuTorch or TFLite build folder")
     parser.add_argument("--old-artifact", type=Path, required=True,
                         help="the same build made by the code before issue 17 (64 px only; benchmarks.build_at_ref)")
+    parser.add_argument("--sweep-artifact", type=Path, default=None,
+                        help="a build of the same with more tile sizes (--tiles 64 96 128 192) for the per-size table")
     parser.add_argument("--threads", type=int, default=2, help="runtime threads for every run (default 2)")
     parser.add_argument("--crop", type=int, nargs=2, default=[320, 240], metavar=("W", "H"),
                         help="crop for the tiled-vs-untiled comparison (default 320 240)")
@@ -97,7 +101,9 @@ def main(argv: list[str] | None = None) -> None:
         crop = np.asarray(photo)[: args.crop[1], : args.crop[0]]
     ratio = seconds[("before issue 17", "2000x1500")] / seconds[("now", "2000x1500")]
     paired = {count: measure(new.target, new.artifact, 64, count, runs=10, baseline=old.artifact) for count in (1, 2)}
-    speeds = tile_speeds(new.target, new.artifact, new.tiles, new.scale, (args.threads,))[f"threads_{args.threads}"]
+    sweep = load_build(args.sweep_artifact) if args.sweep_artifact else new
+    speeds = tile_speeds(sweep.target, sweep.artifact, sweep.tiles, sweep.scale, (args.threads,))[f"threads_{args.threads}"]
+    first = speeds[str(sweep.tiles[0])]["ms_per_output_mp"]
     model, info = load_model(None, 4)
     lr = to_tensor(np.ascontiguousarray(crop))
     with torch.inference_mode():
@@ -128,12 +134,18 @@ def main(argv: list[str] | None = None) -> None:
         *choice,
         "```",
         "",
-        f"## Each tile size of `{new.folder}` alone ({args.threads} threads, one fresh process each)",
+        f"## Each tile size alone ({args.threads} threads, one fresh process each)",
         "",
-        "| tile px (overlap) | ms per tile | ms per output MP (overlap counted) | peak RSS MB |",
-        "|---|---|---|---|",
-        *[f"| {t} ({r['overlap']}) | {r['median_ms']:.0f} | {r['ms_per_output_mp']:.0f} | {r['peak_rss_mb']:.0f} |"
-          for t, r in speeds.items()],
+        f"`{sweep.folder}`: tile sizes {', '.join(map(str, sweep.tiles))} in one .pte of "
+        f"{artifact_bytes(sweep.artifact) / 1e6:.2f} MB; the default build above holds {len(new.tiles)} "
+        f"({', '.join(map(str, new.tiles))}) in {artifact_bytes(new.artifact) / 1e6:.2f} MB, and the code before issue "
+        f"17 wrote {artifact_bytes(old.artifact) / 1e6:.2f} MB for its one 64 px graph. 'ms per output MP' divides the "
+        "time of a tile by the output it adds past its overlap with the tiles before it, as in a large photo.",
+        "",
+        f"| tile px (overlap) | ms per tile | ms per output MP | vs {sweep.tiles[0]} px | peak RSS MB |",
+        "|---|---|---|---|---|",
+        *[f"| {t} ({r['overlap']}) | {r['median_ms']:.0f} | {r['ms_per_output_mp']:.0f} | "
+          f"{r['ms_per_output_mp'] / first:.2f} | {r['peak_rss_mb']:.0f} |" for t, r in speeds.items()],
         "",
         "## One 64 px tile, now vs before (paired: both programs in one process, runs interleaved)",
         "",

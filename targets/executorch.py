@@ -376,8 +376,8 @@ class ExecuTorchTarget(IntegerTarget):
         return sorted(kinds.values(), key=lambda e: -e["median_ms"])
 
     def graph_summary(self, artifact: Path) -> dict[str, Any]:
-        """XNNPACK nodes by type over every method, the highest rank of any XNNPACK value (one partition each),
-        and the nodes that read or write a tensor above rank 4, by type."""
+        """XNNPACK nodes by type over every method (``graphs``: one XNNPACK partition per method), the highest
+        rank of any XNNPACK value, and the nodes that read or write a tensor above rank 4, by type."""
         from executorch.exir._serialize._program import deserialize_pte_binary
 
         with quiet_tools():
@@ -395,7 +395,8 @@ class ExecuTorchTarget(IntegerTarget):
                 ids = [v for k, v in node["xnode_union"].items() if k.endswith("_id") and isinstance(v, int)]
                 if any(rank.get(i, 0) > 4 for i in ids):
                     above[node["xnode_union_type"]] += 1
-        return {"ops": dict(ops.most_common()), "max_rank": max(ranks), "above_rank_4": dict(above.most_common())}
+        return {"ops": dict(ops.most_common()), "graphs": len(graphs), "max_rank": max(ranks),
+                "above_rank_4": dict(above.most_common())}
 
     def tool_versions(self) -> dict[str, str]:
         return {p: metadata.version(p) for p in ("executorch", "torchao")} | {"torch": torch.__version__}
