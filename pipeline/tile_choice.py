@@ -14,8 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import torch
-
+from pipeline.evaluate import Upscaler
 from srcore.tiling import default_overlap, tile_plan
 
 __all__ = ["TileOption", "TileSizes", "choose_tile", "measured_threads"]
@@ -51,7 +50,7 @@ class TileSizes:
         measured: where the speeds come from, for the printed choice.
     """
 
-    upscaler_for: Callable[[int], Callable[[torch.Tensor], torch.Tensor]]
+    upscaler_for: Callable[[int], Upscaler]
     speeds: dict[str, dict[str, float]] | None
     default: int
     measured: str = ""

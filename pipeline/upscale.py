@@ -35,9 +35,9 @@ from tqdm import tqdm
 
 from pipeline.evaluate import Upscaler
 from pipeline.photo_writer import output_format, output_memory, photo_spec, write_photo
+from pipeline.tile_choice import TileSizes, choose_tile
 from srcore.images import Photo, load_photo
 from srcore.imresize import imresize
-from pipeline.tile_choice import TileSizes, choose_tile
 from srcore.tiling import ProgressFn, default_overlap, iter_tiled_bands, tile_plan
 
 __all__ = ["AlphaMethod", "UpscaleConfig", "UpscaleReport", "upscale_file"]

@@ -22,7 +22,7 @@ TILES = (64, 96)  # the LR tile sides one ExecuTorch artifact runs by default (E
 
 def _check_tile(tile: object, name: str) -> None:
     if isinstance(tile, bool) or not isinstance(tile, int) or tile < 8:
-        raise ValueError(f"{name} must be an integer >= 8 (a multiple of the window size), got {tile!r}")  # the Core ML ops that may stay fp32 inside an fp16 program
+        raise ValueError(f"{name} must be an integer >= 8 (a multiple of the window size), got {tile!r}")
 
 
 class Precision(enum.Enum):

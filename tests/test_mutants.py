@@ -76,6 +76,13 @@ MUTANTS = [
      "tests/test_build_integer_targets.py::test_no_tensor_above_rank_4[tflite]"),
     ("srcore/model.py", "(attn if bn == nw else attn.view(bn // nw, nw, heads, n, n)).add_(mask)",
      "attn.view(bn // nw, nw, heads, n, n).add_(mask)", "tests/test_build_coreml.py::test_no_tensor_above_rank_4"),
+    # Tile sizes: the fastest fitting size wins, the memory cap counts, and every method's weights are read back.
+    ("pipeline/tile_choice.py", "    return min(fitting, key=lambda option: (option.seconds, option.tile)), options",
+     "    return min(fitting, key=lambda option: option.tile), options", "tests/test_tile_choice.py"),
+    ("pipeline/tile_choice.py", "memory <= max_memory_mb))", "True))", "tests/test_tile_choice.py"),
+    ("targets/executorch.py", "        for method in self._methods(artifact):  # every method",
+     "        for method in self._methods(artifact)[:1]:  # every method",
+     "tests/test_build_integer_targets.py::test_every_tile_size_runs_from_one_artifact_verified_and_scored[executorch]"),
     # `pipeline profile` must not write into reports/ unless asked.
     ("pipeline/cli.py", 'default=Path("build/profile")', 'default=Path("reports/profile")',
      "tests/test_latency.py::test_profile_writes_under_build_by_default"),
