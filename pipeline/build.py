@@ -140,7 +140,7 @@ def build(model: SwinIR, bounds: Bounds, config: TargetConfig, out: str | os.Pat
             described["baseline"]["artifact_bytes"] = artifact_bytes(baseline)
             described["baseline"]["graph"] = backend.graph_summary(baseline)
             sizes["baseline"] = size_breakdown(artifact_bytes(baseline), backend.stored_constants(baseline, []),
-                                               export_copy(model, tile))
+                                               nn.ModuleList([export_copy(model, size) for size in tiles]))
         if checks.score_on is not None:
             verification.update(_scores(backend, model, deploy, artifact, checks.score_on, tiles, checks.overlap))
         probe = None
@@ -208,6 +208,7 @@ def _baseline(backend, model: SwinIR, tile: int, path: Path, cache: str | os.Pat
         return backend.lower_baseline(model, tile, path)
     key = hashlib.sha256(json.dumps({
         "target": backend.name, "tools": backend.tool_versions(), "weights": weights_sha256(model), "tile": tile,
+        "tiles": list(backend.config.sizes),
         "code": [file_sha256(inspect.getfile(m)) for m in (type(backend), SwinIR)],
     }, sort_keys=True).encode()).hexdigest()[:20]
     cached = Path(cache) / f"baseline-{backend.name}-{key}{backend.extension}"

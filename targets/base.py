@@ -429,7 +429,7 @@ class Target(abc.ABC):
         raise TargetError(f"{self.name} artifacts cannot run on this host")
 
     def lower_baseline(self, deploy: nn.Module, tile: int, artifact: Path) -> dict[str, Any]:
-        """The same graph with FP32 weights: the speed and size baseline stored beside the artifact."""
+        """The same graph (every tile size the artifact runs) with FP32 weights: the speed and size baseline."""
         raise TargetError(f"the {self.name} backend has no FP32 baseline")
 
     def probe(self, deploy: nn.Module, crops: torch.Tensor) -> dict[str, Any]:

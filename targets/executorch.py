@@ -296,8 +296,8 @@ class ExecuTorchTarget(IntegerTarget):
                 "stored_bits": 4}
 
     def lower_baseline(self, deploy: nn.Module, tile: int, artifact: Path) -> dict[str, Any]:
-        with quiet_tools():  # the FP32 baseline is timed at the primary tile only: one method
-            return _lower({tile: export_graph(deploy, tile)}, artifact)
+        with quiet_tools():  # the same methods as the artifact, so that their sizes compare like with like
+            return _lower({size: export_graph(deploy, size) for size in self._sizes(tile)}, artifact)
 
     def _sizes(self, tile: int) -> tuple[int, ...]:
         """``tile`` first, then the config's other tile sides."""
