@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> None:
     lr = to_tensor(np.ascontiguousarray(crop))
     with torch.inference_mode():
         whole = model(lr)[0].numpy()
-        seams = [seam_row(model, lr, whole, tile, SEAM_OVERLAP) for tile in new.tiles]
+        seams = [seam_row(model, lr, whole, tile, SEAM_OVERLAP) for tile in sweep.tiles]
     lines = [
         "# `pipeline upscale` on a 2000x1500 photo: before and after issue 17",
         "",

@@ -455,7 +455,7 @@ def build_parser() -> argparse.ArgumentParser:
                          "against the FP32 baseline at this size")
     bu.add_argument("--tiles", type=int, nargs="+", default=None,
                     help="ExecuTorch: further LR tile sides the same .pte runs, one method each, sharing the weights "
-                         "but each adding its graph, about 0.32 MB at x4 (default 64 96; `pipeline upscale` picks the "
+                         "but each adding its graph, about 0.32 MB at x4 (default 64 128; `pipeline upscale` picks the "
                          "fastest for each photo; reports/upscale_photo.md measures 64-192)")
     bu.add_argument("--calib", nargs="+", type=Path, default=None,
                     help="LR calibration folders when no --bounds is given (default <data>/calib/DF2K_LR_bicubic/X4)")

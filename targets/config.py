@@ -17,7 +17,7 @@ __all__ = ["CoreMLConfig", "ExecuTorchConfig", "IntGrid", "IntegerConfig", "Prec
 
 
 FP32_OPS = ("layer_norm", "softmax")  # the Core ML ops that may stay fp32 inside an fp16 program
-TILES = (64, 96)  # the LR tile sides one ExecuTorch artifact runs by default (ExecuTorchConfig.tiles)
+TILES = (64, 128)  # the LR tile sides one ExecuTorch artifact runs by default (ExecuTorchConfig.tiles)
 
 
 def _check_tile(tile: object, name: str) -> None:
@@ -119,10 +119,10 @@ class ExecuTorchConfig(IntegerConfig):
         tiles: further LR tile sides the same .pte runs, one method each (``forward`` runs ``tile``,
             ``tile_<n>`` the others); ``pipeline upscale`` picks the fastest for each photo. XNNPACK keys
             its weights by content, so the methods share one copy, but each size adds its own XNNPACK
-            graph, about 0.32 MB at x4. Default 64 and 96 (reports/upscale_photo.md, 2 threads on this
-            2-core host): with the 16 px overlap a photo needs, 96, 128 and 192 px cost 18-20% less time per
-            output pixel than 64 (a bigger tile recomputes less overlap, but its memory-bound ops slow
-            down per pixel), so one extra size takes almost all the gain for one extra graph.
+            graph, about 0.32 MB at x4. Default 64 and 128 (reports/upscale_photo.md, 2 threads on this
+            2-core host): with the 16 px overlap a photo needs, 96, 128 and 192 px cost 18%, 23% and 16%
+            less time per output pixel than 64 (a bigger tile recomputes less overlap, but its memory-bound
+            ops slow down per pixel), so one extra size, 128, takes the most of the gain for one graph.
     """
 
     backend: ClassVar[str] = "executorch"
