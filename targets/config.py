@@ -99,8 +99,8 @@ class IntegerConfig(TargetConfig):
 
     Args:
         int_grid: how the calibrated grids are stored (:class:`IntGrid`). Snapped by default, for the
-            time: on the shipped x4 model the exact form's offset rows cost 18-31% latency at W4
-            (ExecuTorch and TFLite, 1 and 2 threads, paired) and about 2.5% bytes, and buy at most
+            time: on the shipped x4 model the exact form's offset rows cost 17-21% latency at W4
+            (ExecuTorch and TFLite, 1 and 2 threads, paired) and 2-4% bytes, and buy at most
             0.08 dB of PSNR (W2, Set5; nothing at W4) (reports/deploy_calibration.md §3).
     """
 
@@ -120,7 +120,7 @@ class ExecuTorchConfig(IntegerConfig):
             ``tile_<n>`` the others); ``pipeline upscale`` picks the fastest for each photo. XNNPACK keys
             its weights by content, so the methods share one copy, but each size adds its own XNNPACK
             graph, about 0.32 MB at x4. Default 64 and 128 (reports/upscale_photo.md, 2 threads on this
-            2-core host): with the 16 px overlap a photo needs, 96, 128 and 192 px cost 18%, 23% and 16%
+            2-core host): with the 16 px overlap a photo needs, 96, 128 and 192 px cost 16%, 26% and 17%
             less time per output pixel than 64 (a bigger tile recomputes less overlap, but its memory-bound
             ops slow down per pixel), so one extra size, 128, takes the most of the gain for one graph.
     """
