@@ -115,11 +115,10 @@ def method_name(tile: int, primary: int) -> str:
     return "forward" if tile == primary else f"tile_{tile}"
 
 
-def _lower(models: dict[int, nn.Module], artifact: Path) -> dict[str, Any]:
-    """Export each tile's graph as one method, lower all to XNNPACK in one program and write ``artifact``.
+def _lower(methods: dict[str, tuple[nn.Module, torch.Tensor]], artifact: Path) -> dict[str, Any]:
+    """Export each ``name: (graph, example input)`` as one method, lower all to XNNPACK in one program, write ``artifact``.
 
-    ``models`` maps tile sides to their graphs, the first being ``forward``. XNNPACK stores constants
-    under the sha256 of their bytes, so the methods share one copy of every weight.
+    XNNPACK stores constants under the sha256 of their bytes, so the methods share one copy of every weight.
     """
     from executorch.backends.xnnpack.partition.xnnpack_partitioner import (
         XnnpackPartitioner,
@@ -127,9 +126,7 @@ def _lower(models: dict[int, nn.Module], artifact: Path) -> dict[str, Any]:
     from executorch.exir import to_edge_transform_and_lower
 
     start = time.perf_counter()
-    primary = next(iter(models))
-    programs = {method_name(tile, primary): torch.export.export(model, (torch.rand(1, 3, tile, tile),))
-                for tile, model in models.items()}
+    programs = {name: torch.export.export(model, (example,)) for name, (model, example) in methods.items()}
     lowered = to_edge_transform_and_lower(programs, partitioner=[XnnpackPartitioner()])
     partitions, outside = {}, collections.Counter()
     for name in programs:
@@ -138,10 +135,14 @@ def _lower(models: dict[int, nn.Module], artifact: Path) -> dict[str, Any]:
         outside.update(str(n.target).split(":")[0].replace("<EdgeOpOverload: ", "") for n in calls
                        if "executorch_call_delegate" not in str(n.target) and "getitem" not in str(n.target))
     artifact.write_bytes(lowered.to_executorch().buffer)
-    return {"methods": {str(tile): method_name(tile, primary) for tile in models},
-            "xnnpack_partitions": max(partitions.values()),  # in any one method
-            "ops_outside_xnnpack": dict(outside),
-            "lowering_seconds": round(time.perf_counter() - start, 1)}
+    return {"xnnpack_partitions": max(partitions.values()),  # in any one method
+            "ops_outside_xnnpack": dict(outside), "lowering_seconds": round(time.perf_counter() - start, 1)}
+
+
+def _image_methods(graphs: dict[int, nn.Module]) -> dict[str, tuple[nn.Module, torch.Tensor]]:
+    """Tile side -> graph, the first being the build's own tile, as named methods with their example inputs."""
+    primary = next(iter(graphs))
+    return {method_name(tile, primary): (graph, torch.rand(1, 3, tile, tile)) for tile, graph in graphs.items()}
 
 
 def _xnnpack_graphs(pte) -> Any:
@@ -289,7 +290,8 @@ class ExecuTorchTarget(IntegerTarget):
                                         quantizer)
                 prepared(example)
                 graphs[size] = _with_our_codes(convert_pt2e(prepared), weights)
-            described = _lower(graphs, artifact)
+            described = {"methods": {str(size): method_name(size, tile) for size in graphs},
+                         **_lower(_image_methods(graphs), artifact)}
         return {"deployment_target": "ExecuTorch 1.5 runtime, XNNPACK delegate (Android/iOS/Linux CPU)",
                 **tensor_io(deploy, tile), **described,
                 "activations": "fp32; quantized Linears: dynamic int8 per token x int4 per-channel weights (QC4W)",
@@ -297,7 +299,9 @@ class ExecuTorchTarget(IntegerTarget):
 
     def lower_baseline(self, deploy: nn.Module, tile: int, artifact: Path) -> dict[str, Any]:
         with quiet_tools():  # the same methods as the artifact, so that their sizes compare like with like
-            return _lower({size: export_graph(deploy, size) for size in self._sizes(tile)}, artifact)
+            graphs = {size: export_graph(deploy, size) for size in self._sizes(tile)}
+            return {"methods": {str(size): method_name(size, tile) for size in graphs},
+                    **_lower(_image_methods(graphs), artifact)}
 
     def _sizes(self, tile: int) -> tuple[int, ...]:
         """``tile`` first, then the config's other tile sides."""

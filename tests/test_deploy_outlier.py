@@ -69,7 +69,7 @@ def _executorch(model, w, x, tmp: Path) -> torch.Tensor:
             is_per_channel=True, is_dynamic=True, weight_qmin=-8, weight_qmax=7))
         prepared = prepare_pt2e(torch.export.export(model, (x,)).module(), quantizer)
         prepared(x)
-        described = _lower(_with_our_codes(convert_pt2e(prepared), [w]), x, tmp / "fc.pte")
+        described = _lower({"forward": (_with_our_codes(convert_pt2e(prepared), [w]), x)}, tmp / "fc.pte")
         assert described["xnnpack_partitions"] == 1
         method = Runtime.get().load_program(tmp / "fc.pte").load_method("forward")
         return method.execute([x])[0]
