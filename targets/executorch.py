@@ -139,10 +139,11 @@ def _lower(methods: dict[str, tuple[nn.Module, torch.Tensor]], artifact: Path) -
             "ops_outside_xnnpack": dict(outside), "lowering_seconds": round(time.perf_counter() - start, 1)}
 
 
-def _image_methods(graphs: dict[int, nn.Module]) -> dict[str, tuple[nn.Module, torch.Tensor]]:
-    """Tile side -> graph, the first being the build's own tile, as named methods with their example inputs."""
+def _lower_tiles(graphs: dict[int, nn.Module], artifact: Path) -> dict[str, Any]:
+    """:func:`_lower` of tile side -> graph (the build's own tile first), one method per side, named by :func:`method_name`."""
     primary = next(iter(graphs))
-    return {method_name(tile, primary): (graph, torch.rand(1, 3, tile, tile)) for tile, graph in graphs.items()}
+    methods = {method_name(tile, primary): (graph, torch.rand(1, 3, tile, tile)) for tile, graph in graphs.items()}
+    return {"methods": {str(tile): method_name(tile, primary) for tile in graphs}, **_lower(methods, artifact)}
 
 
 def _xnnpack_graphs(pte) -> Any:
@@ -290,8 +291,7 @@ class ExecuTorchTarget(IntegerTarget):
                                         quantizer)
                 prepared(example)
                 graphs[size] = _with_our_codes(convert_pt2e(prepared), weights)
-            described = {"methods": {str(size): method_name(size, tile) for size in graphs},
-                         **_lower(_image_methods(graphs), artifact)}
+            described = _lower_tiles(graphs, artifact)
         return {"deployment_target": "ExecuTorch 1.5 runtime, XNNPACK delegate (Android/iOS/Linux CPU)",
                 **tensor_io(deploy, tile), **described,
                 "activations": "fp32; quantized Linears: dynamic int8 per token x int4 per-channel weights (QC4W)",
@@ -299,9 +299,7 @@ class ExecuTorchTarget(IntegerTarget):
 
     def lower_baseline(self, deploy: nn.Module, tile: int, artifact: Path) -> dict[str, Any]:
         with quiet_tools():  # the same methods as the artifact, so that their sizes compare like with like
-            graphs = {size: export_graph(deploy, size) for size in self._sizes(tile)}
-            return {"methods": {str(size): method_name(size, tile) for size in graphs},
-                    **_lower(_image_methods(graphs), artifact)}
+            return _lower_tiles({size: export_graph(deploy, size) for size in self._sizes(tile)}, artifact)
 
     def _sizes(self, tile: int) -> tuple[int, ...]:
         """``tile`` first, then the config's other tile sides."""
