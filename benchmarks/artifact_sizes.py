@@ -31,7 +31,7 @@ from srcore.checkpoint import file_sha256
 from srcore.weights import load_model
 from targets import CoreMLConfig, ExecuTorchConfig, TFLiteConfig, get_target
 from targets.base import SIZE_COMPONENTS, export_copy, size_breakdown
-from targets.config import Precision
+from targets.config import ConvWeights, Precision
 
 CONFIGS = {"coreml": CoreMLConfig, "executorch": ExecuTorchConfig, "tflite": TFLiteConfig}
 
@@ -43,7 +43,7 @@ def floor_bytes(model, bits: int) -> int:
 
 def coreml_float(model, tile: int, precision: Precision, path: Path) -> dict:
     """Core ML conversion of the FP model at ``precision`` (weights and compute), with its breakdown."""
-    target = get_target(CoreMLConfig(tile=tile, compute_precision=precision))
+    target = get_target(CoreMLConfig(tile=tile, compute_precision=precision, conv_weights="float"))
     target.lower(model, [], tile, path)
     return {"artifact_bytes": artifact_bytes(path),
             "size_breakdown": size_breakdown(artifact_bytes(path), target.stored_constants(path, []), export_copy(model, tile))}
@@ -72,12 +72,15 @@ def chart(rows: list[dict], path: Path) -> None:
 
 
 def reusable(folder: Path, name: str, bits: str, bounds: str, tile: int) -> dict | None:
-    """The manifest of ``folder/<name>-w<bits>`` if it was built from ``bounds`` at ``tile`` with today's tools."""
+    """The manifest of ``folder/<name>-w<bits>`` if it was built from ``bounds`` at ``tile`` with today's tools and
+    today's default convolution storage."""
     path = folder / f"{name}-w{bits}" / "manifest.json"
     if not path.is_file():
         return None
     m = json.loads(path.read_text())
-    same = (m["bounds"]["sha256"] == file_sha256(bounds) and m["tile"] == tile
+    int8 = CONFIGS[name]().conv_weights is ConvWeights.INT8  # what a build with default options stores today
+    stored_int8 = m.get("convolutions", {}).get("weights", "float").startswith("int8")  # no entry: built as floats
+    same = (m["bounds"]["sha256"] == file_sha256(bounds) and m["tile"] == tile and stored_int8 == int8
             and m["tool_versions"] == get_target(name).tool_versions())
     return {**m, "reused": str(path.parent)} if same else None
 

@@ -6,8 +6,9 @@
 
 Each row is a real ``pipeline.build`` (lowered, read back, every table checked against its grid,
 simulation scored on Set5); the FP16 row is the same conversion without palettization. The
-"other consts" column sums the program's remaining plain constants (convs, biases, norms, the relative-position
-tables; before compaction also the derived one-hot and mask-pattern tables). Compacted constants count as palettized.
+"other consts" column sums the program's remaining constants (convs, as int8 codes and scales in the quantized
+rows by default; biases, norms, the relative-position tables; before compaction also the derived one-hot and
+mask-pattern tables). Compacted constants count as palettized.
 """
 
 from __future__ import annotations
@@ -42,6 +43,8 @@ def const_bytes(package: Path) -> tuple[int, int]:
         if op.op_type == "constexpr_lut_to_dense":
             lut += op.indices.val.size * int(types.builtin_to_string(op.indices.dtype).removeprefix("uint")) // 8
             lut += op.lut.val.nbytes
+        elif op.op_type == "constexpr_blockwise_shift_scale":  # int8 convolutions: codes and channel scales
+            other += op.data.val.nbytes + op.scale.val.nbytes
         elif op.op_type == "const" and hasattr(getattr(op.val, "val", None), "nbytes"):
             users = [child.op_type for child in op.outputs[0].child_ops]
             if not users or not all(u.startswith("constexpr_") for u in users):  # not a table's indices or LUT
@@ -61,7 +64,8 @@ def main(argv: list[str] | None = None) -> None:
         for label, compact in (("FP16, plain conversion", False), ("FP16, derived constants compacted", True)):
             start = time.perf_counter()
             fp16 = Path(tmp) / f"fp16-{compact}.mlpackage"
-            CoreMLTarget(CoreMLConfig(tile=args.tile, compact_constants=compact)).lower(model, [], args.tile, fp16)
+            CoreMLTarget(CoreMLConfig(tile=args.tile, compact_constants=compact, conv_weights="float")).lower(
+                model, [], args.tile, fp16)
             if not compact:
                 fp16_bytes = artifact_bytes(fp16)
             rows.append((label, "–", artifact_bytes(fp16), *const_bytes(fp16), f"{fp16_bytes / artifact_bytes(fp16):.2f}x", "–", "–",

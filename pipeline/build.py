@@ -33,8 +33,8 @@ from srcore.data import CropSampler, load_benchmark
 from srcore.images import to_tensor
 from srcore.model import SwinIR, mirror_pad
 from targets import TargetConfig, get_target
-from targets.base import deploy_model, export_copy, on_integer_grid, size_breakdown, with_offset_rows
-from targets.config import IntGrid
+from targets.base import deploy_model, export_copy, int8_convolutions, on_integer_grid, size_breakdown, with_offset_rows
+from targets.config import ConvWeights, IntGrid
 from targets.latency import tile_speeds, versus_baseline
 
 __all__ = ["MANIFEST_VERSION", "BuildChecks", "build", "summary_table"]
@@ -118,6 +118,9 @@ def build(model: SwinIR, bounds: Bounds, config: TargetConfig, out: str | os.Pat
     if backend.container is not None:
         deploy, palettized, integer = on_integer_grid(deploy, palettized, *CONTAINERS[backend.container], exact=exact)
         integer_grid = {"int_grid": config.int_grid.value, "snapping": integer_grid, **integer}
+    convs, conv_weights = [], {"weights": "float, in the artifact's precision"}
+    if config.conv_weights is ConvWeights.INT8:
+        deploy, convs, conv_weights = int8_convolutions(deploy)
     tile, tiles = config.tile, config.sizes
 
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -126,8 +129,8 @@ def build(model: SwinIR, bounds: Bounds, config: TargetConfig, out: str | os.Pat
     tmp.mkdir()
     try:
         artifact = tmp / f"model{backend.extension}"
-        described = backend.lower(deploy, palettized, tile, artifact)
-        verification = backend.verify(artifact, palettized)
+        described = backend.lower(deploy, palettized, tile, artifact, convs=convs)
+        verification = backend.verify(artifact, palettized, convs=convs)
         described["graph"] = backend.graph_summary(artifact)  # ops by type, highest tensor rank (delegates: <= 4)
         exported = nn.ModuleList([with_offset_rows(export_copy(deploy, size), palettized) for size in tiles])
         sizes = {"artifact": size_breakdown(artifact_bytes(artifact), backend.stored_constants(artifact, palettized),
@@ -165,6 +168,7 @@ def build(model: SwinIR, bounds: Bounds, config: TargetConfig, out: str | os.Pat
             "tiles": list(tiles),
             "weight_bits": bits,
             "integer_grid": integer_grid,
+            "convolutions": conv_weights,
             "latency": latency,
             "tile_speed": tile_speed,
             "bits_per_tensor": {w.path: w.bits for w in palettized},

@@ -213,6 +213,7 @@ def cmd_build(args: argparse.Namespace) -> int:
     if args.int_grid and args.target == "coreml":
         raise ValueError("--int-grid is an ExecuTorch/TFLite option (Core ML stores the calibrated grid as a table)")
     options = {"fp32_ops": tuple(args.fp32_ops)} if args.fp32_ops else {}
+    options |= {"conv_weights": args.conv_weights} if args.conv_weights else {}
     options |= {"int_grid": args.int_grid} if args.int_grid else {}
     if args.tiles is not None:
         if args.target != "executorch":
@@ -474,6 +475,10 @@ def build_parser() -> argparse.ArgumentParser:
                     help="Core ML: keep these ops in fp32 inside the fp16 program (the build records the fp16 "
                          "headroom of LayerNorm, attention logits and activations on calibration crops and warns "
                          "below 4x)")
+    bu.add_argument("--conv-weights", choices=["float", "int8"], default=None,
+                    help="store the convolutions as floats (fp16 in Core ML, fp32 in TFLite and ExecuTorch) or as int8 "
+                         "codes with one fp16 scale per output channel (Core ML, TFLite; default: the target config's, "
+                         "int8 for Core ML; reports/conv_weights.md measures bytes and dB of both)")
     bu.add_argument("--int-grid", choices=["exact", "snapped"], default=None,
                     help="ExecuTorch/TFLite: store each 2DQuant grid snapped to an integer offset (the default: no "
                          "extra work, but a moved grid) or exactly (int4 codes plus one extra output row per grid for "

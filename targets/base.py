@@ -20,7 +20,7 @@ import copy
 import dataclasses
 import logging
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -34,10 +34,10 @@ from calibration.bounds import Bounds, apply_bounds_
 from calibration.deploy import DeployMode, simulate
 from calibration.primitives import fake_quantize, grid
 from calibration.qmodel import QuantLinear, QuantQKV
-from targets.config import CONFIGS, TargetConfig
+from targets.config import CONFIGS, ConvWeights, TargetConfig
 
-__all__ = ["MissingDependency", "PalettizedWeight", "Target", "TargetConfig", "TargetError", "IntegerTarget", "deploy_model", "dynamic_int8_linears",
-           "OffsetLinear", "export_copy", "match_stored_weights", "offset_rows", "on_integer_grid", "quiet_tools", "tensor_io",
+__all__ = ["ChannelGrid", "MissingDependency", "PalettizedWeight", "Target", "TargetConfig", "TargetError", "IntegerTarget", "deploy_model", "dynamic_int8_linears",
+           "OffsetLinear", "export_copy", "int8_convolutions", "match_channel_grids", "match_stored_weights", "offset_rows", "on_integer_grid", "quiet_tools", "tensor_io",
            "with_offset_rows"]
 
 
@@ -230,6 +230,59 @@ def on_integer_grid(
                              "max_decoded_minus_fake_quant_in_steps": worst}
 
 
+@dataclass(frozen=True)
+class ChannelGrid:
+    """A convolution weight stored as int8 codes times one scale per output channel (symmetric, zero point 0)."""
+
+    path: str
+    codes: torch.Tensor  # int8, the weight's shape, in [-127, 127]
+    scales: torch.Tensor  # float32 (out,), each exactly an fp16 value
+
+    @property
+    def weight(self) -> torch.Tensor:
+        """The decoded float32 weight ``codes * scale``, the value the artifact multiplies by."""
+        return self.codes.float() * self.scales.view(-1, *[1] * (self.codes.dim() - 1))
+
+
+def channel_grid(path: str, weight: torch.Tensor) -> ChannelGrid:
+    """Per output channel ``s = fp16(max |w| / 127)`` and codes ``round(w / s)`` in [-127, 127].
+
+    The scale is an fp16 value so that an fp16 runtime (Core ML) holds it exactly. Idempotent: on a
+    weight that is already ``codes * s`` it returns the same codes and scales (``127 s`` and its
+    division by 127 are exact in float32), so a backend can read the grid back off the deploy model.
+    """
+    w = weight.detach().float().cpu()
+    peak = w.abs().reshape(len(w), -1).amax(dim=1)
+    scales = (peak / 127).half().float()
+    scales = torch.where(scales > 0, scales, torch.ones_like(scales))  # an all-zero channel: any scale, codes 0
+    codes = torch.clamp(torch.round(w / scales.view(-1, *[1] * (w.dim() - 1))), -127, 127).to(torch.int8)
+    return ChannelGrid(path, codes, scales)
+
+
+def int8_convolutions(deploy: nn.Module) -> tuple[nn.Module, list[ChannelGrid], dict[str, Any]]:
+    """A copy of ``deploy`` whose every ``nn.Conv2d`` weight is on its int8 per-channel grid (:func:`channel_grid`).
+
+    The copy is the simulation of an artifact that stores its convolutions in int8: scored against
+    the artifact, and the source of the codes the backend stores and :meth:`Target.verify` checks.
+
+    Returns:
+        ``(deploy', grids, report)``: one :class:`ChannelGrid` per convolution in model order; the
+        report counts them and gives the largest change of a weight in units of its channel's step.
+    """
+    deploy = copy.deepcopy(deploy)
+    grids, worst = [], 0.0
+    for path, module in deploy.named_modules():
+        if isinstance(module, nn.Conv2d):
+            g = channel_grid(path, module.weight)
+            worst = max(worst, ((g.weight - module.weight.detach()).abs() / g.scales.view(-1, 1, 1, 1)).max().item())
+            with torch.no_grad():
+                module.weight.copy_(g.weight)
+            grids.append(g)
+    return deploy, grids, {"weights": "int8 per output channel, symmetric (codes -127..127, fp16 scales)",
+                           "convolutions": len(grids), "weights_count": sum(g.codes.numel() for g in grids),
+                           "max_change_in_steps": round(worst, 4)}
+
+
 def offset_rows(weights: list[PalettizedWeight]) -> int:
     """How many extra output rows the exact form adds to the stored weights (one per grid with an offset)."""
     return sum(w.groups for w in weights if w.offsets is not None)
@@ -408,12 +461,23 @@ class Target(abc.ABC):
                               f"got {type(self.config).__name__}")
 
     @abc.abstractmethod
-    def lower(self, deploy: nn.Module, weights: list[PalettizedWeight], tile: int, artifact: Path) -> dict[str, Any]:
-        """Write the artifact for a fixed (1, 3, tile, tile) input; return what the manifest should say about it."""
+    def lower(self, deploy: nn.Module, weights: list[PalettizedWeight], tile: int, artifact: Path,
+              convs: Sequence[ChannelGrid] = ()) -> dict[str, Any]:
+        """Write the artifact for a fixed (1, 3, tile, tile) input; return what the manifest should say about it.
+
+        ``convs``: the int8 grids of the convolutions when the config stores them in int8
+        (:func:`int8_convolutions`; ``deploy`` then holds their decoded weights), else empty.
+        """
 
     @abc.abstractmethod
-    def verify(self, artifact: Path, weights: list[PalettizedWeight]) -> dict[str, Any]:
-        """Read the artifact back and check every stored weight against ``weights``; raise if one differs."""
+    def verify(self, artifact: Path, weights: list[PalettizedWeight], convs: Sequence[ChannelGrid] = ()) -> dict[str, Any]:
+        """Read the artifact back and check every stored weight against ``weights`` and ``convs``; raise if one differs."""
+
+    def require_convs(self, convs: Sequence[ChannelGrid]) -> None:
+        """Refuse int8 grids the config does not store, or their absence where it does (a silent float copy)."""
+        if (self.config.conv_weights is ConvWeights.INT8) != bool(convs):
+            raise TargetError(f"the config stores convolutions as {self.config.conv_weights.value!r} but "
+                              f"{len(convs)} int8 grids were given (targets.base.int8_convolutions makes them)")
 
     @abc.abstractmethod
     def tool_versions(self) -> dict[str, str]:
@@ -479,6 +543,21 @@ class IntegerTarget(Target):
         return dynamic_int8_linears(deploy)
 
 
+def _match_by_content(expected: list[tuple[str, np.ndarray, np.ndarray]], stored: list[tuple[np.ndarray, np.ndarray]],
+                      what: str) -> None:
+    """One-to-one match of ``(path, codes, scales)`` against the artifact's ``(codes, scales)``, by value."""
+    unmatched = list(range(len(stored)))
+    for path, codes, scales in expected:
+        codes, scales = codes.astype(np.int16), scales.astype(np.float32)
+        match = next((i for i in unmatched if stored[i][0].shape == codes.shape
+                      and np.array_equal(stored[i][0], codes) and np.array_equal(stored[i][1], scales)), None)
+        if match is None:
+            raise TargetError(f"{path}: no {what} in the artifact holds its codes and scales")
+        unmatched.remove(match)
+    if unmatched:
+        raise TargetError(f"{len(unmatched)} {what}s in the artifact match no calibrated grid")
+
+
 def match_stored_weights(weights: list[PalettizedWeight], stored: list[tuple[np.ndarray, np.ndarray]]) -> None:
     """Require a one-to-one match between ``weights`` and the artifact's stored ``(codes, row scales)`` pairs.
 
@@ -488,17 +567,12 @@ def match_stored_weights(weights: list[PalettizedWeight], stored: list[tuple[np.
     Raises:
         TargetError: naming the first weight without its exact copy, or the count of extra tensors.
     """
-    unmatched = list(range(len(stored)))
-    for w in weights:
-        codes, scales = (t.numpy() for t in w.stored())
-        codes, scales = codes.astype(np.int16), scales.astype(np.float32)
-        match = next((i for i in unmatched if stored[i][0].shape == codes.shape
-                      and np.array_equal(stored[i][0], codes) and np.array_equal(stored[i][1], scales)), None)
-        if match is None:
-            raise TargetError(f"{w.path}: no weight in the artifact holds its codes and scales")
-        unmatched.remove(match)
-    if unmatched:
-        raise TargetError(f"{len(unmatched)} integer weights in the artifact match no calibrated grid")
+    _match_by_content([(w.path, *(t.numpy() for t in w.stored())) for w in weights], stored, "weight")
+
+
+def match_channel_grids(convs: Sequence[ChannelGrid], stored: list[tuple[np.ndarray, np.ndarray]]) -> None:
+    """:func:`match_stored_weights` for int8 convolutions: ``stored`` holds (codes (out, in, kh, kw), scales (out,))."""
+    _match_by_content([(g.path, g.codes.numpy(), g.scales.numpy()) for g in convs], stored, "int8 convolution")
 
 
 def dynamic_int8_linears(deploy: nn.Module) -> nn.Module:

@@ -13,7 +13,7 @@ from typing import ClassVar
 
 from calibration.config import coerce_enum
 
-__all__ = ["CoreMLConfig", "ExecuTorchConfig", "IntGrid", "IntegerConfig", "Precision", "TFLiteConfig", "TargetConfig"]
+__all__ = ["ConvWeights", "CoreMLConfig", "ExecuTorchConfig", "IntGrid", "IntegerConfig", "Precision", "TFLiteConfig", "TargetConfig"]
 
 
 FP32_OPS = ("layer_norm", "softmax")  # the Core ML ops that may stay fp32 inside an fp16 program
@@ -30,6 +30,18 @@ class Precision(enum.Enum):
 
     FP16 = "fp16"
     FP32 = "fp32"
+
+
+class ConvWeights(enum.Enum):
+    """How the convolution weights are stored (they are not 2DQuant-calibrated: 2DQuant quantizes the Linears).
+
+    ``FLOAT``: in the program's precision (fp16 in an fp16 Core ML program). ``INT8``: int8 codes with one
+    fp16 scale per output channel (:func:`targets.base.int8_convolutions`); the simulation uses the same
+    decoded weights, so the cost shows in its score.
+    """
+
+    FLOAT = "float"
+    INT8 = "int8"
 
 
 class IntGrid(enum.Enum):
@@ -52,13 +64,16 @@ class TargetConfig:
     Args:
         tile: the fixed LR input side of the artifact (a multiple of the model's window size, 8
             for SwinIR-light); images of any size run through it in overlapping tiles.
+        conv_weights: how the convolutions are stored (:class:`ConvWeights`; ExecuTorch: float only).
     """
 
     backend: ClassVar[str]
     tile: int = 64
+    conv_weights: ConvWeights = ConvWeights.FLOAT
 
     def __post_init__(self):
         _check_tile(self.tile, "tile")
+        coerce_enum(self, "conv_weights", ConvWeights)
 
     @property
     def sizes(self) -> tuple[int, ...]:
@@ -73,15 +88,20 @@ class CoreMLConfig(TargetConfig):
     Args:
         compute_precision: precision between ops; fp16 is what the Neural Engine runs.
         compact_constants: store the large derived constants (expanded relative-position bias,
-            shift mask) as exact lookup tables; lossless, checked after the fact.
+            shift mask) as exact lookup tables, and merge the program's repeated small constants and
+            shorten its value names (598 -> 265 KB of model.mlmodel at x4); lossless, checked after the fact.
         fp32_ops: MIL op types kept in fp32 inside an fp16 program (``"layer_norm"``, ``"softmax"``):
             the ops whose intermediates (sum of squares, logits) come closest to fp16's 65504.
+        conv_weights: int8 by default: on the shipped x4 model it makes every package 187 KB smaller
+            (W4 1152 -> 965 KB) for at most 0.009 dB of PSNR on Set5 and Set14 at W4, W3 and W2
+            (reports/conv_weights.md); its latency on a device is not measured (Core ML does not run here).
     """
 
     backend: ClassVar[str] = "coreml"
     compute_precision: Precision = Precision.FP16
     compact_constants: bool = True
     fp32_ops: tuple[str, ...] = ()
+    conv_weights: ConvWeights = ConvWeights.INT8
 
     def __post_init__(self):
         super().__post_init__()
@@ -130,6 +150,9 @@ class ExecuTorchConfig(IntegerConfig):
 
     def __post_init__(self):
         super().__post_init__()
+        if self.conv_weights is not ConvWeights.FLOAT:
+            raise ValueError("ExecuTorch stores convolutions in fp32 (conv_weights='float'): int8 convolutions are not "
+                             "implemented for its XNNPACK graph")
         if isinstance(self.tiles, (int, str)):
             raise ValueError(f"tiles must be a sequence of tile sides, got {self.tiles!r}")
         for tile in self.tiles:
@@ -143,9 +166,17 @@ class ExecuTorchConfig(IntegerConfig):
 
 @dataclass(frozen=True)
 class TFLiteConfig(IntegerConfig):
-    """LiteRT / TFLite flatbuffer (.tflite): INT4 FULLY_CONNECTED weights (hybrid kernels)."""
+    """LiteRT / TFLite flatbuffer (.tflite): INT4 FULLY_CONNECTED weights (hybrid kernels).
+
+    Args:
+        conv_weights: int8 by default (INT8 filters behind a DEQUANTIZE that LiteRT's XNNPACK delegate unpacks
+            once, at load): on the shipped x4 model the .tflite shrinks from 1688 to 1125 KB for at most
+            0.011 dB of PSNR on Set5 and Set14 at W4, W3 and W2, and a W4 tile runs as fast as with fp32
+            filters within 1.5% at 1 and 2 threads (reports/conv_weights.md).
+    """
 
     backend: ClassVar[str] = "tflite"
+    conv_weights: ConvWeights = ConvWeights.INT8
 
 
 CONFIGS: dict[str, type[TargetConfig]] = {c.backend: c for c in (CoreMLConfig, ExecuTorchConfig, TFLiteConfig)}

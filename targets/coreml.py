@@ -21,6 +21,7 @@ import contextlib
 import copy
 import functools
 import importlib
+from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -31,7 +32,16 @@ from torch import nn
 
 from calibration.deploy import DeployMode
 from srcore.model import WindowAttention
-from targets.base import PalettizedWeight, StoredConstant, Target, TargetError, export_copy, quiet_tools, tensor_io
+from targets.base import (
+    ChannelGrid,
+    PalettizedWeight,
+    StoredConstant,
+    Target,
+    TargetError,
+    export_copy,
+    quiet_tools,
+    tensor_io,
+)
 from targets.coreml_mil import MilInterpreter, mil_program
 
 __all__ = ["CoreMLTarget"]
@@ -39,7 +49,8 @@ __all__ = ["CoreMLTarget"]
 INPUT_NAME, OUTPUT_NAME = "lr", "sr"
 _LUT = "_COREML_/weight/lut"
 _COMPRESSION = "_COREML_/weight/compression_type"
-_PALETTIZATION = 2  # coremltools' compression-type code for a lookup table
+_PALETTIZATION, _QUANTIZATION = 2, 3  # coremltools' compression-type codes: lookup table, linear quantization
+_QUANTIZATION_BITS, _QUANTIZATION_SCALE = "_COREML_/weight/quantization_n_bits", "_COREML_/weight/quantization_scale"
 
 
 # coremltools' modules that draw progress bars while converting and compressing, and the name they call tqdm by.
@@ -67,13 +78,20 @@ def _no_progress_bars():
             setattr(module, name, original)
 
 
-def _with_lut_buffers(deploy: nn.Module, weights: list[PalettizedWeight]) -> nn.Module:
-    """A copy of ``deploy`` with route-A buffers: one (groups, 1, 2^b, 1) table per quantized Linear."""
+def _with_compression_buffers(deploy: nn.Module, weights: list[PalettizedWeight],
+                              convs: Sequence[ChannelGrid]) -> nn.Module:
+    """A copy of ``deploy`` with route-A buffers: one (groups, 1, 2^b, 1) table per quantized Linear, and
+    per int8 convolution its bits and (out, 1) scales (coremltools recomputes the codes as ``round(w / s)``)."""
     model = copy.deepcopy(deploy)
     for w in weights:
         linear = model.get_submodule(w.path)
         linear.register_buffer(_COMPRESSION, torch.tensor([_PALETTIZATION]))
         linear.register_buffer(_LUT, w.grids().reshape(w.groups, 1, 2**w.bits, 1))
+    for g in convs:
+        conv = model.get_submodule(g.path)
+        conv.register_buffer(_COMPRESSION, torch.tensor([_QUANTIZATION]))
+        conv.register_buffer(_QUANTIZATION_BITS, torch.tensor(8))
+        conv.register_buffer(_QUANTIZATION_SCALE, g.scales.view(-1, 1))
     model.register_buffer("_COREML_/metadata_version", torch.tensor(2))
     return model
 
@@ -165,6 +183,50 @@ def _compact_derived_constants(mlmodel):
     return compacted, {"constants": len(originals), "bytes_before": int(sum(v.nbytes for v in originals.values()))}
 
 
+def _compact_program(program) -> None:
+    """Shrink an ML program's protobuf in place, losslessly: one const per distinct small value, short value names.
+
+    coremltools writes every small constant (shapes, axes, permutations) as its own named const op
+    and names each value after the PyTorch node it came from; at x4 that is 3705 ops and 598 KB of
+    model.mlmodel, as large as the 4-bit weights. Equal immediate consts are merged into the first,
+    and every value is renamed ``v<hex>`` except the function's inputs and outputs and the
+    decompressed weights (``constexpr_*`` ops, named ``p_<module path>_weight...``, by which
+    :meth:`CoreMLTarget.verify` finds each one). Weights in weight.bin are untouched.
+    """
+    for function in program.functions.values():
+        keep = {value.name for value in function.inputs}
+        for block in function.block_specializations.values():
+            keep |= set(block.outputs)
+            keep |= {out.name for op in block.operations if op.type.startswith("constexpr_") for out in op.outputs}
+            first, alias = {}, {}
+            for op in block.operations:
+                value = op.attributes["val"] if op.type == "const" else None
+                if value is not None and value.HasField("immediateValue") and op.outputs[0].name not in keep:
+                    alias[op.outputs[0].name] = first.setdefault(value.SerializeToString(), op.outputs[0].name)
+            alias = {name: into for name, into in alias.items() if name != into}
+            ops = [op for op in block.operations if not (op.type == "const" and op.outputs[0].name in alias)]
+            del block.operations[:]
+            block.operations.extend(ops)
+            names: dict[str, str] = {}
+
+            def short(name: str) -> str:
+                name = alias.get(name, name)
+                if name in keep:
+                    return name
+                return names.setdefault(name, f"v{len(names):x}")
+
+            for op in block.operations:
+                for out in op.outputs:
+                    out.name = short(out.name)
+                if "name" in op.attributes:
+                    strings = op.attributes["name"].immediateValue.tensor.strings.values
+                    strings[0] = short(strings[0])
+                for argument in op.inputs.values():
+                    for binding in argument.arguments:
+                        if binding.WhichOneof("binding") == "name":
+                            binding.name = short(binding.name)
+
+
 def _io_dtypes(spec) -> dict[str, str]:
     """Multi-array dtype of every model input and output, as numpy names (``float16``, ``float32``)."""
     from coremltools.proto import FeatureTypes_pb2
@@ -177,6 +239,25 @@ def _io_dtypes(spec) -> dict[str, str]:
 def _op_name(path: str) -> str:
     """The MIL const name coremltools gives a module's weight (``p_`` + path with dots as underscores)."""
     return "p_" + path.replace(".", "_") + "_weight"
+
+
+def _verify_int8_convs(ops: list, convs: Sequence[ChannelGrid]) -> int:
+    """Every int8 convolution's stored codes and scales equal its :class:`ChannelGrid`; none stored when none asked for."""
+    stored = {op.name: op for op in ops if op.op_type == "constexpr_blockwise_shift_scale"}
+    if len(stored) != len(convs):
+        raise TargetError(f"expected {len(convs)} int8 convolution weights, found {len(stored)}")
+    for g in convs:
+        found = [op for name, op in stored.items() if name.startswith(_op_name(g.path))]
+        if len(found) != 1:
+            raise TargetError(f"{g.path}: expected one int8 weight {_op_name(g.path)}*, found {len(found)}")
+        op = found[0]
+        if op.offset is not None or op.data.val.dtype != np.int8:
+            raise TargetError(f"{g.path}: stored as {op.data.val.dtype} with offset {op.offset}, expected int8 and none")
+        if not np.array_equal(op.data.val, g.codes.numpy()):
+            raise TargetError(f"{g.path}: stored int8 codes differ from its channel grid")
+        if not np.array_equal(op.scale.val.reshape(-1).astype(np.float32), g.scales.numpy()):
+            raise TargetError(f"{g.path}: stored scales differ from its channel grid")
+    return len(convs)
 
 
 class CoreMLTarget(Target):
@@ -192,9 +273,11 @@ class CoreMLTarget(Target):
     def compute_precision(self) -> str:
         return self.config.compute_precision.value
 
-    def lower(self, deploy: nn.Module, weights: list[PalettizedWeight], tile: int, artifact: Path) -> dict[str, Any]:
+    def lower(self, deploy: nn.Module, weights: list[PalettizedWeight], tile: int, artifact: Path,
+              convs: Sequence[ChannelGrid] = ()) -> dict[str, Any]:
+        self.require_convs(convs)
         # Frozen for the tile: the mask and biases expand in the graph from small tables (SwinIR.freeze_shape).
-        model = _with_lut_buffers(export_copy(deploy, tile), weights)
+        model = _with_compression_buffers(export_copy(deploy, tile), weights, convs)
         example = torch.rand(1, 3, tile, tile)
         with quiet_tools():
             import coremltools as ct
@@ -214,8 +297,13 @@ class CoreMLTarget(Target):
             if self.config.compact_constants:
                 mlmodel, compacted = _compact_derived_constants(mlmodel)
             mlmodel.short_description = "sr2bit SwinIR-light super-resolution, palettized weights"
-            mlmodel.save(str(artifact))
-        io_types = _io_dtypes(mlmodel.get_spec())  # coremltools picks fp16 I/O for an fp16 iOS18 program
+            spec = mlmodel.get_spec()
+            program_bytes = {"before": spec.ByteSize()}
+            if self.config.compact_constants:
+                _compact_program(spec.mlProgram)
+                program_bytes["after"] = spec.ByteSize()
+            ct.models.MLModel(spec, weights_dir=mlmodel.weights_dir, skip_model_load=True).save(str(artifact))
+        io_types = _io_dtypes(spec)  # coremltools picks fp16 I/O for an fp16 iOS18 program
         return {
             "deployment_target": "iOS18 / macOS15 (ML program)",
             "compute_precision": self.compute_precision,
@@ -223,9 +311,10 @@ class CoreMLTarget(Target):
             **tensor_io(deploy, tile, (io_types[INPUT_NAME], io_types[OUTPUT_NAME]), (INPUT_NAME, OUTPUT_NAME)),
             "activations": f"{self.compute_precision} (not quantized)",
             "compacted_constants": compacted,
+            "program_bytes": program_bytes,
         }
 
-    def verify(self, artifact: Path, weights: list[PalettizedWeight]) -> dict[str, Any]:
+    def verify(self, artifact: Path, weights: list[PalettizedWeight], convs: Sequence[ChannelGrid] = ()) -> dict[str, Any]:
         program, spec = mil_program(artifact)
         with quiet_tools():
             from coremltools.converters.mil.mil import types
@@ -255,8 +344,10 @@ class CoreMLTarget(Target):
                 raise TargetError(f"{w.path}: indices are {index_dtype}, expected uint{w.bits}")
             index_dtypes[index_dtype] += 1
             checked.append(w.path)
+        int8_convs = _verify_int8_convs(ops, convs)
         weight_file = Path(artifact) / "Data" / "com.apple.CoreML" / "weights" / "weight.bin"
         return {
+            "int8_convolutions": int8_convs,
             "palettized_linears": len(checked),
             "quantized_linears": len(weights),
             "index_dtypes": dict(index_dtypes),
@@ -283,8 +374,8 @@ class CoreMLTarget(Target):
     def stored_constants(self, artifact: Path, weights: list[PalettizedWeight]) -> list[StoredConstant]:
         """The saved program's constants: each lookup table with its packed indices, and each plain const not feeding one.
 
-        The quantized linears' indices and tables are known by name (``p_<path>_weight``); every other
-        table (compacted constants, 8-bit convolutions) is decoded and recognised by its values.
+        The quantized linears' indices and tables are known by name (``p_<path>_weight``), int8
+        convolutions by their op; every other table (compacted constants) is decoded and recognised by its values.
         """
         program, _ = mil_program(artifact)
         with quiet_tools():
@@ -303,6 +394,8 @@ class CoreMLTarget(Target):
                               StoredConstant(lut.nbytes, component="linear scales and tables")]
                 else:
                     found.append(StoredConstant(index_bytes + lut.nbytes, lut_to_dense(indices, lut, None)))
+            elif op.op_type == "constexpr_blockwise_shift_scale":
+                found.append(StoredConstant(op.data.val.nbytes + op.scale.val.nbytes, component="convolutions"))
             elif op.op_type == "const" and isinstance(op.val.val, np.ndarray):
                 if all(child.op_type.startswith("constexpr_") for child in op.outputs[0].child_ops):
                     continue  # counted with the table it feeds

@@ -101,6 +101,12 @@ def _lut_to_dense(indices, lut, vector_axis=None):
     return torch.from_numpy(lut_to_dense(indices.numpy(), lut.numpy(), None).astype(np.float32))
 
 
+def _blockwise_shift_scale(data, scale, offset=None):
+    if offset is not None:
+        data = data.float() - offset.float()
+    return data.float() * scale
+
+
 _OPS = {
     "reshape": lambda x, shape: x.reshape([int(s) for s in shape]),
     "transpose": lambda x, perm: x.permute([int(p) for p in perm]),
@@ -121,6 +127,7 @@ _OPS = {
     "squeeze": _squeeze,
     "gelu": _gelu,
     "constexpr_lut_to_dense": _lut_to_dense,
+    "constexpr_blockwise_shift_scale": _blockwise_shift_scale,
 }
 
 

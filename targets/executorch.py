@@ -24,6 +24,7 @@ import collections
 import json
 import tempfile
 import time
+from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from targets.base import (
+    ChannelGrid,
     IntegerTarget,
     PalettizedWeight,
     StoredConstant,
@@ -269,8 +271,10 @@ class ExecuTorchTarget(IntegerTarget):
     simulation = "PyTorch fp32, weights codes*scale, Linear inputs dynamic int8 per token (XNNPACK qd8)"
     runtime = "ExecuTorch runtime (Python bindings) with the XNNPACK delegate, this host's CPU"
 
-    def lower(self, deploy: nn.Module, weights: list[PalettizedWeight], tile: int, artifact: Path) -> dict[str, Any]:
+    def lower(self, deploy: nn.Module, weights: list[PalettizedWeight], tile: int, artifact: Path,
+              convs: Sequence[ChannelGrid] = ()) -> dict[str, Any]:
         self.require_codes(weights)
+        self.require_convs(convs)
         with quiet_tools():
             from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
                 XNNPACKQuantizer,
@@ -305,7 +309,9 @@ class ExecuTorchTarget(IntegerTarget):
         """``tile`` first, then the config's other tile sides."""
         return (tile, *(size for size in self.config.sizes if size != tile))
 
-    def verify(self, artifact: Path, weights: list[PalettizedWeight]) -> dict[str, Any]:
+    def verify(self, artifact: Path, weights: list[PalettizedWeight], convs: Sequence[ChannelGrid] = ()) -> dict[str, Any]:
+        if convs:
+            raise TargetError("ExecuTorch artifacts hold no int8 convolutions")
         with quiet_tools():
             stored = stored_weights(artifact)
         verified = []

@@ -22,6 +22,7 @@ import collections
 import os
 import tempfile
 import time
+from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -32,11 +33,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from targets.base import (
+    ChannelGrid,
     IntegerTarget,
     PalettizedWeight,
     StoredConstant,
     TargetError,
     export_copy,
+    match_channel_grids,
     match_stored_weights,
     offset_rows,
     quiet_tools,
@@ -44,7 +47,7 @@ from targets.base import (
     with_offset_rows,
 )
 
-__all__ = ["TFLiteTarget", "pack_int4", "stored_constants", "unpack_int4"]
+__all__ = ["TFLiteTarget", "pack_int4", "stored_constants", "stored_convolutions", "unpack_int4"]
 
 
 def pack_int4(codes: np.ndarray) -> np.ndarray:
@@ -114,8 +117,10 @@ def _without_inner_tensor_names(flatbuffer) -> None:
                 tensor.name = None
 
 
-def _lower_flatbuffer(model: nn.Module, tile: int, artifact: Path, weights: list[PalettizedWeight]) -> tuple[float, int]:
-    """Convert ``model``, store ``weights`` as INT4 (none for the FP32 baseline), drop inner names, write ``artifact``.
+def _lower_flatbuffer(model: nn.Module, tile: int, artifact: Path, weights: list[PalettizedWeight],
+                      convs: Sequence[ChannelGrid] = ()) -> tuple[float, int]:
+    """Convert ``model``, store ``weights`` as INT4 and ``convs`` as INT8 (none for the FP32 baseline), drop inner
+    names, write ``artifact``.
 
     Artifact and baseline go through the same steps, so their sizes compare honestly. Returns the
     conversion seconds and how many FULLY_CONNECTED weights became INT4.
@@ -127,6 +132,7 @@ def _lower_flatbuffer(model: nn.Module, tile: int, artifact: Path, weights: list
         seconds = _convert(model, tile, float_path)
         flatbuffer = flatbuffer_utils.read_model(str(float_path))
         replaced = _with_int4_weights(flatbuffer, weights)
+        _with_int8_convolutions(flatbuffer, convs)
         _without_inner_tensor_names(flatbuffer)
         flatbuffer_utils.write_model(flatbuffer, str(artifact))
     return seconds, replaced
@@ -162,17 +168,114 @@ def _with_int4_weights(flatbuffer, weights: list[PalettizedWeight]) -> int:
         codes, scales = w.stored()
         buffer.data = pack_int4(codes.numpy())
         tensor.type = schema.TensorType.INT4
-        params = schema.QuantizationParametersT()
-        params.scale = scales.numpy().astype(np.float32).tolist()
-        params.zeroPoint = [0] * len(params.scale)
-        params.quantizedDimension = 0
-        tensor.quantization = params
+        tensor.quantization = _quantization(scales.numpy())
         done.add(w.path)
     missing = [w.path for w in weights if w.path not in done]
     if missing:
         raise TargetError(f"{len(missing)} calibrated Linears have no float FULLY_CONNECTED weight to replace "
                           f"(first: {missing[0]})")
     return len(done)
+
+
+def _ohwi(weight: torch.Tensor) -> np.ndarray:
+    """A (out, in, kh, kw) convolution weight in TFLite's CONV_2D filter layout (out, kh, kw, in)."""
+    return weight.permute(0, 2, 3, 1).contiguous().numpy()
+
+
+def _quantization(scales: np.ndarray):
+    """Per-output-channel quantization parameters with zero point 0 (the layout XNNPACK and the kernels read)."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    params = schema.QuantizationParametersT()
+    params.scale = scales.astype(np.float32).tolist()
+    params.zeroPoint = [0] * len(params.scale)
+    params.quantizedDimension = 0
+    return params
+
+
+def _operator_code(flatbuffer, builtin: int, version: int) -> int:
+    """Index of ``builtin``'s operator code in the model, added if the model has none yet."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    for index, code in enumerate(flatbuffer.operatorCodes):
+        if code.builtinCode == builtin:
+            code.version = max(code.version, version)
+            return index
+    code = schema.OperatorCodeT()
+    code.builtinCode, code.deprecatedBuiltinCode, code.version = builtin, min(builtin, 127), version
+    flatbuffer.operatorCodes.append(code)
+    return len(flatbuffer.operatorCodes) - 1
+
+
+def _conv_filters(flatbuffer):
+    """(op, filter tensor index) of every CONV_2D in the first subgraph."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    for op in flatbuffer.subgraphs[0].operators:
+        if flatbuffer.operatorCodes[op.opcodeIndex].builtinCode == schema.BuiltinOperator.CONV_2D:
+            yield op, op.inputs[1]
+
+
+def _with_int8_convolutions(flatbuffer, convs: Sequence[ChannelGrid]) -> None:
+    """Store every CONV_2D filter that equals one of ``convs`` as INT8 codes + per-channel scales behind a DEQUANTIZE.
+
+    The filter tensor keeps its index and becomes the DEQUANTIZE's float32 output; a new INT8 tensor
+    holds the codes. LiteRT's XNNPACK delegate unpacks such a static DEQUANTIZE once, at load
+    (``xnnpack_delegate.cc``, "Prepare to unpack FP16/INT8 tensors"), to ``scale * code`` in float32,
+    which equals the simulation's weight exactly (an fp16 scale times a code below 128 is exact in
+    float32): the convolution itself stays fp32.
+    """
+    from ai_edge_litert import schema_py_generated as schema
+
+    if not convs:
+        return
+    graph = flatbuffer.subgraphs[0]
+    expected = [(g, _ohwi(g.weight)) for g in convs]
+    dequantize = _operator_code(flatbuffer, schema.BuiltinOperator.DEQUANTIZE, 5)  # v5: per-channel INT8 input
+    done, unpack = set(), []
+    for _, index in _conv_filters(flatbuffer):
+        tensor = graph.tensors[index]
+        if tensor.type != schema.TensorType.FLOAT32 or not tensor.buffer:
+            continue
+        values = np.frombuffer(bytes(flatbuffer.buffers[tensor.buffer].data), dtype=np.float32)
+        g = next((g for g, w in expected if w.size == values.size and np.array_equal(w.reshape(-1), values)), None)
+        if g is None or g.path in done:
+            continue
+        codes = schema.TensorT()
+        codes.shape, codes.type, codes.buffer = list(tensor.shape), schema.TensorType.INT8, tensor.buffer
+        codes.quantization = _quantization(g.scales.numpy())
+        flatbuffer.buffers[tensor.buffer].data = _ohwi(g.codes).reshape(-1).view(np.uint8)
+        tensor.buffer = 0  # buffer 0 is the empty one: the filter is now computed
+        graph.tensors.append(codes)
+        op = schema.OperatorT()
+        op.opcodeIndex, op.inputs, op.outputs = dequantize, [len(graph.tensors) - 1], [index]
+        op.builtinOptionsType, op.builtinOptions = schema.BuiltinOptions.DequantizeOptions, schema.DequantizeOptionsT()
+        unpack.append(op)
+        done.add(g.path)
+    missing = [g.path for g in convs if g.path not in done]
+    if missing:
+        raise TargetError(f"{len(missing)} convolutions have no float CONV_2D filter to replace (first: {missing[0]})")
+    graph.operators[:0] = unpack  # their inputs are constants: first in execution order
+
+
+def stored_convolutions(flatbuffer) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(codes (out, in, kh, kw) int8, scales (out,)) of every CONV_2D filter stored as INT8 behind a DEQUANTIZE."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    graph = flatbuffer.subgraphs[0]
+    producers = {op.outputs[0]: op for op in graph.operators
+                 if flatbuffer.operatorCodes[op.opcodeIndex].builtinCode == schema.BuiltinOperator.DEQUANTIZE}
+    found = []
+    for _, index in _conv_filters(flatbuffer):
+        if index not in producers:
+            continue
+        tensor = graph.tensors[producers[index].inputs[0]]
+        q = tensor.quantization
+        if tensor.type != schema.TensorType.INT8 or any(q.zeroPoint) or q.quantizedDimension != 0:
+            raise TargetError("a CONV_2D filter is dequantized from other than per-channel INT8 with zero point 0")
+        codes = np.asarray(flatbuffer.buffers[tensor.buffer].data, dtype=np.uint8).view(np.int8)
+        found.append((codes.reshape(tuple(tensor.shape)).transpose(0, 3, 1, 2), np.asarray(q.scale, dtype=np.float32)))
+    return found
 
 
 # numpy dtypes of the TFLite tensor types a float constant can have here.
@@ -216,10 +319,12 @@ class TFLiteTarget(IntegerTarget):
     simulation = "PyTorch fp32, weights codes*scale, Linear inputs dynamic int8 per token (hybrid FULLY_CONNECTED)"
     runtime = "LiteRT interpreter (ai-edge-litert) with its XNNPACK delegate, this host's CPU"
 
-    def lower(self, deploy: nn.Module, weights: list[PalettizedWeight], tile: int, artifact: Path) -> dict[str, Any]:
+    def lower(self, deploy: nn.Module, weights: list[PalettizedWeight], tile: int, artifact: Path,
+              convs: Sequence[ChannelGrid] = ()) -> dict[str, Any]:
         self.require_codes(weights)
+        self.require_convs(convs)
         model = with_offset_rows(export_copy(deploy, tile, UnfoldedLayerNorm), weights)
-        seconds, replaced = _lower_flatbuffer(model, tile, artifact, weights)
+        seconds, replaced = _lower_flatbuffer(model, tile, artifact, weights, convs)
         return {"deployment_target": "LiteRT / TFLite runtime, XNNPACK delegate (Android/iOS/Linux CPU)",
                 **tensor_io(deploy, tile), "conversion_seconds": round(seconds, 1), "int4_fully_connected": replaced,
                 "activations": "fp32; FULLY_CONNECTED: dynamic int8 per row x INT4 per-channel weights (hybrid)",
@@ -229,7 +334,7 @@ class TFLiteTarget(IntegerTarget):
         seconds, _ = _lower_flatbuffer(export_copy(deploy, tile, UnfoldedLayerNorm), tile, artifact, [])
         return {"conversion_seconds": round(seconds, 1)}
 
-    def verify(self, artifact: Path, weights: list[PalettizedWeight]) -> dict[str, Any]:
+    def verify(self, artifact: Path, weights: list[PalettizedWeight], convs: Sequence[ChannelGrid] = ()) -> dict[str, Any]:
         from ai_edge_litert import schema_py_generated as schema
         from ai_edge_litert.tools import flatbuffer_utils
 
@@ -246,7 +351,10 @@ class TFLiteTarget(IntegerTarget):
             codes = unpack_int4(np.asarray(flatbuffer.buffers[tensor.buffer].data, dtype=np.uint8), count)
             stored.append((codes.reshape(tuple(tensor.shape)), np.asarray(q.scale, dtype=np.float32)))
         match_stored_weights(weights, stored)
+        convolutions = stored_convolutions(flatbuffer)
+        match_channel_grids(convs, convolutions)
         return {
+            "int8_convolutions": len(convolutions),
             "quantized_linears": len(weights),
             "palettized_linears": len(stored),
             "index_dtypes": {"INT4 (codes k+z, zero point 0)": len(stored)},

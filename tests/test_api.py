@@ -124,7 +124,7 @@ def test_bits_are_overridden_by_role_and_by_name_pattern_and_recorded_per_quanti
         QuantConfig(4, 4, overrides=(("weight", 5),))
 
 
-def _interrupting_verify(*args):
+def _interrupting_verify(*args, **kwargs):
     raise KeyboardInterrupt
 
 

@@ -100,7 +100,7 @@ def test_no_tensor_above_rank_4(tiny, tmp_path):
 def test_a_failed_build_leaves_nothing(tiny, tmp_path, monkeypatch):
     from targets.coreml import CoreMLTarget
 
-    def broken(*args):
+    def broken(*args, **kwargs):
         raise RuntimeError("verification crashed")
 
     monkeypatch.setattr(CoreMLTarget, "verify", broken)
@@ -181,7 +181,7 @@ def test_mac_profiler_refuses_other_systems(tmp_path, capsys, monkeypatch):
 def test_the_artifact_itself_scores_like_its_simulation(tiny, tmp_path):
     from conftest import write_wave_images
 
-    from targets.base import deploy_model
+    from targets.base import deploy_model, int8_convolutions
     from targets.coreml import CoreMLTarget
     from targets.coreml_mil import MilInterpreter
 
@@ -192,7 +192,7 @@ def test_the_artifact_itself_scores_like_its_simulation(tiny, tmp_path):
     assert v["artifact"]["what"].startswith("MIL interpreter")
     assert abs(v["artifact"]["psnr_minus_simulation"]) < 0.05  # fp16 between ops, same tiles
     # The interpreter runs the saved program: on one tile it matches the fake-quant model to fp16 precision.
-    deploy, _ = deploy_model(tiny, bounds)
+    deploy, _, _ = int8_convolutions(deploy_model(tiny, bounds)[0])  # what the default build stores
     x = torch.rand(1, 3, TILE, TILE, generator=torch.Generator().manual_seed(2))
     out = MilInterpreter(result.folder / "model.mlpackage")(lr=x.numpy())["sr"]
     with torch.no_grad():
@@ -217,5 +217,89 @@ def test_size_breakdown_meets_the_component_budget(tiny, tmp_path):
     linear_weights = sum(w.numel() for n, w in tiny.named_parameters() if n.endswith(("qkv.weight", "proj.weight",
                                                                                          "fc1.weight", "fc2.weight")))
     assert sizes["linear weights"] == linear_weights * 2 // 8  # uint2 indices, nothing else
-    assert sizes["convolutions"] == 2 * sum(m.weight.numel() for m in tiny.modules() if isinstance(m, torch.nn.Conv2d))
-    assert sizes["other constants"] < 16_000 and sizes["graph and metadata"] < 130_000
+    convs = [m for m in tiny.modules() if isinstance(m, torch.nn.Conv2d)]  # int8 codes + an fp16 scale per channel
+    assert sizes["convolutions"] == sum(c.weight.numel() + 2 * c.out_channels for c in convs)
+    assert sizes["other constants"] < 16_000 and sizes["graph and metadata"] < 90_000, sizes  # compacted program
+
+
+def test_int8_convolutions_are_stored_exactly_and_scored_as_simulated(tiny, tmp_path):
+    """``conv_weights="int8"``: every convolution is int8 codes x fp16 channel scales, read back equal, half the bytes."""
+    import dataclasses
+
+    from conftest import write_wave_images
+
+    from targets.base import deploy_model, int8_convolutions
+
+    images = write_wave_images((tmp_path / "imgs").mkdir() or tmp_path / "imgs", count=2, height=40, width=32)
+    bounds = _bounds(tiny, 4)
+    result = build(tiny, bounds, CoreMLConfig(tile=TILE, conv_weights="int8"), tmp_path / "out",
+                   checks=BuildChecks(score_on=images))
+    m = result.manifest
+    convs = [mod for mod in tiny.modules() if isinstance(mod, torch.nn.Conv2d)]
+    assert m["convolutions"]["convolutions"] == len(convs) == m["verification"]["int8_convolutions"]
+    channels = sum(c.out_channels for c in convs)
+    assert m["size_breakdown"]["artifact"]["convolutions"] == sum(c.weight.numel() for c in convs) + 2 * channels
+    assert abs(m["verification"]["artifact"]["psnr_minus_simulation"]) < 0.05  # the simulation holds the int8 weights
+    # The read-back check compares codes and scales: a grid that differs by one code or one scale is refused.
+    deploy, weights = deploy_model(tiny, bounds)
+    _, grids, _ = int8_convolutions(deploy)
+    package, target = result.folder / m["artifact"], get_target(CoreMLConfig(tile=TILE, conv_weights="int8"))
+    assert target.verify(package, weights, convs=grids)["int8_convolutions"] == len(grids)
+    codes = grids[1].codes.clone()
+    codes.view(-1)[0] = codes.view(-1)[0] + (1 if codes.view(-1)[0] < 127 else -1)
+    scales = grids[1].scales.clone()
+    scales[0] = scales[0] * 2
+    for changed in (dataclasses.replace(grids[1], codes=codes), dataclasses.replace(grids[1], scales=scales)):
+        with pytest.raises(TargetError, match="differ from its channel grid"):
+            target.verify(package, weights, convs=[grids[0], changed, *grids[2:]])
+    with pytest.raises(TargetError, match="expected 0 int8 convolution"):
+        target.verify(package, weights)
+
+
+def test_channel_grid_is_int8_with_fp16_scales_and_idempotent():
+    from targets.base import channel_grid
+
+    weight = torch.randn(6, 4, 3, 3, dtype=torch.float64)
+    weight[2] = 0  # an all-zero channel
+    g = channel_grid("conv", weight)
+    assert g.codes.dtype == torch.int8 and int(g.codes.abs().max()) == 127
+    assert torch.equal(g.scales, g.scales.half().float())
+    peak = weight.abs().amax(dim=(1, 2, 3))
+    nonzero = peak > 0
+    # Independent float64 reference: each code is the nearest integer to w / s, and the step is max |w| / 127.
+    s = g.scales.double().view(-1, 1, 1, 1)
+    assert ((weight / s - g.codes.double()).abs() <= 0.5 + 1e-6).all()
+    assert torch.allclose(g.scales.double()[nonzero], peak[nonzero] / 127, rtol=2**-11)
+    assert not g.codes[2].any()
+    again = channel_grid("conv", g.weight)
+    assert torch.equal(again.codes, g.codes) and torch.equal(again.scales, g.scales)
+
+
+def test_program_compaction_is_lossless_and_shrinks_the_program(tiny, tmp_path):
+    """Merged constants and short names: the saved program computes bit for bit the same, in far fewer bytes."""
+    from targets.base import deploy_model
+    from targets.coreml import _compact_program
+    from targets.coreml_mil import MilInterpreter
+
+    deploy, weights = deploy_model(tiny, _bounds(tiny, 3))
+    packages = {}
+    for compact in (False, True):
+        packages[compact] = tmp_path / f"compact-{compact}.mlpackage"
+        summary = get_target(CoreMLConfig(tile=TILE, compact_constants=compact, conv_weights="float")).lower(
+            deploy, weights, TILE, packages[compact])
+    assert summary["program_bytes"]["after"] < 0.6 * summary["program_bytes"]["before"]
+    x = torch.rand(1, 3, TILE, TILE, generator=torch.Generator().manual_seed(3)).numpy()
+    outs = {compact: MilInterpreter(package)(lr=x)["sr"] for compact, package in packages.items()}
+    assert np.array_equal(outs[True], outs[False])
+    get_target(CoreMLConfig(tile=TILE)).verify(packages[True], weights)  # each Linear's table is still found by name
+    from coremltools.proto import Model_pb2
+
+    spec = Model_pb2.Model()
+    spec.ParseFromString((packages[True] / "Data" / "com.apple.CoreML" / "model.mlmodel").read_bytes())
+    block = spec.mlProgram.functions["main"].block_specializations["CoreML8"]
+    values = [op.attributes["val"].SerializeToString() for op in block.operations
+              if op.type == "const" and op.attributes["val"].HasField("immediateValue")]
+    assert len(values) == len(set(values))  # one const per distinct small value
+    before = spec.ByteSize()
+    _compact_program(spec.mlProgram)
+    assert spec.ByteSize() == before  # nothing left to merge or shorten

@@ -21,6 +21,7 @@ from pipeline.build import BuildChecks, build
 from pipeline.cli import main
 from srcore.model import WindowAttention, build_model
 from targets import ExecuTorchConfig, TargetError, TFLiteConfig, get_target
+from targets.config import ConvWeights
 from targets.tflite import pack_int4, unpack_int4
 
 TILE = 16
@@ -199,7 +200,7 @@ def test_every_linear_runs_in_the_backends_int4_kernel(built, tiny):
 
 
 def _deploy(tiny, bounds, int_grid: str):
-    """The build's deploy model and integer weights, by the same functions the build uses."""
+    """The build's deploy model and integer weights, by the same functions the build uses (convolutions as floats)."""
     from targets.base import deploy_model, on_integer_grid
 
     if int_grid == "snapped":
@@ -209,11 +210,21 @@ def _deploy(tiny, bounds, int_grid: str):
     return deploy, weights
 
 
+def _convs(backend: str, deploy):
+    """``deploy`` with the convolutions the backend's default build stores, and their int8 grids (none: floats)."""
+    from targets.base import int8_convolutions
+
+    if _config(backend).conv_weights is ConvWeights.INT8:
+        deploy, grids, _ = int8_convolutions(deploy)
+        return deploy, grids
+    return deploy, []
+
+
 @pytest.mark.parametrize("form", ["exact", "snapped"])
 def test_the_artifact_runs_like_the_simulation_on_one_tile(form, built, built_exact, tiny, bounds):
     backend, result = built_exact if form == "exact" else built
     target = get_target(backend)
-    deploy, _ = _deploy(tiny, bounds, form)
+    deploy, _ = _convs(backend, _deploy(tiny, bounds, form)[0])
     x = torch.rand(1, 3, TILE, TILE, generator=torch.Generator().manual_seed(3))
     out = target.runner(result.folder / result.manifest["artifact"])(x)
     with torch.no_grad():
@@ -433,8 +444,9 @@ def test_lowered_artifact_has_no_redundant_bytes(backend, tiny, bounds, tmp_path
     from targets.base import export_copy, size_breakdown
 
     deploy, weights = _deploy(tiny, bounds, "snapped")
+    deploy, convs = _convs(backend, deploy)
     target, artifact = get_target(_config(backend)), tmp_path / f"model.{backend}"
-    target.lower(deploy, weights, TILE, artifact)
+    target.lower(deploy, weights, TILE, artifact, convs=convs)
     exports = torch.nn.ModuleList([export_copy(deploy, tile) for tile in TILES[backend]])
     sizes = size_breakdown(artifact.stat().st_size, target.stored_constants(artifact, weights), exports)
     assert sizes["other constants"] < 1_000, sizes
@@ -456,3 +468,34 @@ def test_integer_targets_report_reads_the_build_manifest(built):
     (line,) = summary({f"{backend}-w4": result.manifest}, [backend])
     paired = result.manifest["latency"]["threads_1"]["paired_speedup_median"]
     assert line.startswith(f"- {backend}: int4 artifacts {paired:.2f}-{paired:.2f}x as fast as FP32 (paired, 1 threads")
+
+
+def test_tflite_int8_convolutions_are_stored_exactly_and_run_as_simulated(tiny, bounds, baselines, tmp_path):
+    """``conv_weights="int8"``: INT8 filters + per-channel scales behind a DEQUANTIZE, read back equal, run exactly."""
+    import dataclasses
+
+    from targets.base import int8_convolutions
+
+    config = TFLiteConfig(tile=TILE, conv_weights="int8")
+    result = build(tiny, bounds, config, tmp_path / "out", checks=BuildChecks(baseline_cache=baselines))
+    m, artifact = result.manifest, result.folder / result.manifest["artifact"]
+    convs = [mod for mod in tiny.modules() if isinstance(mod, torch.nn.Conv2d)]
+    assert m["convolutions"]["convolutions"] == m["verification"]["int8_convolutions"] == len(convs)
+    assert m["graph"]["ops"]["DEQUANTIZE"] == len(convs)
+    channels = sum(c.out_channels for c in convs)  # fp32 scale + int64 zero point per channel
+    assert m["size_breakdown"]["artifact"]["convolutions"] == sum(c.weight.numel() for c in convs) + 12 * channels
+    deploy, weights = _deploy(tiny, bounds, "snapped")
+    deploy, grids, _ = int8_convolutions(deploy)
+    target = get_target(config)
+    x = torch.rand(1, 3, TILE, TILE, generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        assert (target.runner(artifact)(x) - target.simulate(deploy)(x)).abs().max().item() < 1e-4
+    assert target.verify(artifact, weights, convs=grids)["int8_convolutions"] == len(grids)
+    codes = grids[-1].codes.clone()
+    codes.view(-1)[0] = codes.view(-1)[0] + (1 if codes.view(-1)[0] < 127 else -1)
+    with pytest.raises(TargetError, match="no int8 convolution in the artifact holds its codes"):
+        target.verify(artifact, weights, convs=[*grids[:-1], dataclasses.replace(grids[-1], codes=codes)])
+    with pytest.raises(TargetError, match="int8 convolutions in the artifact match no calibrated grid"):
+        target.verify(artifact, weights)
+    with pytest.raises(ValueError, match="ExecuTorch stores convolutions in fp32"):
+        ExecuTorchConfig(conv_weights="int8")

@@ -1,0 +1,150 @@
+"""Convolutions as floats or int8 per channel, Core ML and TFLite: bytes, PSNR and latency cost, to choose ``conv_weights``.
+
+    python -m benchmarks.conv_weights --bounds 4=reports/bounds/gpu-h200/x4-w4a4-2dquant.safetensors \\
+        3=reports/bounds/gpu-h200/x4-w3a3-2dquant.safetensors 2=reports/bounds/gpu-h200/x4-w2a2-dobi.safetensors \\
+        --out reports/conv_weights.md
+
+PSNR is each target's PyTorch simulation of the deploy model with its convolutions as stored
+(floats, or :func:`targets.base.int8_convolutions`' int8 codes times fp16 per-channel scales):
+Core ML's fp16 mode (calibrated grids, Linear inputs and outputs rounded to fp16), TFLite's int4
+codes with int8-per-token Linear inputs. Sizes are real ``pipeline build`` artifacts (read back and
+verified: tables, codes and scales exact). TFLite W4 builds are also timed against their FP32
+baseline (paired, fresh processes, as ``pipeline build`` does). Core ML cannot run here: on Apple
+hardware its constexpr weights are decompressed by the runtime, whose cost only a device measures
+(apps/ios/profile_coreml.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shlex
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from calibration.bounds import load_bounds
+from calibration.deploy import DeployMode, simulate
+from calibration.snapping import CONTAINERS, snap_weight_bounds
+from pipeline.build import BuildChecks, build
+from pipeline.evaluate import evaluate, model_upscaler
+from srcore.paths import benchmark_dir
+from srcore.weights import load_model
+from targets import CoreMLConfig, TFLiteConfig, get_target
+from targets.base import deploy_model, dynamic_int8_linears, int8_convolutions, on_integer_grid
+from targets.config import ConvWeights
+from targets.latency import versus_baseline
+
+CONFIGS = {"coreml": CoreMLConfig, "tflite": TFLiteConfig}
+
+
+def psnr(model: torch.nn.Module, sets: list[str]) -> dict[str, float]:
+    """PSNR (Y, full images, as pipeline evaluate) of ``model`` on each benchmark set."""
+    with torch.no_grad():
+        results = evaluate(model_upscaler(model.eval()), [benchmark_dir(s) for s in sets], 4, progress=False)
+    return {r.dataset: r.psnr for r in results}
+
+
+def simulation(target: str, model: torch.nn.Module, bounds, conv_weights: ConvWeights) -> torch.nn.Module:
+    """``target``'s simulation of what ``build`` ships from ``bounds`` (None: the FP model) with ``conv_weights``."""
+    deploy = model
+    if bounds is not None:
+        if target == "tflite":  # the default snapped int4 grid, as build stores it
+            bounds, _ = snap_weight_bounds(bounds, "int4")
+        deploy, weights = deploy_model(model, bounds)
+        if target == "tflite":
+            deploy, _, _ = on_integer_grid(deploy, weights, *CONTAINERS["int4"])
+    if conv_weights is ConvWeights.INT8:
+        deploy, _, _ = int8_convolutions(deploy)
+    return simulate(deploy, DeployMode.FP16) if target == "coreml" else dynamic_int8_linears(deploy)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--bounds", nargs="+", required=True, metavar="BITS=FILE", help="one bounds file per bit width")
+    parser.add_argument("--targets", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
+    parser.add_argument("--sets", nargs="+", default=["Set5", "Set14"])
+    parser.add_argument("--tile", type=int, default=64)
+    parser.add_argument("--threads", type=int, nargs="*", default=[1, 2],
+                        help="thread counts of the TFLite W4 int8-vs-float timing (none: no timing)")
+    parser.add_argument("--runs", type=int, default=40, help="timed rounds per thread count")
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args(argv)
+    start = time.perf_counter()
+    model, info = load_model(None, 4)
+    model.eval()
+    modes = list(ConvWeights)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for target in args.targets:
+            if target == "coreml":
+                rows.append((target, "FP (no quantized Linears)",
+                             {m: psnr(simulation(target, model, None, m), args.sets) for m in modes}, {}, None))
+            for item in args.bounds:
+                bits, path = item.split("=", 1)
+                bounds = load_bounds(path)
+                scores = {m: psnr(simulation(target, model, bounds, m), args.sets) for m in modes}
+                folders = {m: Path(tmp) / f"{target}-w{bits}-{m.value}" for m in modes}
+                built = {m: build(model, bounds, CONFIGS[target](tile=args.tile, conv_weights=m), folders[m],
+                                  checks=BuildChecks(baseline_cache=Path(tmp) / "baselines")).manifest for m in modes}
+                speed = None
+                if target == "tflite" and bits == "4" and args.threads:  # int8 against float filters, paired
+                    speed = versus_baseline(target, *(folders[m] / built[m]["artifact"] for m in
+                                                      (ConvWeights.INT8, ConvWeights.FLOAT)),
+                                            args.tile, args.threads, runs=args.runs)
+                rows.append((target, f"W{bits} ({Path(path).name})", scores, built, speed))
+    tools = {}
+    for target in args.targets:
+        tools.update(get_target(target).tool_versions())
+    lines = [
+        "# Convolution weights: floats or int8 per channel (issue 16 goal 3)",
+        "",
+        f"- Command: `python -m benchmarks.conv_weights {shlex.join(sys.argv[1:] if argv is None else argv)}`",
+        f"- Weights: **{info.describe()}**. This model is weak (Set5 29.71 dB FP against the official SwinIR-light's "
+        "32.45): costs on the official model may differ; nothing here reproduces the paper.",
+        f"- Host: {platform.machine()} {platform.system()}, {os.cpu_count()} cores, no GPU; "
+        + ", ".join(f"{k} {v}" for k, v in sorted(tools.items())),
+        "- PSNR: dB, Y channel, full images, of each target's simulation with the convolutions as stored (Core ML: "
+        "fp16 weights, or int8; TFLite: fp32 weights, or int8). int8: codes -127..127 times one fp16 scale per output "
+        "channel (max |w| / 127), all 7 convolutions; 'cost' is float minus int8.",
+        f"- KB: the `pipeline build` artifact at a {args.tile} px tile (verified exact) and its convolution component "
+        "(`size_breakdown`). Latency (TFLite W4 only): the int8-filter artifact against the float-filter one, runs "
+        f"interleaved in one fresh process per thread count, median of {args.runs} after warm-up; 'paired' is the "
+        "median of the per-round float / int8 time ratios (above 1: int8 is faster). Core ML does not run on this host.",
+        "",
+        "| target | model | " + " | ".join(f"{s} float | {s} int8 | {s} cost" for s in args.sets)
+        + " | KB float | KB int8 | convolutions KB float / int8 | " + " | ".join(
+            f"{t} thr ms float / int8 (paired)" for t in args.threads) + " |",
+        "|---|---|" + "---|" * (3 * len(args.sets) + 3 + len(args.threads)),
+    ]
+    worst = {}
+    for target, label, scores, built, speed in rows:
+        cells = []
+        for s in args.sets:
+            cost = scores[ConvWeights.FLOAT][s] - scores[ConvWeights.INT8][s]
+            worst[target] = max(worst.get(target, cost), cost)
+            cells.append(f"{scores[ConvWeights.FLOAT][s]:.3f} | {scores[ConvWeights.INT8][s]:.3f} | {cost:+.3f}")
+        size_cells, speed_cells = "– | – | –", ["–"] * len(args.threads)
+        if built:
+            kb = {m: built[m]["artifact_bytes"] / 1e3 for m in modes}
+            conv = {m: built[m]["size_breakdown"]["artifact"]["convolutions"] / 1e3 for m in modes}
+            size_cells = (f"{kb[ConvWeights.FLOAT]:.0f} | {kb[ConvWeights.INT8]:.0f} | "
+                          f"{conv[ConvWeights.FLOAT]:.1f} / {conv[ConvWeights.INT8]:.1f}")
+        if speed:
+            speed_cells = [f"{speed[f'threads_{t}']['fp32_baseline']['median_ms']:.1f} / "
+                           f"{speed[f'threads_{t}']['artifact']['median_ms']:.1f} "
+                           f"({speed[f'threads_{t}']['paired_speedup_median']:.3f}x)" for t in args.threads]
+        lines.append(f"| {target} | {label} | " + " | ".join(cells) + f" | {size_cells} | " + " | ".join(speed_cells) + " |")
+    lines += ["", "Largest PSNR cost of int8 convolutions (positive: int8 scores lower): "
+              + ", ".join(f"{t} {c:.3f} dB" for t, c in worst.items()) + ".",
+              "", f"Total wall time: {time.perf_counter() - start:.0f} s."]
+    args.out.write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
