@@ -293,6 +293,8 @@ def summary_table(result: Artifact) -> str:
         ("weights", f"{m['weights']['name']} (sha256 {m['weights']['sha256'][:12]})"),
         ("quantized linears", f"{v['palettized_linears']}/{v['quantized_linears']} palettized, "
                               f"stored as {v['index_dtypes']}, == calibrated grid (read back)"),
+        ("convolutions", m.get("convolutions", {}).get("weights", "float")
+         + (" == channel grids (read back)" if v.get("int8_convolutions") else "")),
         ("size", f"{m['artifact_bytes'] / 1e6:.2f} MB"),
     ]
     sizes = m.get("size_breakdown", {})

@@ -478,7 +478,7 @@ def build_parser() -> argparse.ArgumentParser:
     bu.add_argument("--conv-weights", choices=["float", "int8"], default=None,
                     help="store the convolutions as floats (fp16 in Core ML, fp32 in TFLite and ExecuTorch) or as int8 "
                          "codes with one fp16 scale per output channel (Core ML, TFLite; default: the target config's, "
-                         "int8 for Core ML; reports/conv_weights.md measures bytes and dB of both)")
+                         "int8 for Core ML and TFLite; reports/conv_weights.md measures bytes, dB and latency)")
     bu.add_argument("--int-grid", choices=["exact", "snapped"], default=None,
                     help="ExecuTorch/TFLite: store each 2DQuant grid snapped to an integer offset (the default: no "
                          "extra work, but a moved grid) or exactly (int4 codes plus one extra output row per grid for "

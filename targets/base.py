@@ -245,15 +245,18 @@ class ChannelGrid:
 
 
 def channel_grid(path: str, weight: torch.Tensor) -> ChannelGrid:
-    """Per output channel ``s = fp16(max |w| / 127)`` and codes ``round(w / s)`` in [-127, 127].
+    """Per output channel ``s``, the smallest fp16 value >= ``max |w| / 127``, and codes ``round(w / s)`` in [-127, 127].
 
-    The scale is an fp16 value so that an fp16 runtime (Core ML) holds it exactly. Idempotent: on a
-    weight that is already ``codes * s`` it returns the same codes and scales (``127 s`` and its
-    division by 127 are exact in float32), so a backend can read the grid back off the deploy model.
+    The scale is an fp16 value so that an fp16 runtime (Core ML) holds it exactly; rounding it up keeps
+    every code within 127 even where fp16 is coarse (subnormal scales), so nothing is clipped.
+    Idempotent: on a weight that is already ``codes * s`` it returns the same codes and scales
+    (``127 s`` and its division by 127 are exact in float32).
     """
     w = weight.detach().float().cpu()
     peak = w.abs().reshape(len(w), -1).amax(dim=1)
-    scales = (peak / 127).half().float()
+    half = (peak / 127).half()
+    half = torch.where(half.float() < peak / 127, torch.nextafter(half, torch.full_like(half, float("inf"))), half)
+    scales = half.float()
     scales = torch.where(scales > 0, scales, torch.ones_like(scales))  # an all-zero channel: any scale, codes 0
     codes = torch.clamp(torch.round(w / scales.view(-1, *[1] * (w.dim() - 1))), -127, 127).to(torch.int8)
     return ChannelGrid(path, codes, scales)

@@ -39,6 +39,7 @@ from targets.base import (
     Target,
     TargetError,
     export_copy,
+    match_channel_grids,
     quiet_tools,
     tensor_io,
 )
@@ -241,23 +242,16 @@ def _op_name(path: str) -> str:
     return "p_" + path.replace(".", "_") + "_weight"
 
 
-def _verify_int8_convs(ops: list, convs: Sequence[ChannelGrid]) -> int:
-    """Every int8 convolution's stored codes and scales equal its :class:`ChannelGrid`; none stored when none asked for."""
-    stored = {op.name: op for op in ops if op.op_type == "constexpr_blockwise_shift_scale"}
-    if len(stored) != len(convs):
-        raise TargetError(f"expected {len(convs)} int8 convolution weights, found {len(stored)}")
-    for g in convs:
-        found = [op for name, op in stored.items() if name.startswith(_op_name(g.path))]
-        if len(found) != 1:
-            raise TargetError(f"{g.path}: expected one int8 weight {_op_name(g.path)}*, found {len(found)}")
-        op = found[0]
+def _stored_int8_convs(ops: list) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(codes, scales (out,)) of every int8 convolution weight (``constexpr_blockwise_shift_scale``) in the program."""
+    found = []
+    for op in ops:
+        if op.op_type != "constexpr_blockwise_shift_scale":
+            continue
         if op.offset is not None or op.data.val.dtype != np.int8:
-            raise TargetError(f"{g.path}: stored as {op.data.val.dtype} with offset {op.offset}, expected int8 and none")
-        if not np.array_equal(op.data.val, g.codes.numpy()):
-            raise TargetError(f"{g.path}: stored int8 codes differ from its channel grid")
-        if not np.array_equal(op.scale.val.reshape(-1).astype(np.float32), g.scales.numpy()):
-            raise TargetError(f"{g.path}: stored scales differ from its channel grid")
-    return len(convs)
+            raise TargetError(f"{op.name}: stored as {op.data.val.dtype} with offset {op.offset}, expected int8 and none")
+        found.append((op.data.val, op.scale.val.reshape(-1).astype(np.float32)))
+    return found
 
 
 class CoreMLTarget(Target):
@@ -344,10 +338,11 @@ class CoreMLTarget(Target):
                 raise TargetError(f"{w.path}: indices are {index_dtype}, expected uint{w.bits}")
             index_dtypes[index_dtype] += 1
             checked.append(w.path)
-        int8_convs = _verify_int8_convs(ops, convs)
+        int8_convs = _stored_int8_convs(ops)
+        match_channel_grids(convs, int8_convs)
         weight_file = Path(artifact) / "Data" / "com.apple.CoreML" / "weights" / "weight.bin"
         return {
-            "int8_convolutions": int8_convs,
+            "int8_convolutions": len(int8_convs),
             "palettized_linears": len(checked),
             "quantized_linears": len(weights),
             "index_dtypes": dict(index_dtypes),

@@ -221,7 +221,8 @@ def _with_int8_convolutions(flatbuffer, convs: Sequence[ChannelGrid]) -> None:
 
     The filter tensor keeps its index and becomes the DEQUANTIZE's float32 output; a new INT8 tensor
     holds the codes. LiteRT's XNNPACK delegate unpacks such a static DEQUANTIZE once, at load
-    (``xnnpack_delegate.cc``, "Prepare to unpack FP16/INT8 tensors"), to ``scale * code`` in float32,
+    (google-ai-edge/LiteRT@f67457790c9c ``tflite/delegates/xnnpack/xnnpack_delegate.cc:7299``, "Prepare to
+    unpack FP16/INT8 tensors", and ``:7573``, ``PerChannelDequantizeInt8``), to ``scale * code`` in float32,
     which equals the simulation's weight exactly (an fp16 scale times a code below 128 is exact in
     float32): the convolution itself stays fp32.
     """

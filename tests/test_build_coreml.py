@@ -250,17 +250,18 @@ def test_int8_convolutions_are_stored_exactly_and_scored_as_simulated(tiny, tmp_
     scales = grids[1].scales.clone()
     scales[0] = scales[0] * 2
     for changed in (dataclasses.replace(grids[1], codes=codes), dataclasses.replace(grids[1], scales=scales)):
-        with pytest.raises(TargetError, match="differ from its channel grid"):
+        with pytest.raises(TargetError, match="no int8 convolution in the artifact holds its codes and scales"):
             target.verify(package, weights, convs=[grids[0], changed, *grids[2:]])
-    with pytest.raises(TargetError, match="expected 0 int8 convolution"):
+    with pytest.raises(TargetError, match="int8 convolutions in the artifact match no calibrated grid"):
         target.verify(package, weights)
 
 
 def test_channel_grid_is_int8_with_fp16_scales_and_idempotent():
     from targets.base import channel_grid
 
-    weight = torch.randn(6, 4, 3, 3, dtype=torch.float64)
+    weight = torch.randn(6, 4, 3, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
     weight[2] = 0  # an all-zero channel
+    weight[4] *= 1e-5  # a scale below fp16's smallest normal number: coarse, rounded up, no code clipped
     g = channel_grid("conv", weight)
     assert g.codes.dtype == torch.int8 and int(g.codes.abs().max()) == 127
     assert torch.equal(g.scales, g.scales.half().float())
@@ -269,7 +270,9 @@ def test_channel_grid_is_int8_with_fp16_scales_and_idempotent():
     # Independent float64 reference: each code is the nearest integer to w / s, and the step is max |w| / 127.
     s = g.scales.double().view(-1, 1, 1, 1)
     assert ((weight / s - g.codes.double()).abs() <= 0.5 + 1e-6).all()
-    assert torch.allclose(g.scales.double()[nonzero], peak[nonzero] / 127, rtol=2**-11)
+    assert (g.scales.double()[nonzero] >= peak[nonzero] / 127).all()
+    normal = [0, 1, 3, 5]  # fp16 scales in the normal range: within fp16's precision of max |w| / 127
+    assert torch.allclose(g.scales.double()[normal], peak[normal] / 127, rtol=2**-10)
     assert not g.codes[2].any()
     again = channel_grid("conv", g.weight)
     assert torch.equal(again.codes, g.codes) and torch.equal(again.scales, g.scales)
