@@ -5,7 +5,9 @@ grid ``l + k (u - l) / (2^b - 1)`` (uint2/uint3/uint4 indices; one table per q/k
 ``attn.qkv``). It is built by coremltools' own PyTorch route: the fake-quantized weight plus
 ``_COREML_/weight/lut`` and ``_COREML_/weight/compression_type`` buffers on the module
 (../shared/docs/deployment.md §4.3, route A); coremltools then picks, for every weight value, the
-table entry it equals. Convolutions, biases and activations stay fp16 (``compute_precision``).
+table entry it equals. Convolutions are int8 codes with fp16 channel scales by the same route
+(``constexpr_blockwise_shift_scale``; ``conv_weights="float"``: fp16); biases and activations stay fp16
+(``compute_precision``).
 
 Core ML cannot run on Linux, so :meth:`CoreMLTarget.verify` reads the saved package back (MIL
 program and weight file), decompresses every table and requires it to equal the fp16 cast of the

@@ -12,7 +12,9 @@ are found by value: the float model holds exactly ``codes * scale`` for each sto
 
 LiteRT's XNNPACK delegate runs these hybrid FULLY_CONNECTED ops with int8 activations quantized per
 row (asymmetric), like ExecuTorch, so both share :func:`targets.base.dynamic_int8_linears` as their
-simulation. Everything else is fp32. 2- and 3-bit grids are stored as INT4 (LiteRT's INT2 path
+simulation. CONV_2D filters are INT8 codes with per-channel scales behind a DEQUANTIZE by default
+(:func:`_with_int8_convolutions`; ``conv_weights="float"`` keeps fp32 filters), which the delegate unpacks
+at load to the exact fp32 weight; the convolutions and everything else compute in fp32. 2- and 3-bit grids are stored as INT4 (LiteRT's INT2 path
 gives NaN; ../shared/docs/deployment.md §6).
 """
 

@@ -279,7 +279,8 @@ def test_channel_grid_is_int8_with_fp16_scales_and_idempotent():
 
 
 def test_program_compaction_is_lossless_and_shrinks_the_program(tiny, tmp_path):
-    """Merged constants and short names: the saved program computes bit for bit the same, in far fewer bytes."""
+    """Merged constants and short names: the saved program computes bit for bit the same, in far fewer bytes, and the
+    package holds nothing else."""
     from targets.base import deploy_model
     from targets.coreml import _compact_program
     from targets.coreml_mil import MilInterpreter
@@ -291,6 +292,8 @@ def test_program_compaction_is_lossless_and_shrinks_the_program(tiny, tmp_path):
         summary = get_target(CoreMLConfig(tile=TILE, compact_constants=compact, conv_weights="float")).lower(
             deploy, weights, TILE, packages[compact])
     assert summary["program_bytes"]["after"] < 0.6 * summary["program_bytes"]["before"]
+    for package in packages.values():  # no side files (MLModel.save of a converted model adds a 111 KB debug map here)
+        assert sorted(f.name for f in package.rglob("*") if f.is_file()) == ["Manifest.json", "model.mlmodel", "weight.bin"]
     x = torch.rand(1, 3, TILE, TILE, generator=torch.Generator().manual_seed(3)).numpy()
     outs = {compact: MilInterpreter(package)(lr=x)["sr"] for compact, package in packages.items()}
     assert np.array_equal(outs[True], outs[False])
