@@ -210,12 +210,12 @@ def _operator_code(flatbuffer, builtin: int, version: int) -> int:
 
 
 def _conv_filters(flatbuffer):
-    """(op, filter tensor index) of every CONV_2D in the first subgraph."""
+    """The filter tensor index of every CONV_2D in the first subgraph."""
     from ai_edge_litert import schema_py_generated as schema
 
     for op in flatbuffer.subgraphs[0].operators:
         if flatbuffer.operatorCodes[op.opcodeIndex].builtinCode == schema.BuiltinOperator.CONV_2D:
-            yield op, op.inputs[1]
+            yield op.inputs[1]
 
 
 def _with_int8_convolutions(flatbuffer, convs: Sequence[ChannelGrid]) -> None:
@@ -236,7 +236,7 @@ def _with_int8_convolutions(flatbuffer, convs: Sequence[ChannelGrid]) -> None:
     expected = [(g, _ohwi(g.weight)) for g in convs]
     dequantize = _operator_code(flatbuffer, schema.BuiltinOperator.DEQUANTIZE, 5)  # v5: per-channel INT8 input
     done, unpack = set(), []
-    for _, index in _conv_filters(flatbuffer):
+    for index in _conv_filters(flatbuffer):
         tensor = graph.tensors[index]
         if tensor.type != schema.TensorType.FLOAT32 or not tensor.buffer:
             continue
@@ -269,7 +269,7 @@ def stored_convolutions(flatbuffer) -> list[tuple[np.ndarray, np.ndarray]]:
     producers = {op.outputs[0]: op for op in graph.operators
                  if flatbuffer.operatorCodes[op.opcodeIndex].builtinCode == schema.BuiltinOperator.DEQUANTIZE}
     found = []
-    for _, index in _conv_filters(flatbuffer):
+    for index in _conv_filters(flatbuffer):
         if index not in producers:
             continue
         tensor = graph.tensors[producers[index].inputs[0]]
