@@ -25,6 +25,15 @@ def tiny_bounds(model, bits: int, tile: int):
     return bounds_from_model(q, method="minmax", settings={}, weights_name="tiny")
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the marks
+def pytest_collection_modifyitems(items):
+    """Under xdist (``--dist=loadgroup``), keep each test module on one worker, so its module-scoped builds
+    run once, except the mutant runs: independent subprocesses, spread over the workers."""
+    for item in items:
+        if item.path.name != "test_mutants.py":
+            item.add_marker(pytest.mark.xdist_group(item.path.stem))
+
+
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
     """The shared data folder; a missing folder is a test failure, not a skip."""

@@ -433,9 +433,20 @@ def test_size_breakdown_meets_the_component_budget(form, built, built_exact, tin
     assert sizes["linear scales and tables"] > 0
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
-def test_lowered_artifact_has_no_redundant_bytes(backend, tiny, bounds, tmp_path):
-    """One lowering, no build around it: no second copy of the codes (.pte), no inner tensor names (.tflite).
+@pytest.fixture(scope="module", params=BACKENDS)
+def lowered(request, tiny, bounds, tmp_path_factory):
+    """One lowering at every tile size, no build around it (no baseline, scoring or timing): what the cheap
+    checks below and their mutants need, at a third of a build's cost."""
+    backend = request.param
+    deploy, weights = _deploy(tiny, bounds, "snapped")
+    deploy, convs = _convs(backend, deploy)
+    target, artifact = get_target(_config(backend)), tmp_path_factory.mktemp(backend) / f"model.{backend}"
+    target.lower(deploy, weights, TILE, artifact, convs=convs)
+    return backend, target, artifact, deploy, weights, convs
+
+
+def test_lowered_artifact_has_no_redundant_bytes(lowered, tiny, tmp_path):
+    """No second copy of the codes (.pte), no inner tensor names (.tflite).
 
     The PT2E quantizer's own int8 codes, scales and int64 zero points left in the program beside XNNPACK's
     packed copy were 6.5 KB of "other constants" here (770 KB at x4); litert-torch's module-path tensor
@@ -443,10 +454,7 @@ def test_lowered_artifact_has_no_redundant_bytes(backend, tiny, bounds, tmp_path
     """
     from targets.base import export_copy, size_breakdown
 
-    deploy, weights = _deploy(tiny, bounds, "snapped")
-    deploy, convs = _convs(backend, deploy)
-    target, artifact = get_target(_config(backend)), tmp_path / f"model.{backend}"
-    target.lower(deploy, weights, TILE, artifact, convs=convs)
+    backend, target, artifact, deploy, weights, _ = lowered
     exports = torch.nn.ModuleList([export_copy(deploy, tile) for tile in TILES[backend]])
     sizes = size_breakdown(artifact.stat().st_size, target.stored_constants(artifact, weights), exports)
     assert sizes["other constants"] < 1_000, sizes
@@ -458,6 +466,17 @@ def test_lowered_artifact_has_no_redundant_bytes(backend, tiny, bounds, tmp_path
             graph = flatbuffer_utils.read_model(str(path)).subgraphs[0]
             named = {i for i, t in enumerate(graph.tensors) if t.name}
             assert named == set(graph.inputs) | set(graph.outputs), path.name
+
+
+def test_lowered_graph_is_rank_4_and_every_method_is_read_back(lowered):
+    """The lowered graph alone (``test_no_tensor_above_rank_4`` checks the built artifact and its baseline):
+    no tensor above rank 4; ExecuTorch's verification reads back every tile method, not only the first."""
+    backend, target, artifact, _, weights, convs = lowered
+    graph = target.graph_summary(artifact)
+    assert graph["max_rank"] <= 4 and graph["above_rank_4"] == {}, graph
+    verified = target.verify(artifact, weights, convs=convs)
+    if backend == "executorch":
+        assert verified["methods_verified"] == ["forward", "tile_24"]
 
 
 def test_integer_targets_report_reads_the_build_manifest(built):
