@@ -81,6 +81,36 @@ def _no_progress_bars():
             setattr(module, name, original)
 
 
+_INLINE_BELOW_ELEMENTS = 256
+
+
+@contextlib.contextmanager
+def _small_constants_inline():
+    """Write constants under 256 elements, and all-zero ones, into the program instead of weight.bin.
+
+    coremltools stores every constant of 10 or more elements in weight.bin behind a 64-byte header,
+    padded to 64 bytes: the biases, LayerNorm affines, small tables and channel scales of SwinIR-light
+    (253 of 278 blobs at x4) spent 48 KB of the W4 package on headers and padding. Inline they cost their bytes, and equal ones
+    merge (:func:`_compact_program`); all-zero ones are the biases coremltools gives bias-free linears,
+    which :func:`_compact_program` then drops. The value is the same either way (an immediate tensor,
+    which coremltools already uses below 10 elements). coremltools has no option for the threshold, so
+    its exporter's test is wrapped meanwhile (pinned coremltools 9.0; the compaction tests fail if the
+    hook stops applying).
+    """
+    from coremltools.converters.mil.backend.mil import load
+
+    original = load.should_use_weight_file
+
+    def should_use_weight_file(val, *args, **kwargs) -> bool:
+        return original(val, *args, **kwargs) and np.size(val) >= _INLINE_BELOW_ELEMENTS and bool(np.any(val))
+
+    load.should_use_weight_file = should_use_weight_file
+    try:
+        yield
+    finally:
+        load.should_use_weight_file = original
+
+
 def _with_compression_buffers(deploy: nn.Module, weights: list[PalettizedWeight],
                               convs: Sequence[ChannelGrid]) -> nn.Module:
     """A copy of ``deploy`` with route-A buffers: one (groups, 1, 2^b, 1) table per quantized Linear, and
@@ -186,28 +216,47 @@ def _compact_derived_constants(mlmodel):
     return compacted, {"constants": len(originals), "bytes_before": int(sum(v.nbytes for v in originals.values()))}
 
 
+def _is_zero(value) -> bool:
+    """Whether a const's value is an immediate tensor whose elements are all zero bits (fp32 -0.0 counts too)."""
+    if not value.HasField("immediateValue"):
+        return False
+    tensor = value.immediateValue.tensor
+    field = tensor.WhichOneof("value")
+    return field is not None and not any(getattr(tensor, field).values)
+
+
 def _compact_program(program) -> None:
-    """Shrink an ML program's protobuf in place, losslessly: one const per distinct small value, short value names.
+    """Shrink an ML program's protobuf in place, losslessly: no zero biases, one const per distinct small value,
+    short value names.
 
     coremltools writes every small constant (shapes, axes, permutations) as its own named const op
     and names each value after the PyTorch node it came from; at x4 that is 3705 ops and 598 KB of
-    model.mlmodel, as large as the 4-bit weights. Equal immediate consts are merged into the first,
-    and every value is renamed ``v<hex>`` except the function's inputs and outputs and the
-    decompressed weights (``constexpr_*`` ops, named ``p_<module path>_weight...``, by which
-    :meth:`CoreMLTarget.verify` finds each one). Weights in weight.bin are untouched.
+    model.mlmodel, as large as the 4-bit weights. A ``linear``'s all-zero bias (coremltools adds one to
+    every bias-free linear; the op's bias is optional) is dropped, with every const no op reads any more.
+    Equal immediate consts are merged into the first, and every value is renamed ``v<hex>`` except the
+    function's inputs and outputs and the decompressed weights (``constexpr_*`` ops, named
+    ``p_<module path>_weight...``, by which :meth:`CoreMLTarget.verify` finds each one). Weights in
+    weight.bin are untouched.
     """
     for function in program.functions.values():
         keep = {value.name for value in function.inputs}
         for block in function.block_specializations.values():
             keep |= set(block.outputs)
             keep |= {out.name for op in block.operations if op.type.startswith("constexpr_") for out in op.outputs}
+            zeros = {op.outputs[0].name for op in block.operations if op.type == "const" and _is_zero(op.attributes["val"])}
+            for op in block.operations:
+                if op.type == "linear" and "bias" in op.inputs and any(b.name in zeros for b in op.inputs["bias"].arguments):
+                    del op.inputs["bias"]
+            read = keep | {binding.name for op in block.operations for argument in op.inputs.values()
+                           for binding in argument.arguments if binding.WhichOneof("binding") == "name"}
             first, alias = {}, {}
             for op in block.operations:
                 value = op.attributes["val"] if op.type == "const" else None
                 if value is not None and value.HasField("immediateValue") and op.outputs[0].name not in keep:
                     alias[op.outputs[0].name] = first.setdefault(value.SerializeToString(), op.outputs[0].name)
             alias = {name: into for name, into in alias.items() if name != into}
-            ops = [op for op in block.operations if not (op.type == "const" and op.outputs[0].name in alias)]
+            ops = [op for op in block.operations
+                   if not (op.type == "const" and (op.outputs[0].name in alias or op.outputs[0].name not in read))]
             del block.operations[:]
             block.operations.extend(ops)
             names: dict[str, str] = {}
@@ -278,7 +327,8 @@ class CoreMLTarget(Target):
         with quiet_tools():
             import coremltools as ct
 
-        with quiet_tools(), _no_progress_bars():
+        inline = _small_constants_inline() if self.config.compact_constants else contextlib.nullcontext()
+        with quiet_tools(), _no_progress_bars(), inline:
             # A tile that is a multiple of the window (export_copy checks) needs no pad or crop: no alias op.
             program = torch.export.export(model, (example,)).run_decompositions({})
             precision = ct.precision.FLOAT16 if self.compute_precision == "fp16" else ct.precision.FLOAT32

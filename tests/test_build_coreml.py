@@ -219,7 +219,9 @@ def test_size_breakdown_meets_the_component_budget(tiny, tmp_path):
     assert sizes["linear weights"] == linear_weights * 2 // 8  # uint2 indices, nothing else
     convs = [m for m in tiny.modules() if isinstance(m, torch.nn.Conv2d)]  # int8 codes + an fp16 scale per channel
     assert sizes["convolutions"] == sum(c.weight.numel() + 2 * c.out_channels for c in convs)
-    assert sizes["other constants"] < 16_000 and sizes["graph and metadata"] < 90_000, sizes  # compacted program
+    # Compacted program: 63 KB of graph and metadata before small constants went inline (blob headers and padding)
+    # and zero biases were dropped, 36 KB after.
+    assert sizes["other constants"] < 16_000 and sizes["graph and metadata"] < 45_000, sizes
 
 
 def test_int8_convolutions_are_stored_exactly_and_scored_as_simulated(tiny, tmp_path):
@@ -279,10 +281,11 @@ def test_channel_grid_is_int8_with_fp16_scales_and_idempotent():
 
 
 def test_program_compaction_is_lossless_and_shrinks_the_program(tiny, tmp_path):
-    """Merged constants and short names: the saved program computes bit for bit the same, in far fewer bytes, and the
-    package holds nothing else."""
+    """Merged constants, short names, small constants inline and no zero biases: the saved program computes bit for
+    bit the same, in far fewer bytes, and the package holds nothing else."""
+    from srcore.model import WindowAttention
     from targets.base import deploy_model
-    from targets.coreml import _compact_program
+    from targets.coreml import _compact_program, _is_zero
     from targets.coreml_mil import MilInterpreter
 
     deploy, weights = deploy_model(tiny, _bounds(tiny, 3))
@@ -306,6 +309,16 @@ def test_program_compaction_is_lossless_and_shrinks_the_program(tiny, tmp_path):
     values = [op.attributes["val"].SerializeToString() for op in block.operations
               if op.type == "const" and op.attributes["val"].HasField("immediateValue")]
     assert len(values) == len(set(values))  # one const per distinct small value
+    blobs = [op.outputs[0].type.tensorType for op in block.operations
+             if op.type == "const" and op.attributes["val"].HasField("blobFileValue")]
+    assert blobs and all(np.prod([d.constant.size for d in t.dimensions]) >= 256 for t in blobs)  # small ones inline
+    consts = {op.outputs[0].name: op.attributes["val"] for op in block.operations if op.type == "const"}
+    biases = [op.inputs["bias"].arguments[0].name if "bias" in op.inputs else None
+              for op in block.operations if op.type == "linear"]
+    attention = sum(isinstance(m, WindowAttention) for m in tiny.modules())
+    zero_biases = sum(isinstance(m, torch.nn.Linear) and not m.bias.any() for m in tiny.modules())  # untrained: all
+    assert biases.count(None) == 2 * attention + 1 + zero_biases  # and the bias expansions' and the mask's
+    assert not any(_is_zero(consts[name]) for name in biases if name is not None)
     before = spec.ByteSize()
     _compact_program(spec.mlProgram)
     assert spec.ByteSize() == before  # nothing left to merge or shorten

@@ -42,6 +42,11 @@ MUTANTS = [
     ("targets/coreml.py", "first.setdefault(value.SerializeToString(), op.outputs[0].name)",
      "first.setdefault(value.type.SerializeToString(), op.outputs[0].name)",
      "tests/test_build_coreml.py::test_program_compaction_is_lossless_and_shrinks_the_program"),
+    # Small constants go inline (no 64-byte blob header each), zero biases are dropped.
+    ("targets/coreml.py", "    load.should_use_weight_file = should_use_weight_file\n", "",
+     "tests/test_build_coreml.py::test_size_breakdown_meets_the_component_budget"),
+    ("targets/coreml.py", '                    del op.inputs["bias"]', "                    pass",
+     "tests/test_build_coreml.py::test_program_compaction_is_lossless_and_shrinks_the_program"),
     ("targets/base.py", "    half = torch.where(half.float() < peak / 127, torch.nextafter(", "    half = torch.where(half.float() < 0, torch.nextafter(",
      "tests/test_build_coreml.py::test_channel_grid_is_int8_with_fp16_scales_and_idempotent"),
     ("targets/tflite.py", "        match_channel_grids(convs, convolutions)", "        pass",
