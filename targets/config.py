@@ -95,7 +95,7 @@ class CoreMLConfig(TargetConfig):
         fp32_ops: MIL op types kept in fp32 inside an fp16 program (``"layer_norm"``, ``"softmax"``):
             the ops whose intermediates (sum of squares, logits) come closest to fp16's 65504.
         conv_weights: int8 by default: on the shipped x4 model it makes every package 187 KB smaller
-            (W4 1152 -> 965 KB) for at most 0.009 dB of PSNR on Set5 and Set14 at W4, W3 and W2
+            (W4 1073 -> 886 KB) for at most 0.005 dB of PSNR on Set5 and Set14 at W4, W3 and W2
             (reports/conv_weights.md); its latency on a device is not measured (Core ML does not run here).
     """
 
@@ -172,11 +172,11 @@ class TFLiteConfig(IntegerConfig):
 
     Args:
         conv_weights: int8 by default (INT8 filters behind a DEQUANTIZE that LiteRT's XNNPACK delegate unpacks
-            once, at load): on the shipped x4 model the .tflite shrinks from 1688 to 1125 KB for at most
-            0.011 dB of PSNR on Set5 and Set14 at W4, W3 and W2, and a W4 tile runs within 2% of the fp32-filter
-            one (paired 0.989x at 1 thread, 0.981x at 2; reports/conv_weights.md). Against the FP32 baseline at
-            2 threads the int4 artifacts now measure 0.93-0.98x (0.97-0.99x with fp32 filters, the run before;
-            reports/integer_targets.md): ``conv_weights="float"`` trades those few percent back for 563 KB.
+            once, at load): on the shipped x4 model the .tflite shrinks from 1672 to 1109 KB for at most
+            0.006 dB of PSNR on Set5 and Set14 at W4, W3 and W2, and a W4 tile runs within 1% of the fp32-filter
+            one (paired 0.994x at 1 thread, 0.993x at 2; reports/conv_weights.md; 0.989x and 0.981x in the run
+            before). Against the FP32 baseline the int4 artifacts measure 0.99-1.01x at 1 and 2 threads
+            (reports/integer_targets.md); ``conv_weights="float"`` would cost 563 KB.
     """
 
     backend: ClassVar[str] = "tflite"
