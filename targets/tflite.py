@@ -83,25 +83,30 @@ class UnfoldedLayerNorm(nn.Module):
         return F.layer_norm(x, self.shape, None, None, self.eps) * gamma + self.bias
 
 
+# The tools' own switches for a quiet conversion: litert-torch's progress tree (read on every call), and absl's
+# INFO lines from the TFLite converter ("Estimated count of arithmetic ops", twice per build), whose level the
+# converter reads from TF_CPP_MIN_LOG_LEVEL when litert-torch is first imported: that first setting stays for the
+# process. Both are restored in the environment after each conversion.
+_QUIET_CONVERSION = {"LITERT_TORCH_SHOW_PROGRESS": "n", "TF_CPP_MIN_LOG_LEVEL": "1"}
+
+
 def _convert(model: nn.Module, tile: int, path: Path) -> float:
-    """Float TFLite flatbuffer of ``model`` at (1, 3, tile, tile); returns the seconds it took.
-
-    litert-torch prints a progress tree per conversion unless its own ``LITERT_TORCH_SHOW_PROGRESS``
-    setting says no (read on every call, so it is set for this call only).
-    """
-    import litert_torch
-
-    shown = os.environ.get("LITERT_TORCH_SHOW_PROGRESS")
-    os.environ["LITERT_TORCH_SHOW_PROGRESS"] = "n"
+    """Float TFLite flatbuffer of ``model`` at (1, 3, tile, tile), quietly (:data:`_QUIET_CONVERSION`); returns
+    the seconds it took."""
+    saved = {name: os.environ.get(name) for name in _QUIET_CONVERSION}
+    os.environ.update(_QUIET_CONVERSION)
     try:
+        import litert_torch
+
         start = time.perf_counter()
         litert_torch.convert(model.eval(), (torch.rand(1, 3, tile, tile),)).export(str(path))
         return time.perf_counter() - start
     finally:
-        if shown is None:
-            os.environ.pop("LITERT_TORCH_SHOW_PROGRESS", None)
-        else:
-            os.environ["LITERT_TORCH_SHOW_PROGRESS"] = shown
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def _without_inner_tensor_names(flatbuffer) -> None:

@@ -317,7 +317,7 @@ def test_program_compaction_is_lossless_and_shrinks_the_program(tiny, tmp_path):
               for op in block.operations if op.type == "linear"]
     attention = sum(isinstance(m, WindowAttention) for m in tiny.modules())
     zero_biases = sum(isinstance(m, torch.nn.Linear) and not m.bias.any() for m in tiny.modules())  # untrained: all
-    assert biases.count(None) == 2 * attention + 1 + zero_biases  # and the bias expansions' and the mask's
+    assert biases.count(None) == zero_biases + 2 * attention + 1  # plus coremltools' own: bias expansions, mask
     assert not any(_is_zero(consts[name]) for name in biases if name is not None)
     before = spec.ByteSize()
     _compact_program(spec.mlProgram)

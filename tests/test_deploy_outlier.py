@@ -9,6 +9,7 @@ each token's output scale, and at most a third of the float-activation model's e
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -76,14 +77,17 @@ def _executorch(model, w, x, tmp: Path) -> torch.Tensor:
 
 
 def _litert(model, w, x, tmp: Path) -> torch.Tensor:
-    import litert_torch
+    from unittest import mock
+
     from ai_edge_litert.interpreter import Interpreter
     from ai_edge_litert.tools import flatbuffer_utils
 
     from targets.base import quiet_tools
-    from targets.tflite import _with_int4_weights
+    from targets.tflite import _QUIET_CONVERSION, _with_int4_weights
 
-    with quiet_tools():
+    with quiet_tools(), mock.patch.dict(os.environ, _QUIET_CONVERSION):  # as the target converts (a first import
+        import litert_torch  # fixes the converter's log level for the process: tests/test_build_quiet.py)
+
         litert_torch.convert(model, (x,)).export(str(tmp / "float.tflite"))
         flatbuffer = flatbuffer_utils.read_model(str(tmp / "float.tflite"))
         assert _with_int4_weights(flatbuffer, [w]) == 1
