@@ -27,13 +27,13 @@ from srcore.checkpoint import (
     weights_sha256,
 )
 from srcore.model import SwinIR, build_model
+from srcore.paths import CACHE_ENV_VAR, cache_dir
 
 __all__ = ["WeightsInfo", "load_model", "official_weights_path", "shipped_weights_path"]
 
 log = logging.getLogger(__name__)
 
 MODEL_ZOO = Path(__file__).resolve().parent / "model_zoo"
-CACHE_ENV_VAR = "SR2BIT_CACHE"
 OFFICIAL_URL = (
     "https://github.com/JingyunLiang/SwinIR/releases/download/v0.0/"
     "002_lightweightSR_DIV2K_s64w8_SwinIR-S_x{scale}.pth"
@@ -76,10 +76,6 @@ def shipped_weights_path(scale: int) -> Path:
             "pass --weights PATH or --weights official"
         )
     return path
-
-
-def cache_dir() -> Path:
-    return Path(os.environ.get(CACHE_ENV_VAR, Path.home() / ".cache" / "sr2bit"))
 
 
 def _check_official_file(path: Path, scale: int) -> None:
