@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -168,13 +168,27 @@ def relative_position_index(ws: int) -> torch.Tensor:
 def relative_offset_one_hot(ws: int) -> torch.Tensor:
     """(ws*ws, 2ws-1) float: row ``p*ws + q`` is one-hot at ``p - q + ws - 1``, the offset of coordinate p from q.
 
-    The relative-position bias is separable through it (:meth:`WindowAttention.relative_position_bias`):
+    The relative-position bias is separable through it (:func:`expand_relative_position_bias`):
     bias[h, (yi, xi), (yj, xj)] = table[h, yi - yj + ws - 1, xi - xj + ws - 1] = (E T_h E^T) up to a
     permutation, two small matmuls instead of a gather (ws = 8: a 64 x 15 table instead of 6 x 64 x 64 values).
     """
     coords = torch.arange(ws)
     offsets = (coords[:, None] - coords[None, :] + ws - 1).reshape(-1)  # (p, q) -> p - q + ws - 1
     return F.one_hot(offsets, 2 * ws - 1).to(torch.float32)
+
+
+def expand_relative_position_bias(table: torch.Tensor, offsets: torch.Tensor, ws: int) -> torch.Tensor:
+    """(h, N, N) biases from a ((2ws-1)^2, h) table and :func:`relative_offset_one_hot`: two matmuls, no gather.
+
+    Exact (each output sums one table entry and zeros). ``h`` may be every block's heads side by
+    side: one expansion then serves the whole model (``SwinIR.freeze_shape``).
+    """
+    heads, n = table.shape[1], ws * ws
+    t = table.reshape(2 * ws - 1, 2 * ws - 1, heads).permute(2, 1, 0)  # h, dx, dy
+    t = F.linear(t, offsets)  # h, dx, (yi, yj)
+    t = F.linear(t.transpose(1, 2), offsets)  # h, (yi, yj), (xi, xj)
+    # (h*yi, yj, xi, xj) -> (h*yi, xi, yj, xj): one 4-D transpose (delegates reject rank > 4).
+    return t.reshape(heads * ws, ws, ws, ws).transpose(1, 2).reshape(heads, n, n)  # h, (yi, xi), (yj, xj)
 
 
 def shifted_window_mask(h: int, w: int, ws: int, shift: int, device=None) -> torch.Tensor:
@@ -244,7 +258,6 @@ class WindowAttention(nn.Module):
         self.scale = (dim // num_heads) ** -0.5
         self.relative_position_bias_table = nn.Parameter(torch.zeros((2 * window_size - 1) ** 2, num_heads))
         self.register_buffer("relative_position_index", relative_position_index(window_size), persistent=False)
-        self.register_buffer("frozen_offsets", None, persistent=False)
         self.qkv = nn.Linear(dim, dim * 3)
         self.proj = nn.Linear(dim, dim)
         self.bmm1_q = nn.Identity()
@@ -253,32 +266,15 @@ class WindowAttention(nn.Module):
         self.bmm2_v = nn.Identity()
         nn.init.trunc_normal_(self.relative_position_bias_table, std=0.02)
 
-    def relative_position_bias(self, like: torch.Tensor | None = None) -> torch.Tensor:
-        """(h, N, N) bias from the (2ws-1)^2 x h table: a gather, or two matmuls after ``SwinIR.freeze_shape``.
+    def relative_position_bias(self) -> torch.Tensor:
+        """(h, N, N) bias gathered from the (2ws-1)^2 x h table (``SwinIR.freeze_shape`` expands all blocks' at once)."""
+        n = self.window_size**2
+        bias = self.relative_position_bias_table[self.relative_position_index]  # N*N, h
+        return bias.view(n, n, self.num_heads).permute(2, 0, 1)
 
-        Frozen, the table goes through :func:`relative_offset_one_hot` twice (exact: each output sums one
-        table entry and zeros), and ``like`` (a tensor of the running graph, e.g. the attention input)
-        adds :func:`graph_zero` to the table, so that converters keep the 225 x h table and the expansion
-        instead of folding a 24 x h x N x N constant (2.36 MB for SwinIR-light at fp32).
-        """
-        ws, heads, n = self.window_size, self.num_heads, self.window_size**2
-        if self.frozen_offsets is None:
-            bias = self.relative_position_bias_table[self.relative_position_index]  # N*N, h
-            return bias.view(n, n, heads).permute(2, 0, 1)
-        # The zero goes onto the stored 2-D table: added after the relayout below, it let litert-torch fold the whole
-        # expansion back into a constant.
-        table = self.relative_position_bias_table  # ((dy, dx), h)
-        if like is not None:
-            table = table + graph_zero(like)
-        t = table.reshape(2 * ws - 1, 2 * ws - 1, heads).permute(2, 1, 0)  # h, dx, dy
-        pairs = self.frozen_offsets  # (ws*ws, 2ws-1), rows (p, q)
-        t = F.linear(t, pairs)  # h, dx, (yi, yj)
-        t = F.linear(t.transpose(1, 2), pairs)  # h, (yi, yj), (xi, xj)
-        # (h*yi, yj, xi, xj) -> (h*yi, xi, yj, xj): one 4-D transpose (delegates reject rank > 4).
-        return t.reshape(heads * ws, ws, ws, ws).transpose(1, 2).reshape(heads, n, n)  # h, (yi, xi), (yj, xj)
-
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        """x: (B*nW, N, C); mask: (nW, 1, N, N) additive or None. Returns (B*nW, N, C).
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None, bias: torch.Tensor | None = None) -> torch.Tensor:
+        """x: (B*nW, N, C); mask: (nW, 1, N, N) additive or None; bias: (h, N, N), computed here if None.
+        Returns (B*nW, N, C).
 
         q, k and v are head slices of ``qkv``'s output and the matmuls are 3-D ``bmm`` over
         (B*nW*h) windows-and-heads: both lower to every backend without gathers or broadcasts.
@@ -294,8 +290,10 @@ class WindowAttention(nn.Module):
         q = self.bmm1_q(per_head(0) * self.scale)
         k = self.bmm1_k(per_head(1))
         v = self.bmm2_v(per_head(2))
+        if bias is None:
+            bias = self.relative_position_bias()
         # Bias and mask are added in place: each fresh (B*nW, h, N, N) buffer costs page faults on a CPU.
-        attn = torch.bmm(q, k.transpose(1, 2)).view(bn, heads, n, n).add_(self.relative_position_bias(x))
+        attn = torch.bmm(q, k.transpose(1, 2)).view(bn, heads, n, n).add_(bias)
         if mask is not None:  # one image (every export): a 4-D add; a batch broadcasts the mask over it
             nw = mask.shape[0]
             (attn if bn == nw else attn.view(bn // nw, nw, heads, n, n)).add_(mask)
@@ -314,15 +312,16 @@ class SwinTransformerBlock(nn.Module):
         self.norm2 = nn.LayerNorm(dim)
         self.mlp = Mlp(dim, int(dim * mlp_ratio))
 
-    def forward(self, x: torch.Tensor, hw: tuple[int, int], mask: torch.Tensor | None) -> torch.Tensor:
-        """x: (B, L, C); ``mask`` is used only by shifted blocks."""
+    def forward(self, x: torch.Tensor, hw: tuple[int, int], mask: torch.Tensor | None,
+                bias: torch.Tensor | None = None) -> torch.Tensor:
+        """x: (B, L, C); ``mask`` is used only by shifted blocks; ``bias``: the attention's, if computed outside."""
         h, w = hw
         b, _, c = x.shape
         ws = self.window_size
         y = self.norm1(x).view(b, h, w, c)
         if self.shift:
             y = cyclic_shift(y, -self.shift)
-        y = self.attn(window_partition(y, ws), mask if self.shift else None)
+        y = self.attn(window_partition(y, ws), mask if self.shift else None, bias)
         y = window_reverse(y, ws, h, w)
         if self.shift:
             y = cyclic_shift(y, self.shift)
@@ -359,9 +358,10 @@ class BasicLayer(nn.Module):
             for i in range(depth)
         )
 
-    def forward(self, x: torch.Tensor, hw: tuple[int, int], mask: torch.Tensor | None) -> torch.Tensor:
-        for block in self.blocks:
-            x = block(x, hw, mask)
+    def forward(self, x: torch.Tensor, hw: tuple[int, int], mask: torch.Tensor | None,
+                biases: Sequence[torch.Tensor | None] | None = None) -> torch.Tensor:
+        for block, bias in zip(self.blocks, [None] * len(self.blocks) if biases is None else biases):
+            x = block(x, hw, mask, bias)
         return x
 
 
@@ -373,9 +373,10 @@ class RSTB(nn.Module):
         self.residual_group = BasicLayer(dim, depth, num_heads, window_size, mlp_ratio, drop_path)
         self.conv = nn.Conv2d(dim, dim, 3, 1, 1)
 
-    def forward(self, x: torch.Tensor, hw: tuple[int, int], mask: torch.Tensor | None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, hw: tuple[int, int], mask: torch.Tensor | None,
+                biases: Sequence[torch.Tensor | None] | None = None) -> torch.Tensor:
         b, _, c = x.shape
-        y = self.residual_group(x, hw, mask)
+        y = self.residual_group(x, hw, mask, biases)
         y = y.transpose(1, 2).reshape(b, c, *hw)  # B, C, H, W
         return self.conv(y).flatten(2).transpose(1, 2) + x
 
@@ -404,7 +405,10 @@ class SwinIR(nn.Module):
         self.register_buffer("mean", torch.tensor(config.rgb_mean).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("frozen_mask_windows", None, persistent=False)
         self.register_buffer("frozen_mask_patterns", None, persistent=False)
+        self.register_buffer("frozen_bias_tables", None, persistent=False)
+        self.register_buffer("frozen_offsets", None, persistent=False)
         self.frozen_hw: tuple[int, int] | None = None
+        self.frozen_bias_spans: list[list[tuple[int, int]]] = []  # per layer, per block: its heads' rows
         self.conv_first = nn.Conv2d(3, dim, 3, 1, 1)
         self.patch_embed = PatchEmbed(dim)
         rates = torch.linspace(0, config.drop_path_rate, sum(config.depths)).tolist()
@@ -426,18 +430,23 @@ class SwinIR(nn.Module):
         """(B, C, H, W) with H, W multiples of the window -> (B, C, H, W) after the Swin body."""
         b, c, h, w = x.shape
         ws = self.config.window_size
+        biases = [None] * len(self.layers)
         if self.frozen_hw == (h, w):
-            # Each window's row of the one-hot selects its pattern (exact); graph_zero keeps converters from folding
-            # the product back into the (nW, N, N) constant.
-            windows = self.frozen_mask_windows + graph_zero(x)
+            # graph_zero keeps converters from folding the products back into the (nW, N, N) mask and the
+            # blocks x (h, N, N) biases; each window's row of the one-hot selects its mask pattern (exact).
+            zero = graph_zero(x)
+            windows = self.frozen_mask_windows + zero
             mask = F.linear(windows, self.frozen_mask_patterns).view(windows.shape[0], 1, ws * ws, ws * ws)
+            # Every block's bias in one expansion (a dozen ops instead of a dozen per block), then a slice each.
+            every = expand_relative_position_bias(self.frozen_bias_tables + zero, self.frozen_offsets, ws)
+            biases = [[every[start:stop] for start, stop in spans] for spans in self.frozen_bias_spans]
         elif any(d > 1 for d in self.config.depths):  # (nW, 1, N, N): broadcast over heads (and batch)
             mask = shifted_window_mask(h, w, ws, ws // 2, x.device)[:, None]
         else:
             mask = None
         tokens = self.patch_embed(x)
-        for layer in self.layers:
-            tokens = layer(tokens, (h, w), mask)
+        for layer, layer_biases in zip(self.layers, biases):
+            tokens = layer(tokens, (h, w), mask, layer_biases)
         return self.norm(tokens).transpose(1, 2).reshape(b, c, h, w)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -459,10 +468,10 @@ class SwinIR(nn.Module):
         For export at one fixed size (deployment targets): the ``arange`` comparisons and the bias-table
         gather are ops that integer backends such as XNNPACK do not run, and the expanded constants
         (24 x h x N x N biases, an nW x N x N mask) are most of an artifact's bytes. Frozen, the mask is
-        an (nW, k) one-hot choice among its k <= 3 distinct non-zero window patterns (N*N, k), and every
-        bias is two matmuls of its own table with one shared (N, 2ws-1) one-hot
-        (:func:`relative_offset_one_hot`): all exact, no gather, and the tables stay trainable. Other
-        input sizes still work (their mask is computed).
+        an (nW, k) one-hot choice among its k <= 3 distinct non-zero window patterns (N*N, k), and the
+        biases of all blocks are two matmuls of their tables side by side with one (N, 2ws-1) one-hot
+        (:func:`relative_offset_one_hot`), each block taking its heads' slice: all exact, no gather.
+        The tables are copied: freeze the final weights. Other input sizes still work (their mask is computed).
         """
         ws = self.config.window_size
         if h % ws or w % ws:
@@ -473,10 +482,15 @@ class SwinIR(nn.Module):
         self.frozen_hw = (h, w)
         self.frozen_mask_windows = F.one_hot(which, len(patterns))[:, used].to(mask.dtype)  # nW, k
         self.frozen_mask_patterns = patterns[used].t().contiguous()  # N*N, k (an F.linear weight)
-        offsets = relative_offset_one_hot(ws).to(self.mean.device)
-        for module in self.modules():
-            if isinstance(module, WindowAttention):
-                module.frozen_offsets = offsets  # one tensor shared by every block
+        self.frozen_offsets = relative_offset_one_hot(ws).to(self.mean.device)
+        tables, self.frozen_bias_spans, start = [], [], 0
+        for layer in self.layers:
+            self.frozen_bias_spans.append([])
+            for block in layer.residual_group.blocks:
+                tables.append(block.attn.relative_position_bias_table.detach())
+                self.frozen_bias_spans[-1].append((start, start + tables[-1].shape[1]))
+                start += tables[-1].shape[1]
+        self.frozen_bias_tables = torch.cat(tables, dim=1)  # ((2ws-1)^2, every block's heads)
         return self
 
     def flops(self, h: int, w: int) -> dict[str, int]:

@@ -382,7 +382,7 @@ def _reference_components(reference: nn.Module) -> dict[tuple, str]:
                 component = "linear weights"
             elif name == "expand" and isinstance(module, OffsetLinear):
                 component = "linear scales and tables"
-            elif name in ("relative_position_bias_table", "frozen_offsets"):
+            elif name in ("relative_position_bias_table", "frozen_bias_tables", "frozen_offsets"):
                 component = "bias tables"
             elif name.startswith("frozen_mask"):
                 component = "shift mask"

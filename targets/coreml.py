@@ -175,7 +175,7 @@ def _compact_derived_constants(mlmodel):
     The export graph expands the biases and the mask from small tables (``SwinIR.freeze_shape``);
     what stays large is the mask's (N*N, k) window patterns ({0, -100}: uint1), and a graph whose
     biases were folded (at most 225 distinct values per head: uint8 indices per head) would be
-    shrunk the same way. They are palettized losslessly with tables of their distinct bit patterns
+    shrunk the same way. Where it saves bytes, they are palettized losslessly with tables of their distinct bit patterns
     (:func:`_distinct_bit_patterns`, the same decision on every host); each one is checked after
     the fact. Parameters (``p_*`` consts, e.g. the convs) are left alone.
 
@@ -193,14 +193,17 @@ def _compact_derived_constants(mlmodel):
         if value.dtype.kind != "f" or len(_distinct_bit_patterns(value)[0]) == 1:
             continue  # one value (the zero bias of the mask's linear): palettize_weights leaves no table for it
         whole = _palette_bits(value)
-        if whole is not None:
+        if whole is not None and value.size * whole / 8 + 2**whole * value.itemsize < value.nbytes:
             configs[op.name] = cto.OpPalettizerConfig(mode="custom", lut_function=_exact_palette(whole),
                                                       granularity="per_tensor", weight_threshold=0)
         else:  # e.g. the (heads, N, N) bias: up to 225 values per head, more in all
             per_channel = [_palette_bits(channel) for channel in value] if value.ndim >= 2 else [None]
             if None in per_channel:
                 continue
-            configs[op.name] = cto.OpPalettizerConfig(mode="custom", lut_function=_exact_palette(max(per_channel)),
+            bits = max(per_channel)
+            if value.size * bits / 8 + len(value) * 2**bits * value.itemsize >= value.nbytes:
+                continue  # a table per channel would outweigh the values (the stacked bias tables)
+            configs[op.name] = cto.OpPalettizerConfig(mode="custom", lut_function=_exact_palette(bits),
                                                       granularity="per_grouped_channel", group_size=1,
                                                       channel_axis=0, weight_threshold=0)
         originals[op.name] = value

@@ -202,16 +202,13 @@ def test_the_artifact_itself_scores_like_its_simulation(tiny, tmp_path):
 
 def test_size_breakdown_meets_the_component_budget(tiny, tmp_path):
     """Bias tables and mask are stored small (tables, not their 24 x h x N x N expansion); every byte is accounted for."""
-    from srcore.model import WindowAttention
     from targets.base import SIZE_COMPONENTS, export_copy
 
     result = build(tiny, _bounds(tiny, 2), CoreMLConfig(tile=TILE), tmp_path / "out")
     sizes = result.manifest["size_breakdown"]["artifact"]
     assert list(sizes) == list(SIZE_COMPONENTS) and sum(sizes.values()) == result.manifest["artifact_bytes"]
     export = export_copy(tiny, TILE)
-    attention = [m for m in export.modules() if isinstance(m, WindowAttention)]
-    tables = sum(a.relative_position_bias_table.numel() for a in attention) + attention[0].frozen_offsets.numel()
-    assert sizes["bias tables"] == 2 * tables  # fp16, the one-hot shared by every block
+    assert sizes["bias tables"] == 2 * (export.frozen_bias_tables.numel() + export.frozen_offsets.numel())  # fp16
     expanded_mask = export.frozen_mask_windows.shape[0] * export.frozen_mask_patterns.shape[0]
     assert 0 < sizes["shift mask"] < expanded_mask * 2 / 8  # uint1 patterns, under an fp16 mask's eighth
     linear_weights = sum(w.numel() for n, w in tiny.named_parameters() if n.endswith(("qkv.weight", "proj.weight",
@@ -283,7 +280,6 @@ def test_channel_grid_is_int8_with_fp16_scales_and_idempotent():
 def test_program_compaction_is_lossless_and_shrinks_the_program(tiny, tmp_path):
     """Merged constants, short names, small constants inline and no zero biases: the saved program computes bit for
     bit the same, in far fewer bytes, and the package holds nothing else."""
-    from srcore.model import WindowAttention
     from targets.base import deploy_model
     from targets.coreml import _compact_program, _is_zero
     from targets.coreml_mil import MilInterpreter
@@ -315,9 +311,8 @@ def test_program_compaction_is_lossless_and_shrinks_the_program(tiny, tmp_path):
     consts = {op.outputs[0].name: op.attributes["val"] for op in block.operations if op.type == "const"}
     biases = [op.inputs["bias"].arguments[0].name if "bias" in op.inputs else None
               for op in block.operations if op.type == "linear"]
-    attention = sum(isinstance(m, WindowAttention) for m in tiny.modules())
     zero_biases = sum(isinstance(m, torch.nn.Linear) and not m.bias.any() for m in tiny.modules())  # untrained: all
-    assert biases.count(None) == zero_biases + 2 * attention + 1  # plus coremltools' own: bias expansions, mask
+    assert biases.count(None) == zero_biases + 2 + 1  # plus coremltools' own: the (one) bias expansion's two, the mask
     assert not any(_is_zero(consts[name]) for name in biases if name is not None)
     before = spec.ByteSize()
     _compact_program(spec.mlProgram)

@@ -19,7 +19,7 @@ from calibration.quantizer import Role
 from calibration.snapping import CONTAINERS, snap_bounds, snap_weight_bounds
 from pipeline.build import BuildChecks, build
 from pipeline.cli import main
-from srcore.model import WindowAttention, build_model
+from srcore.model import build_model
 from targets import ExecuTorchConfig, TargetError, TFLiteConfig, get_target
 from targets.config import ConvWeights
 from targets.tflite import pack_int4, unpack_int4
@@ -193,9 +193,8 @@ def test_every_linear_runs_in_the_backends_int4_kernel(built, tiny):
     m, linears = result.manifest, sum(isinstance(x, torch.nn.Linear) for x in tiny.modules())
     if backend == "executorch":  # one XNNPACK partition: nothing falls back to portable kernels
         assert m["xnnpack_partitions"] == 1 and m["ops_outside_xnnpack"] == {}
-    else:  # every Linear's FULLY_CONNECTED holds INT4 codes; the float ones expand the bias tables and the mask
-        blocks = sum(isinstance(x, WindowAttention) for x in tiny.modules())
-        assert m["int4_fully_connected"] == linears and m["verification"]["float_fully_connected"] == 2 * blocks + 1
+    else:  # every Linear's FULLY_CONNECTED holds INT4 codes; the float ones expand all blocks' bias tables, and the mask
+        assert m["int4_fully_connected"] == linears and m["verification"]["float_fully_connected"] == 2 + 1
     assert m["verification"]["palettized_linears"] == m["verification"]["quantized_linears"] == linears
 
 
@@ -413,8 +412,7 @@ def test_size_breakdown_meets_the_component_budget(form, built, built_exact, tin
         sizes = result.manifest["size_breakdown"][key]
         assert list(sizes) == list(SIZE_COMPONENTS) and sum(sizes.values()) == total
         exports = [export_copy(tiny, tile) for tile in result.manifest["tiles"]]  # the baseline has the same sizes
-        attention = [m for m in exports[0].modules() if isinstance(m, WindowAttention)]
-        tables = 4 * (sum(a.relative_position_bias_table.numel() for a in attention) + attention[0].frozen_offsets.numel())
+        tables = 4 * (exports[0].frozen_bias_tables.numel() + exports[0].frozen_offsets.numel())
         # Not the blocks x h x N x N expansion (131 KB here); XNNPACK may keep a second copy of the 3.8 KB one-hot.
         # Every tile size shares the tables (stored once) and adds its own window one-hot to the mask.
         assert tables <= sizes["bias tables"] <= 1.5 * tables, key

@@ -153,7 +153,7 @@ def test_frozen_shape_rebuilds_bias_and_mask_exactly_from_small_tables(tile):
     """The export path (tables + one-hot matmuls) computes the very values of the gather and the comparisons."""
     import copy
 
-    from srcore.model import WindowAttention
+    from srcore.model import WindowAttention, expand_relative_position_bias
 
     torch.manual_seed(0)
     model = _randomized(build_model("tiny", 2).eval())
@@ -164,7 +164,9 @@ def test_frozen_shape_rebuilds_bias_and_mask_exactly_from_small_tables(tile):
     mask = torch.nn.functional.linear(frozen.frozen_mask_windows, frozen.frozen_mask_patterns)
     assert torch.equal(mask, shifted_window_mask(tile, tile, 8, 4).flatten(1))
     assert frozen.frozen_mask_patterns.shape[1] <= 3  # last row, last column, corner: whatever the tile
-    for plain, fixed in zip(model.modules(), frozen.modules()):
-        if isinstance(plain, WindowAttention):
-            assert torch.equal(fixed.relative_position_bias(x), plain.relative_position_bias())
-            assert fixed.frozen_offsets.shape == (64, 15)
+    attentions = [m for m in model.modules() if isinstance(m, WindowAttention)]
+    every = expand_relative_position_bias(frozen.frozen_bias_tables, frozen.frozen_offsets, 8)
+    spans = [span for layer in frozen.frozen_bias_spans for span in layer]
+    assert len(spans) == len(attentions) and frozen.frozen_offsets.shape == (64, 15)
+    for attention, (start, stop) in zip(attentions, spans):
+        assert torch.equal(every[start:stop], attention.relative_position_bias())
