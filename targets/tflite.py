@@ -126,11 +126,11 @@ def _without_inner_tensor_names(flatbuffer) -> None:
 
 def _lower_flatbuffer(model: nn.Module, tile: int, artifact: Path, weights: list[PalettizedWeight],
                       convs: Sequence[ChannelGrid] = ()) -> tuple[float, int]:
-    """Convert ``model``, store ``weights`` as INT4 and ``convs`` as INT8 (none for the FP32 baseline), drop inner
-    names, write ``artifact``.
+    """Convert ``model``, store ``weights`` as INT4, ``convs`` as INT8 (none for the FP32 baseline) and integer-valued
+    constants as INT8, drop inner names, write ``artifact``.
 
     Artifact and baseline go through the same steps, so their sizes compare honestly. Returns the
-    conversion seconds and how many FULLY_CONNECTED weights became INT4.
+    conversion seconds, how many FULLY_CONNECTED weights became INT4 and how many constants INT8 exactly.
     """
     with quiet_tools(), tempfile.TemporaryDirectory() as tmp:
         from ai_edge_litert.tools import flatbuffer_utils  # inside quiet_tools, as before (tests/test_build_quiet.py)
@@ -140,9 +140,10 @@ def _lower_flatbuffer(model: nn.Module, tile: int, artifact: Path, weights: list
         flatbuffer = flatbuffer_utils.read_model(str(float_path))
         replaced = _with_int4_weights(flatbuffer, weights)
         _with_int8_convolutions(flatbuffer, convs)
+        integer_constants = _with_int8_integer_constants(flatbuffer)
         _without_inner_tensor_names(flatbuffer)
         flatbuffer_utils.write_model(flatbuffer, str(artifact))
-    return seconds, replaced
+    return seconds, replaced, integer_constants
 
 
 def _fully_connected_weights(flatbuffer):
@@ -266,6 +267,48 @@ def _with_int8_convolutions(flatbuffer, convs: Sequence[ChannelGrid]) -> None:
     graph.operators[:0] = unpack  # their inputs are constants: first in execution order
 
 
+_MIN_INT8_ELEMENTS = 256  # below this a DEQUANTIZE op and its tensor outweigh the bytes saved
+
+
+def _with_int8_integer_constants(flatbuffer) -> int:
+    """Store every float32 constant whose values are all integers in [-128, 127] as INT8 (scale 1) behind a DEQUANTIZE.
+
+    Lossless: ``1.0 * code`` is the value itself. At x4 these are the shift mask's window patterns
+    ({-100, 0}) and one-hots ({0, 1}): 4 bytes each become 1. The XNNPACK delegate unpacks a static
+    per-tensor INT8 DEQUANTIZE once, at load (xnnpack_delegate.cc, "Prepare to unpack FP16/INT8
+    tensors"); the reference kernels dequantize it the same way. Returns how many were stored so.
+    """
+    from ai_edge_litert import schema_py_generated as schema
+
+    graph = flatbuffer.subgraphs[0]
+    dequantize, unpack, codes_of = None, [], {}  # codes_of: buffer -> its INT8 tensor (tensors may share a buffer)
+    for index, tensor in enumerate(list(graph.tensors)):
+        data = flatbuffer.buffers[tensor.buffer].data if tensor.buffer else None
+        if tensor.type != schema.TensorType.FLOAT32 or data is None:
+            continue
+        if tensor.buffer not in codes_of:
+            values = np.frombuffer(bytes(data), dtype=np.float32)
+            if (values.size < _MIN_INT8_ELEMENTS or not np.all(values == np.round(values))
+                    or values.min() < -128 or values.max() > 127):
+                continue
+            codes = schema.TensorT()
+            codes.shape, codes.type, codes.buffer = list(tensor.shape), schema.TensorType.INT8, tensor.buffer
+            codes.quantization = schema.QuantizationParametersT()
+            codes.quantization.scale, codes.quantization.zeroPoint = [1.0], [0]
+            flatbuffer.buffers[tensor.buffer].data = values.astype(np.int8).view(np.uint8)
+            graph.tensors.append(codes)
+            codes_of[tensor.buffer] = len(graph.tensors) - 1
+        if dequantize is None:
+            dequantize = _operator_code(flatbuffer, schema.BuiltinOperator.DEQUANTIZE, 2)  # v2: INT8 input
+        op = schema.OperatorT()
+        op.opcodeIndex, op.inputs, op.outputs = dequantize, [codes_of[tensor.buffer]], [index]
+        op.builtinOptionsType, op.builtinOptions = schema.BuiltinOptions.DequantizeOptions, schema.DequantizeOptionsT()
+        unpack.append(op)
+        tensor.buffer = 0  # buffer 0 is the empty one: the constant is now computed
+    graph.operators[:0] = unpack  # their inputs are constants: first in execution order
+    return len(unpack)
+
+
 def stored_convolutions(flatbuffer) -> list[tuple[np.ndarray, np.ndarray]]:
     """(codes (out, in, kh, kw) int8, scales (out,)) of every CONV_2D filter stored as INT8 behind a DEQUANTIZE."""
     from ai_edge_litert import schema_py_generated as schema
@@ -308,7 +351,10 @@ def stored_constants(artifact: Path) -> list[StoredConstant]:
             continue
         seen.add(tensor.buffer)
         data = np.asarray(data, dtype=np.uint8)
-        if tensor.type == schema.TensorType.INT4 or (tensor.type == schema.TensorType.INT8 and tensor.quantization):
+        exact_int8 = tensor.type == schema.TensorType.INT8 and tensor.quantization and len(tensor.quantization.scale) == 1
+        if exact_int8:  # an integer-valued constant (_with_int8_integer_constants): recognised by its float values
+            found.append(StoredConstant(data.size, data.view(np.int8).astype(np.float32) * tensor.quantization.scale[0]))
+        elif tensor.type == schema.TensorType.INT4 or (tensor.type == schema.TensorType.INT8 and tensor.quantization):
             weights, tables = (("linear weights", "linear scales and tables") if tensor.type == schema.TensorType.INT4
                                else ("convolutions", "convolutions"))
             q = tensor.quantization
@@ -332,14 +378,15 @@ class TFLiteTarget(IntegerTarget):
         self.require_codes(weights)
         self.require_convs(convs)
         model = with_offset_rows(export_copy(deploy, tile, UnfoldedLayerNorm), weights)
-        seconds, replaced = _lower_flatbuffer(model, tile, artifact, weights, convs)
+        seconds, replaced, integer_constants = _lower_flatbuffer(model, tile, artifact, weights, convs)
         return {"deployment_target": "LiteRT / TFLite runtime, XNNPACK delegate (Android/iOS/Linux CPU)",
                 **tensor_io(deploy, tile), "conversion_seconds": round(seconds, 1), "int4_fully_connected": replaced,
+                "integer_constants_int8": integer_constants,
                 "activations": "fp32; FULLY_CONNECTED: dynamic int8 per row x INT4 per-channel weights (hybrid)",
                 "stored_bits": 4}
 
     def lower_baseline(self, deploy: nn.Module, tile: int, artifact: Path) -> dict[str, Any]:
-        seconds, _ = _lower_flatbuffer(export_copy(deploy, tile, UnfoldedLayerNorm), tile, artifact, [])
+        seconds, _, _ = _lower_flatbuffer(export_copy(deploy, tile, UnfoldedLayerNorm), tile, artifact, [])
         return {"conversion_seconds": round(seconds, 1)}
 
     def verify(self, artifact: Path, weights: list[PalettizedWeight], convs: Sequence[ChannelGrid] = ()) -> dict[str, Any]:

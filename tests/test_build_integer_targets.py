@@ -22,7 +22,7 @@ from pipeline.cli import main
 from srcore.model import build_model
 from targets import ExecuTorchConfig, TargetError, TFLiteConfig, get_target
 from targets.config import ConvWeights
-from targets.tflite import pack_int4, unpack_int4
+from targets.tflite import _MIN_INT8_ELEMENTS, pack_int4, unpack_int4
 
 TILE = 16
 BACKENDS = ("executorch", "tflite")
@@ -403,7 +403,8 @@ def test_profile_reports_latency_ratio_accuracy_ops_and_writes_chart(built, tmp_
 
 @pytest.mark.parametrize("form", ["snapped", "exact"])
 def test_size_breakdown_meets_the_component_budget(form, built, built_exact, tiny):
-    """Bias tables and mask are stored as small fp32 tables, linears as int4; every byte is accounted for."""
+    """Bias tables and mask are stored as small tables (fp32; TFLite's integer-valued ones INT8), linears as int4;
+    every byte is accounted for."""
     from targets.base import SIZE_COMPONENTS, export_copy
 
     backend, result = built_exact if form == "exact" else built
@@ -412,12 +413,18 @@ def test_size_breakdown_meets_the_component_budget(form, built, built_exact, tin
         sizes = result.manifest["size_breakdown"][key]
         assert list(sizes) == list(SIZE_COMPONENTS) and sum(sizes.values()) == total
         exports = [export_copy(tiny, tile) for tile in result.manifest["tiles"]]  # the baseline has the same sizes
-        tables = 4 * (exports[0].frozen_bias_tables.numel() + exports[0].frozen_offsets.numel())
+
+        def stored(t: torch.Tensor) -> int:  # TFLite: integer-valued constants (one-hots, mask) as INT8, exactly
+            as_int8 = (backend == "tflite" and t.numel() >= _MIN_INT8_ELEMENTS and torch.equal(t, t.round())
+                       and -128 <= t.min() and t.max() <= 127)
+            return t.numel() * (1 if as_int8 else 4)
+
+        tables = stored(exports[0].frozen_bias_tables) + stored(exports[0].frozen_offsets)
         # Not the blocks x h x N x N expansion (131 KB here); XNNPACK may keep a second copy of the 3.8 KB one-hot.
         # Every tile size shares the tables (stored once) and adds its own window one-hot to the mask.
         assert tables <= sizes["bias tables"] <= 1.5 * tables, key
-        windows = sum(4 * e.frozen_mask_windows.numel() for e in exports)
-        patterns = 4 * exports[0].frozen_mask_patterns.numel()
+        windows = sum(stored(e.frozen_mask_windows) for e in exports)
+        patterns = stored(exports[0].frozen_mask_patterns)
         assert windows + patterns <= sizes["shift mask"] <= 1.1 * (windows + len(exports) * patterns), key
     # A re-folded bias (131 KB here) would land in "other constants" (test_lowered_artifact_has_no_redundant_bytes).
     assert result.manifest["size_breakdown"]["artifact"]["other constants"] < 1_000
@@ -444,7 +451,7 @@ def lowered(request, tiny, bounds, tmp_path_factory):
 
 
 def test_lowered_artifact_has_no_redundant_bytes(lowered, tiny, tmp_path):
-    """No second copy of the codes (.pte), no inner tensor names (.tflite).
+    """No second copy of the codes (.pte), no inner tensor names and no integer-valued float32 constants (.tflite).
 
     The PT2E quantizer's own int8 codes, scales and int64 zero points left in the program beside XNNPACK's
     packed copy were 6.5 KB of "other constants" here (770 KB at x4); litert-torch's module-path tensor
@@ -461,9 +468,14 @@ def test_lowered_artifact_has_no_redundant_bytes(lowered, tiny, tmp_path):
 
         target.lower_baseline(tiny, TILE, baseline := tmp_path / "baseline.tflite")
         for path in (artifact, baseline):
-            graph = flatbuffer_utils.read_model(str(path)).subgraphs[0]
+            flatbuffer = flatbuffer_utils.read_model(str(path))
+            graph = flatbuffer.subgraphs[0]
             named = {i for i, t in enumerate(graph.tensors) if t.name}
             assert named == set(graph.inputs) | set(graph.outputs), path.name
+            floats = [np.frombuffer(bytes(flatbuffer.buffers[t.buffer].data), np.float32) for t in graph.tensors
+                      if t.type == 0 and t.buffer and flatbuffer.buffers[t.buffer].data is not None]  # FLOAT32
+            integer_valued = [v.size for v in floats if v.size >= _MIN_INT8_ELEMENTS and np.array_equal(v, np.round(v))]
+            assert not integer_valued, path.name  # the mask and one-hots are INT8 codes behind a DEQUANTIZE
 
 
 def test_lowered_graph_is_rank_4_and_every_method_is_read_back(lowered):
@@ -498,7 +510,7 @@ def test_tflite_int8_convolutions_are_stored_exactly_and_run_as_simulated(tiny, 
     m, artifact = result.manifest, result.folder / result.manifest["artifact"]
     convs = [mod for mod in tiny.modules() if isinstance(mod, torch.nn.Conv2d)]
     assert m["convolutions"]["convolutions"] == m["verification"]["int8_convolutions"] == len(convs)
-    assert m["graph"]["ops"]["DEQUANTIZE"] == len(convs)
+    assert m["graph"]["ops"]["DEQUANTIZE"] == len(convs) + m["integer_constants_int8"]
     channels = sum(c.out_channels for c in convs)  # fp32 scale + int64 zero point per channel
     assert m["size_breakdown"]["artifact"]["convolutions"] == sum(c.weight.numel() for c in convs) + 12 * channels
     deploy, weights = _deploy(tiny, bounds, "snapped")
