@@ -116,7 +116,8 @@ def _ranks(device: str):
     """torchrun's process group (:func:`srcore.distributed.process_group`); ranks but 0 log warnings only."""
     with process_group(device) as dist:
         if not dist.is_main:
-            logging.getLogger().setLevel(logging.WARNING)
+            for name in ("", *_OWN_LOGGERS):  # the root and sr2bit's own (configure_logging)
+                logging.getLogger(name).setLevel(logging.WARNING)
         yield dist
 
 
@@ -562,9 +563,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+_OWN_LOGGERS = ("pipeline", "calibration", "targets", "srcore")
+
+
+def configure_logging(verbose: bool = False) -> None:
+    """sr2bit's own messages from INFO up on stderr, other libraries' from WARNING up (everything from DEBUG if verbose).
+
+    The root logger stays at WARNING: litert-torch logs through it at INFO ("Use JAX lowering: ..." per
+    op type), which would otherwise print a dozen lines in every TFLite build. Like ``logging.basicConfig``,
+    it leaves a process whose logging is already configured (root handlers: an application, pytest) alone.
+    """
+    if logging.root.handlers:
+        return
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    for name in _OWN_LOGGERS:
+        logging.getLogger(name).setLevel(logging.DEBUG if verbose else logging.INFO)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    configure_logging(args.verbose)
     try:
         return args.func(args)
     except USER_ERRORS as err:

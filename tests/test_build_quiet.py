@@ -40,3 +40,19 @@ def test_a_build_shows_no_converter_warnings_or_progress_and_leaves_logging_alon
     for noise in ("Running MIL", "Converting PyTorch", "[START]", "LiteRT-Torch Convert", "Estimated count"):
         assert noise not in err, err[-1500:]
     assert logging.root.level == root_level and warnings.filters == filters
+
+
+@pytest.mark.parametrize("verbose", [False, True])
+def test_the_cli_shows_its_own_info_but_not_other_libraries(verbose):
+    """litert-torch logs "Use JAX lowering: ..." through the root logger at INFO, a dozen lines per TFLite build:
+    the CLI's logging shows sr2bit's INFO messages and only other libraries' warnings (everything with -v)."""
+    import subprocess
+    import sys
+
+    code = ("import logging; from pipeline.cli import configure_logging; "
+            f"configure_logging({verbose}); logging.info('third-party info'); logging.warning('third-party warning'); "
+            "[logging.getLogger(n + '.x').info(n + ' info') for n in ('pipeline', 'calibration', 'targets', 'srcore')]")
+    err = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stderr
+    shown = [line.split(": ", 1)[1] for line in err.splitlines() if line.startswith(("INFO", "WARNING"))]
+    expected = ["third-party warning", "pipeline info", "calibration info", "targets info", "srcore info"]
+    assert shown == (["third-party info"] if verbose else []) + expected, err
