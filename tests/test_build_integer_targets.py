@@ -451,7 +451,8 @@ def lowered(request, tiny, bounds, tmp_path_factory):
 
 
 def test_lowered_artifact_has_no_redundant_bytes(lowered, tiny, tmp_path):
-    """No second copy of the codes (.pte), no inner tensor names and no integer-valued float32 constants (.tflite).
+    """No second copy of the codes (.pte); no inner tensor names, empty quantization tables or integer-valued float32
+    constants (.tflite).
 
     The PT2E quantizer's own int8 codes, scales and int64 zero points left in the program beside XNNPACK's
     packed copy were 6.5 KB of "other constants" here (770 KB at x4); litert-torch's module-path tensor
@@ -472,6 +473,7 @@ def test_lowered_artifact_has_no_redundant_bytes(lowered, tiny, tmp_path):
             graph = flatbuffer.subgraphs[0]
             named = {i for i, t in enumerate(graph.tensors) if t.name}
             assert named == set(graph.inputs) | set(graph.outputs), path.name
+            assert all(t.quantization is None or t.quantization.scale is not None for t in graph.tensors), path.name
             floats = [np.frombuffer(bytes(flatbuffer.buffers[t.buffer].data), np.float32) for t in graph.tensors
                       if t.type == 0 and t.buffer and flatbuffer.buffers[t.buffer].data is not None]  # FLOAT32
             integer_valued = [v.size for v in floats if v.size >= _MIN_INT8_ELEMENTS and np.array_equal(v, np.round(v))]

@@ -73,12 +73,13 @@ MUTANTS = [
      "tests/test_int_grid.py::test_exact_codes_decode_to_the_calibrated_grid_and_snapped_ones_do_not"),
     ("targets/base.py", "return main + (offsets if self.groups == 1 else F.linear(offsets, self.expand))", "return main",
      "tests/test_int_grid.py::test_offset_linear_computes_the_linear_it_replaces"),
-    # Size floor: no second copy of the int4 codes in the .pte, no module-path tensor names or float32 one-hots and
-    # mask in the .tflite.
+    # Size floor: no second copy of the int4 codes in the .pte, no module-path tensor names, empty quantization
+    # tables or float32 one-hots and mask in the .tflite.
     ("targets/executorch.py", "        delattr(graph_module, target)", "        pass",
      "tests/test_build_integer_targets.py::test_lowered_artifact_has_no_redundant_bytes[executorch]"),
-    ("targets/tflite.py", "        _without_inner_tensor_names(flatbuffer)\n        flatbuffer_utils.write_model",
-     "        flatbuffer_utils.write_model",
+    ("targets/tflite.py", "        _without_inner_tensor_names(flatbuffer)\n", "",
+     "tests/test_build_integer_targets.py::test_lowered_artifact_has_no_redundant_bytes[tflite]"),
+    ("targets/tflite.py", "        _without_empty_quantization(flatbuffer)\n", "",
      "tests/test_build_integer_targets.py::test_lowered_artifact_has_no_redundant_bytes[tflite]"),
     ("targets/tflite.py", "        integer_constants = _with_int8_integer_constants(flatbuffer)\n",
      "        integer_constants = 0\n",
