@@ -29,7 +29,7 @@ from pipeline.build import BuildChecks, build
 from pipeline.cost import quantized_weight_count
 from srcore.checkpoint import file_sha256
 from srcore.weights import load_model
-from targets import CoreMLConfig, ExecuTorchConfig, TFLiteConfig, get_target
+from targets import CoreMLConfig, ExecuTorchConfig, TFLiteConfig, get_target, tool_versions
 from targets.base import SIZE_COMPONENTS, export_copy, size_breakdown
 from targets.config import ConvWeights, Precision
 
@@ -135,9 +135,7 @@ def main(argv: list[str] | None = None) -> None:
             for r in rows:
                 if r["target"] == name:
                     r["fp32"] = fp32
-    tools = {}
-    for name in args.targets:
-        tools.update(get_target(name).tool_versions())
+    tools = tool_versions(args.targets)
     lines = [
         "# Artifact sizes by component (issue 16)",
         "",

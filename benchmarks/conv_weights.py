@@ -34,7 +34,7 @@ from pipeline.build import BuildChecks, build
 from pipeline.evaluate import evaluate, model_upscaler
 from srcore.paths import benchmark_dir
 from srcore.weights import load_model
-from targets import CoreMLConfig, TFLiteConfig, get_target
+from targets import CoreMLConfig, TFLiteConfig, tool_versions
 from targets.base import deploy_model, dynamic_int8_linears, int8_convolutions, on_integer_grid
 from targets.config import ConvWeights
 from targets.latency import versus_baseline
@@ -97,9 +97,7 @@ def main(argv: list[str] | None = None) -> None:
                                                       (ConvWeights.INT8, ConvWeights.FLOAT)),
                                             args.tile, args.threads, runs=args.runs)
                 rows.append((target, f"W{bits} ({Path(path).name})", scores, built, speed))
-    tools = {}
-    for target in args.targets:
-        tools.update(get_target(target).tool_versions())
+    tools = tool_versions(args.targets)
     lines = [
         "# Convolution weights: floats or int8 per channel (issue 16 goal 3)",
         "",

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+from collections.abc import Iterable
 
 from targets.base import MissingDependency, Target, TargetError
 from targets.config import (
@@ -23,7 +24,7 @@ from targets.config import (
 )
 
 __all__ = ["BACKENDS", "CoreMLConfig", "ExecuTorchConfig", "MissingDependency", "Precision", "TFLiteConfig", "Target",
-           "TargetConfig", "TargetError", "get_target"]
+           "TargetConfig", "TargetError", "get_target", "tool_versions"]
 
 # target name -> (module.Class, Python packages it needs, pip requirement to print when one is missing)
 BACKENDS: dict[str, tuple[str, tuple[str, ...], str]] = {
@@ -60,3 +61,11 @@ def get_target(target: str | TargetConfig, bits: int | None = None) -> Target:
     if bits is not None and bits not in backend.bits:
         raise TargetError(f"target {name!r} stores {', '.join(map(str, backend.bits))}-bit weights, not {bits!r}")
     return backend
+
+
+def tool_versions(targets: Iterable[str]) -> dict[str, str]:
+    """The package versions the named backends run with, merged into one mapping (for a report's header)."""
+    versions: dict[str, str] = {}
+    for name in targets:
+        versions.update(get_target(name).tool_versions())
+    return versions
