@@ -217,8 +217,8 @@ def cmd_build(args: argparse.Namespace) -> int:
     options |= {"conv_weights": args.conv_weights} if args.conv_weights else {}
     options |= {"int_grid": args.int_grid} if args.int_grid else {}
     if args.tiles is not None:
-        if args.target != "executorch":
-            raise ValueError("--tiles is an ExecuTorch option (Core ML and TFLite artifacts run one tile size: --tile)")
+        if args.target == "coreml":
+            raise ValueError("--tiles is an ExecuTorch and TFLite option (a Core ML package runs one tile size: --tile)")
         options["tiles"] = tuple(args.tiles)
     config = CONFIGS[args.target](tile=args.tile, **options)
     backend = get_target(config, args.bits)  # a wrong target or bit width fails before data or weights are read
@@ -456,9 +456,10 @@ def build_parser() -> argparse.ArgumentParser:
                     help="the artifact's own LR input side, a multiple of 8 (default 64): scored, verified and timed "
                          "against the FP32 baseline at this size")
     bu.add_argument("--tiles", type=int, nargs="+", default=None,
-                    help="ExecuTorch: further LR tile sides the same .pte runs, one method each, sharing the weights "
-                         "but each adding its graph, about 0.32 MB at x4 (default 64 128; `pipeline upscale` picks the "
-                         "fastest for each photo; reports/upscale_photo.md measures 64-192)")
+                    help="ExecuTorch and TFLite: further LR tile sides the same artifact runs, one method or signature "
+                         "each, sharing the weights but each adding its graph, about 0.32 MB at x4 (ExecuTorch default "
+                         "64 128, TFLite none; `pipeline upscale` picks the fastest for each photo; "
+                         "reports/upscale_photo.md measures 64-192 in ExecuTorch)")
     bu.add_argument("--calib", nargs="+", type=Path, default=None,
                     help="LR calibration folders when no --bounds is given (default <data>/calib/DF2K_LR_bicubic/X4)")
     bu.add_argument("--out", type=Path, default=None,

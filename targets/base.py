@@ -545,6 +545,10 @@ class IntegerTarget(Target):
     def simulate(self, deploy: nn.Module) -> nn.Module:
         return dynamic_int8_linears(deploy)
 
+    def _sizes(self, tile: int) -> tuple[int, ...]:
+        """``tile`` first, then the config's other tile sides (one method or signature each)."""
+        return (tile, *(size for size in self.config.sizes if size != tile))
+
 
 def _match_by_content(expected: list[tuple[str, np.ndarray, np.ndarray]], stored: list[tuple[np.ndarray, np.ndarray]],
                       what: str) -> None:

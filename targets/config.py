@@ -124,13 +124,26 @@ class IntegerConfig(TargetConfig):
             time: on the shipped x4 model the exact form's offset rows cost 17-21% latency at W4
             (ExecuTorch and TFLite, 1 and 2 threads, paired) and 2-4% bytes, and buy at most
             0.08 dB of PSNR (W2, Set5; nothing at W4) (reports/deploy_calibration.md §3).
+        tiles: further LR tile sides the same artifact runs, each its own graph sharing the one copy
+            of the weights (ExecuTorch: a method ``tile_<n>``; TFLite: a signature ``tile_<n>``);
+            ``pipeline upscale`` picks the fastest for each photo.
     """
 
     int_grid: IntGrid = IntGrid.SNAPPED
+    tiles: tuple[int, ...] = ()
 
     def __post_init__(self):
         super().__post_init__()
         coerce_enum(self, "int_grid", IntGrid)
+        if isinstance(self.tiles, (int, str)):
+            raise ValueError(f"tiles must be a sequence of tile sides, got {self.tiles!r}")
+        for tile in self.tiles:
+            _check_tile(tile, "every tile in tiles")
+        object.__setattr__(self, "tiles", tuple(self.tiles))
+
+    @property
+    def sizes(self) -> tuple[int, ...]:
+        return (self.tile, *sorted(set(self.tiles) - {self.tile}))
 
 
 @dataclass(frozen=True)
@@ -139,9 +152,8 @@ class ExecuTorchConfig(IntegerConfig):
 
     Args:
         tiles: further LR tile sides the same .pte runs, one method each (``forward`` runs ``tile``,
-            ``tile_<n>`` the others); ``pipeline upscale`` picks the fastest for each photo. XNNPACK keys
-            its weights by content, so the methods share one copy, but each size adds its own XNNPACK
-            graph, about 0.32 MB at x4. Default 64 and 128 (reports/upscale_photo.md, 2 threads on this
+            ``tile_<n>`` the others). XNNPACK keys its weights by content, so the methods share one
+            copy, but each size adds its own XNNPACK graph, about 0.32 MB at x4. Default 64 and 128 (reports/upscale_photo.md, 2 threads on this
             2-core host): with the 16 px overlap a photo needs, 96, 128 and 192 px cost 16%, 26% and 17%
             less time per output pixel than 64 (a bigger tile recomputes less overlap, but its memory-bound
             ops slow down per pixel), so one extra size, 128, takes the most of the gain for one graph.
@@ -155,15 +167,6 @@ class ExecuTorchConfig(IntegerConfig):
         if self.conv_weights is not ConvWeights.FLOAT:
             raise ValueError("ExecuTorch stores convolutions in fp32 (conv_weights='float'): int8 convolutions are not "
                              "implemented for its XNNPACK graph")
-        if isinstance(self.tiles, (int, str)):
-            raise ValueError(f"tiles must be a sequence of tile sides, got {self.tiles!r}")
-        for tile in self.tiles:
-            _check_tile(tile, "every tile in tiles")
-        object.__setattr__(self, "tiles", tuple(self.tiles))
-
-    @property
-    def sizes(self) -> tuple[int, ...]:
-        return (self.tile, *sorted(set(self.tiles) - {self.tile}))
 
 
 @dataclass(frozen=True)
@@ -177,6 +180,9 @@ class TFLiteConfig(IntegerConfig):
             one (paired 0.994x at 1 thread, 0.993x at 2; reports/conv_weights.md; 0.989x and 0.981x in the run
             before). Against the FP32 baseline the int4 artifacts measure 0.99-1.01x at 1 and 2 threads
             (reports/integer_targets.md); ``conv_weights="float"`` would cost 563 KB.
+        tiles: none further by default (one signature, ``tile``): each further size, a ``tile_<n>``
+            signature, shares the weights' buffers in the file but adds its own graph; whole-photo speed
+            with several sizes is measured for ExecuTorch only so far.
     """
 
     backend: ClassVar[str] = "tflite"

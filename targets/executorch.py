@@ -305,10 +305,6 @@ class ExecuTorchTarget(IntegerTarget):
         with quiet_tools():  # the same methods as the artifact, so that their sizes compare like with like
             return _lower_tiles({size: export_graph(deploy, size) for size in self._sizes(tile)}, artifact)
 
-    def _sizes(self, tile: int) -> tuple[int, ...]:
-        """``tile`` first, then the config's other tile sides."""
-        return (tile, *(size for size in self.config.sizes if size != tile))
-
     def verify(self, artifact: Path, weights: list[PalettizedWeight], convs: Sequence[ChannelGrid] = ()) -> dict[str, Any]:
         if convs:
             raise TargetError("ExecuTorch artifacts hold no int8 convolutions")

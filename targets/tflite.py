@@ -14,7 +14,8 @@ LiteRT's XNNPACK delegate runs these hybrid FULLY_CONNECTED ops with int8 activa
 row (asymmetric), like ExecuTorch, so both share :func:`targets.base.dynamic_int8_linears` as their
 simulation. CONV_2D filters are INT8 codes with per-channel scales behind a DEQUANTIZE by default
 (:func:`_with_int8_convolutions`; ``conv_weights="float"`` keeps fp32 filters), which the delegate unpacks
-at load to the exact fp32 weight; the convolutions and everything else compute in fp32. 2- and 3-bit grids are stored as INT4 (LiteRT's INT2 path
+at load to the exact fp32 weight; the convolutions and everything else compute in fp32. Several tile sizes
+(``TFLiteConfig.tiles``) are one signature each in the same file (:func:`signature_name`), sharing the weights' buffers. 2- and 3-bit grids are stored as INT4 (LiteRT's INT2 path
 gives NaN; ../shared/docs/deployment.md §6).
 """
 
@@ -90,16 +91,28 @@ class UnfoldedLayerNorm(nn.Module):
 _QUIET_CONVERSION = {"LITERT_TORCH_SHOW_PROGRESS": "n", "TF_CPP_MIN_LOG_LEVEL": "1"}
 
 
-def _convert(model: nn.Module, tile: int, path: Path) -> float:
-    """Float TFLite flatbuffer of ``model`` at (1, 3, tile, tile), quietly (:data:`_QUIET_CONVERSION`); returns
-    the seconds it took."""
+def signature_name(tile: int, first: bool) -> str:
+    """The signature that runs ``tile``: the build's own tile is the default one (subgraph 0, what ``Interpreter.invoke``
+    and the apps run), each further size ``tile_<n>``."""
+    return "serving_default" if first else f"tile_{tile}"
+
+
+def _convert(models: dict[int, nn.Module], path: Path) -> float:
+    """Float TFLite flatbuffer with one signature per tile size (``models``: tile -> graph frozen for it, the build's
+    own first), quietly (:data:`_QUIET_CONVERSION`); returns the seconds it took.
+
+    litert-torch lowers the signatures together and stores equal constants once, so the sizes share the weights.
+    """
     saved = {name: os.environ.get(name) for name in _QUIET_CONVERSION}
     os.environ.update(_QUIET_CONVERSION)
     try:
         import litert_torch
 
         start = time.perf_counter()
-        litert_torch.convert(model.eval(), (torch.rand(1, 3, tile, tile),)).export(str(path))
+        converter = litert_torch.Converter()
+        for i, (tile, model) in enumerate(models.items()):
+            converter.signature(signature_name(tile, i == 0), model.eval(), (torch.rand(1, 3, tile, tile),))
+        converter.convert().export(str(path))
         return time.perf_counter() - start
     finally:
         for name, value in saved.items():
@@ -133,10 +146,11 @@ def _without_empty_quantization(flatbuffer) -> None:
                 tensor.quantization = None
 
 
-def _lower_flatbuffer(model: nn.Module, tile: int, artifact: Path, weights: list[PalettizedWeight],
-                      convs: Sequence[ChannelGrid] = ()) -> tuple[float, int]:
-    """Convert ``model``, store ``weights`` as INT4, ``convs`` as INT8 (none for the FP32 baseline) and integer-valued
-    constants as INT8, drop inner names and empty quantization tables, write ``artifact``.
+def _lower_flatbuffer(models: dict[int, nn.Module], artifact: Path, weights: list[PalettizedWeight],
+                      convs: Sequence[ChannelGrid] = ()) -> tuple[float, int, int]:
+    """Convert ``models`` (tile -> graph, one signature each), store ``weights`` as INT4, ``convs`` as INT8 (none for
+    the FP32 baseline) and integer-valued constants as INT8, drop inner names and empty quantization tables, write
+    ``artifact``.
 
     Artifact and baseline go through the same steps, so their sizes compare honestly. Returns the
     conversion seconds, how many FULLY_CONNECTED weights became INT4 and how many constants INT8 exactly.
@@ -145,7 +159,7 @@ def _lower_flatbuffer(model: nn.Module, tile: int, artifact: Path, weights: list
         from ai_edge_litert.tools import flatbuffer_utils  # inside quiet_tools, as before (tests/test_build_quiet.py)
 
         float_path = Path(tmp) / "float.tflite"
-        seconds = _convert(model, tile, float_path)
+        seconds = _convert(models, float_path)
         flatbuffer = flatbuffer_utils.read_model(str(float_path))
         replaced = _with_int4_weights(flatbuffer, weights)
         _with_int8_convolutions(flatbuffer, convs)
@@ -156,43 +170,48 @@ def _lower_flatbuffer(model: nn.Module, tile: int, artifact: Path, weights: list
     return seconds, replaced, integer_constants
 
 
-def _fully_connected_weights(flatbuffer):
-    """(op, weight tensor) of every FULLY_CONNECTED in the first subgraph."""
+def _fully_connected_weights(graph, flatbuffer):
+    """The weight tensor of every FULLY_CONNECTED in ``graph`` (a subgraph of ``flatbuffer``)."""
     from ai_edge_litert import schema_py_generated as schema
 
-    graph = flatbuffer.subgraphs[0]
     for op in graph.operators:
         if flatbuffer.operatorCodes[op.opcodeIndex].builtinCode == schema.BuiltinOperator.FULLY_CONNECTED:
-            yield op, graph.tensors[op.inputs[1]]
+            yield graph.tensors[op.inputs[1]]
 
 
 def _with_int4_weights(flatbuffer, weights: list[PalettizedWeight]) -> int:
-    """Rewrite every float FULLY_CONNECTED weight that equals one of ``weights`` as INT4 codes; return how many."""
+    """Rewrite every float FULLY_CONNECTED weight that equals one of ``weights`` as INT4 codes, in every subgraph
+    (a buffer the tile sizes share is packed once); return how many Linears."""
     from ai_edge_litert import schema_py_generated as schema
 
     by_shape: dict[tuple[int, ...], list[tuple[PalettizedWeight, np.ndarray]]] = {}
     for w in weights:
         stored = w.stored_weight().numpy()
         by_shape.setdefault(stored.shape, []).append((w, stored))
-    done = set()
-    for _, tensor in _fully_connected_weights(flatbuffer):
-        if tensor.type != schema.TensorType.FLOAT32:
-            continue
-        buffer = flatbuffer.buffers[tensor.buffer]
-        values = np.frombuffer(bytes(buffer.data), dtype=np.float32).reshape(tuple(tensor.shape))
-        w = next((w for w, stored in by_shape.get(values.shape, []) if np.array_equal(stored, values)), None)
-        if w is None or w.path in done:
-            continue
-        codes, scales = w.stored()
-        buffer.data = pack_int4(codes.numpy())
-        tensor.type = schema.TensorType.INT4
-        tensor.quantization = _quantization(scales.numpy())
-        done.add(w.path)
-    missing = [w.path for w in weights if w.path not in done]
-    if missing:
-        raise TargetError(f"{len(missing)} calibrated Linears have no float FULLY_CONNECTED weight to replace "
-                          f"(first: {missing[0]})")
-    return len(done)
+    packed: dict[int, tuple[str, np.ndarray]] = {}  # buffer -> (Linear, scales) of the codes it now holds
+    for graph in flatbuffer.subgraphs:
+        done = set()
+        for tensor in _fully_connected_weights(graph, flatbuffer):
+            if tensor.type != schema.TensorType.FLOAT32:
+                continue
+            if tensor.buffer not in packed:
+                buffer = flatbuffer.buffers[tensor.buffer]
+                values = np.frombuffer(bytes(buffer.data), dtype=np.float32).reshape(tuple(tensor.shape))
+                w = next((w for w, stored in by_shape.get(values.shape, []) if np.array_equal(stored, values)), None)
+                if w is None or w.path in done:
+                    continue
+                codes, scales = w.stored()
+                buffer.data = pack_int4(codes.numpy())
+                packed[tensor.buffer] = (w.path, scales.numpy())
+            path, scales = packed[tensor.buffer]
+            tensor.type = schema.TensorType.INT4
+            tensor.quantization = _quantization(scales)
+            done.add(path)
+        missing = [w.path for w in weights if w.path not in done]
+        if missing:
+            raise TargetError(f"{len(missing)} calibrated Linears have no float FULLY_CONNECTED weight to replace "
+                              f"(first: {missing[0]})")
+    return len({path for path, _ in packed.values()})
 
 
 def _ohwi(weight: torch.Tensor) -> np.ndarray:
@@ -225,11 +244,11 @@ def _operator_code(flatbuffer, builtin: int, version: int) -> int:
     return len(flatbuffer.operatorCodes) - 1
 
 
-def _conv_filters(flatbuffer):
-    """The filter tensor index of every CONV_2D in the first subgraph."""
+def _conv_filters(graph, flatbuffer):
+    """The filter tensor index of every CONV_2D in ``graph`` (a subgraph of ``flatbuffer``)."""
     from ai_edge_litert import schema_py_generated as schema
 
-    for op in flatbuffer.subgraphs[0].operators:
+    for op in graph.operators:
         if flatbuffer.operatorCodes[op.opcodeIndex].builtinCode == schema.BuiltinOperator.CONV_2D:
             yield op.inputs[1]
 
@@ -248,33 +267,45 @@ def _with_int8_convolutions(flatbuffer, convs: Sequence[ChannelGrid]) -> None:
 
     if not convs:
         return
-    graph = flatbuffer.subgraphs[0]
     expected = [(g, _ohwi(g.weight)) for g in convs]
     dequantize = _operator_code(flatbuffer, schema.BuiltinOperator.DEQUANTIZE, 5)  # v5: per-channel INT8 input
-    done, unpack = set(), []
-    for index in _conv_filters(flatbuffer):
-        tensor = graph.tensors[index]
-        if tensor.type != schema.TensorType.FLOAT32 or not tensor.buffer:
-            continue
-        values = np.frombuffer(bytes(flatbuffer.buffers[tensor.buffer].data), dtype=np.float32)
-        g = next((g for g, w in expected if w.size == values.size and np.array_equal(w.reshape(-1), values)), None)
-        if g is None or g.path in done:
-            continue
-        codes = schema.TensorT()
-        codes.shape, codes.type, codes.buffer = list(tensor.shape), schema.TensorType.INT8, tensor.buffer
-        codes.quantization = _quantization(g.scales.numpy())
-        flatbuffer.buffers[tensor.buffer].data = _ohwi(g.codes).reshape(-1).view(np.uint8)
-        tensor.buffer = 0  # buffer 0 is the empty one: the filter is now computed
-        graph.tensors.append(codes)
-        op = schema.OperatorT()
-        op.opcodeIndex, op.inputs, op.outputs = dequantize, [len(graph.tensors) - 1], [index]
-        op.builtinOptionsType, op.builtinOptions = schema.BuiltinOptions.DequantizeOptions, schema.DequantizeOptionsT()
-        unpack.append(op)
-        done.add(g.path)
-    missing = [g.path for g in convs if g.path not in done]
-    if missing:
-        raise TargetError(f"{len(missing)} convolutions have no float CONV_2D filter to replace (first: {missing[0]})")
-    graph.operators[:0] = unpack  # their inputs are constants: first in execution order
+    converted: dict[int, ChannelGrid] = {}  # buffer -> the grid whose codes it now holds (tile sizes share buffers)
+    for graph in flatbuffer.subgraphs:
+        done, unpack = set(), []
+        for index in _conv_filters(graph, flatbuffer):
+            tensor = graph.tensors[index]
+            if tensor.type != schema.TensorType.FLOAT32 or not tensor.buffer:
+                continue
+            if tensor.buffer not in converted:
+                values = np.frombuffer(bytes(flatbuffer.buffers[tensor.buffer].data), dtype=np.float32)
+                g = next((g for g, w in expected if w.size == values.size and np.array_equal(w.reshape(-1), values)), None)
+                if g is None or g.path in done:
+                    continue
+                flatbuffer.buffers[tensor.buffer].data = _ohwi(g.codes).reshape(-1).view(np.uint8)
+                converted[tensor.buffer] = g
+            g = converted[tensor.buffer]
+            unpack.append(_dequantized(graph, index, schema.TensorType.INT8, _quantization(g.scales.numpy()), dequantize))
+            done.add(g.path)
+        missing = [g.path for g in convs if g.path not in done]
+        if missing:
+            raise TargetError(f"{len(missing)} convolutions have no float CONV_2D filter to replace (first: {missing[0]})")
+        graph.operators[:0] = unpack  # their inputs are constants: first in execution order
+
+
+def _dequantized(graph, index: int, dtype: int, quantization, dequantize: int):
+    """Make tensor ``index`` of ``graph`` the output of a DEQUANTIZE (returned, to be inserted) whose input is a new
+    ``dtype`` tensor on the same buffer, which the caller has rewritten to hold the codes."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    tensor = graph.tensors[index]
+    codes = schema.TensorT()
+    codes.shape, codes.type, codes.buffer, codes.quantization = list(tensor.shape), dtype, tensor.buffer, quantization
+    tensor.buffer = 0  # buffer 0 is the empty one: the constant is now computed
+    graph.tensors.append(codes)
+    op = schema.OperatorT()
+    op.opcodeIndex, op.inputs, op.outputs = dequantize, [len(graph.tensors) - 1], [index]
+    op.builtinOptionsType, op.builtinOptions = schema.BuiltinOptions.DequantizeOptions, schema.DequantizeOptionsT()
+    return op
 
 
 _MIN_INT8_ELEMENTS = 256  # below this a DEQUANTIZE op and its tensor outweigh the bytes saved
@@ -290,44 +321,39 @@ def _with_int8_integer_constants(flatbuffer) -> int:
     """
     from ai_edge_litert import schema_py_generated as schema
 
-    graph = flatbuffer.subgraphs[0]
-    dequantize, unpack, codes_of = None, [], {}  # codes_of: buffer -> its INT8 tensor (tensors may share a buffer)
-    for index, tensor in enumerate(list(graph.tensors)):
-        data = flatbuffer.buffers[tensor.buffer].data if tensor.buffer else None
-        if tensor.type != schema.TensorType.FLOAT32 or data is None:
-            continue
-        if tensor.buffer not in codes_of:
-            values = np.frombuffer(bytes(data), dtype=np.float32)
-            if (values.size < _MIN_INT8_ELEMENTS or not np.all(values == np.round(values))
-                    or values.min() < -128 or values.max() > 127):
+    dequantize, count, converted = None, 0, set()  # converted: buffers now holding INT8 codes (tile sizes share them)
+    for graph in flatbuffer.subgraphs:
+        unpack = []
+        for index, tensor in enumerate(list(graph.tensors)):
+            data = flatbuffer.buffers[tensor.buffer].data if tensor.buffer else None
+            if tensor.type != schema.TensorType.FLOAT32 or data is None:
                 continue
-            codes = schema.TensorT()
-            codes.shape, codes.type, codes.buffer = list(tensor.shape), schema.TensorType.INT8, tensor.buffer
-            codes.quantization = schema.QuantizationParametersT()
-            codes.quantization.scale, codes.quantization.zeroPoint = [1.0], [0]
-            flatbuffer.buffers[tensor.buffer].data = values.astype(np.int8).view(np.uint8)
-            graph.tensors.append(codes)
-            codes_of[tensor.buffer] = len(graph.tensors) - 1
-        if dequantize is None:
-            dequantize = _operator_code(flatbuffer, schema.BuiltinOperator.DEQUANTIZE, 2)  # v2: INT8 input
-        op = schema.OperatorT()
-        op.opcodeIndex, op.inputs, op.outputs = dequantize, [codes_of[tensor.buffer]], [index]
-        op.builtinOptionsType, op.builtinOptions = schema.BuiltinOptions.DequantizeOptions, schema.DequantizeOptionsT()
-        unpack.append(op)
-        tensor.buffer = 0  # buffer 0 is the empty one: the constant is now computed
-    graph.operators[:0] = unpack  # their inputs are constants: first in execution order
-    return len(unpack)
+            if tensor.buffer not in converted:
+                values = np.frombuffer(bytes(data), dtype=np.float32)
+                if (values.size < _MIN_INT8_ELEMENTS or not np.all(values == np.round(values))
+                        or values.min() < -128 or values.max() > 127):
+                    continue
+                flatbuffer.buffers[tensor.buffer].data = values.astype(np.int8).view(np.uint8)
+                converted.add(tensor.buffer)
+            if dequantize is None:
+                dequantize = _operator_code(flatbuffer, schema.BuiltinOperator.DEQUANTIZE, 2)  # v2: INT8 input
+            per_tensor = schema.QuantizationParametersT()
+            per_tensor.scale, per_tensor.zeroPoint = [1.0], [0]
+            unpack.append(_dequantized(graph, index, schema.TensorType.INT8, per_tensor, dequantize))
+        graph.operators[:0] = unpack  # their inputs are constants: first in execution order
+        count += len(unpack)
+    return count
 
 
-def stored_convolutions(flatbuffer) -> list[tuple[np.ndarray, np.ndarray]]:
-    """(codes (out, in, kh, kw) int8, scales (out,)) of every CONV_2D filter stored as INT8 behind a DEQUANTIZE."""
+def stored_convolutions(flatbuffer, graph) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(codes (out, in, kh, kw) int8, scales (out,)) of every CONV_2D filter of ``graph`` (a subgraph of ``flatbuffer``)
+    stored as INT8 behind a DEQUANTIZE."""
     from ai_edge_litert import schema_py_generated as schema
 
-    graph = flatbuffer.subgraphs[0]
     producers = {op.outputs[0]: op for op in graph.operators
                  if flatbuffer.operatorCodes[op.opcodeIndex].builtinCode == schema.BuiltinOperator.DEQUANTIZE}
     found = []
-    for index in _conv_filters(flatbuffer):
+    for index in _conv_filters(graph, flatbuffer):
         if index not in producers:
             continue
         tensor = graph.tensors[producers[index].inputs[0]]
@@ -344,32 +370,37 @@ _FLOATS = {0: np.float32, 1: np.float16}  # TensorType FLOAT32, FLOAT16
 
 
 def stored_constants(artifact: Path) -> list[StoredConstant]:
-    """Every constant buffer of a .tflite, once; INT4 weights and their quantization parameters with their component.
+    """Every constant buffer of a .tflite, once (tile sizes share them); INT4 weights and their quantization parameters
+    with their component.
 
     A quantized tensor's scales (float32) and zero points (int64) live in the flatbuffer's
     quantization table, not in a buffer: they count as ``linear scales and tables`` (or
-    ``convolutions`` for an INT8 CONV_2D filter).
+    ``convolutions`` for an INT8 CONV_2D filter), once per subgraph that holds the tensor.
     """
     from ai_edge_litert import schema_py_generated as schema
     from ai_edge_litert.tools import flatbuffer_utils
 
     flatbuffer = flatbuffer_utils.read_model(str(artifact))
     found, seen = [], set()
-    for tensor in flatbuffer.subgraphs[0].tensors:
+    for tensor in (t for graph in flatbuffer.subgraphs for t in graph.tensors):
         data = flatbuffer.buffers[tensor.buffer].data
-        if data is None or len(data) == 0 or tensor.buffer in seen:
+        if data is None or len(data) == 0:
             continue
+        data, first = np.asarray(data, dtype=np.uint8), tensor.buffer not in seen
         seen.add(tensor.buffer)
-        data = np.asarray(data, dtype=np.uint8)
         exact_int8 = tensor.type == schema.TensorType.INT8 and tensor.quantization and len(tensor.quantization.scale) == 1
-        if exact_int8:  # an integer-valued constant (_with_int8_integer_constants): recognised by its float values
-            found.append(StoredConstant(data.size, data.view(np.int8).astype(np.float32) * tensor.quantization.scale[0]))
-        elif tensor.type == schema.TensorType.INT4 or (tensor.type == schema.TensorType.INT8 and tensor.quantization):
+        if tensor.type == schema.TensorType.INT4 or (tensor.type == schema.TensorType.INT8 and not exact_int8
+                                                     and tensor.quantization):
             weights, tables = (("linear weights", "linear scales and tables") if tensor.type == schema.TensorType.INT4
                                else ("convolutions", "convolutions"))
-            q = tensor.quantization
-            found += [StoredConstant(data.size, component=weights),
-                      StoredConstant(4 * len(q.scale) + 8 * len(q.zeroPoint), component=tables)]
+            if first:
+                found.append(StoredConstant(data.size, component=weights))
+            q = tensor.quantization  # per tensor: each tile size's subgraph repeats it for the buffer they share
+            found.append(StoredConstant(4 * len(q.scale) + 8 * len(q.zeroPoint), component=tables))
+        elif not first:
+            continue
+        elif exact_int8:  # an integer-valued constant (_with_int8_integer_constants): recognised by its float values
+            found.append(StoredConstant(data.size, data.view(np.int8).astype(np.float32) * tensor.quantization.scale[0]))
         elif tensor.type in _FLOATS:
             found.append(StoredConstant(data.size, data.view(_FLOATS[tensor.type])))
         else:
@@ -387,16 +418,19 @@ class TFLiteTarget(IntegerTarget):
               convs: Sequence[ChannelGrid] = ()) -> dict[str, Any]:
         self.require_codes(weights)
         self.require_convs(convs)
-        model = with_offset_rows(export_copy(deploy, tile, UnfoldedLayerNorm), weights)
-        seconds, replaced, integer_constants = _lower_flatbuffer(model, tile, artifact, weights, convs)
+        models = {size: with_offset_rows(export_copy(deploy, size, UnfoldedLayerNorm), weights)
+                  for size in self._sizes(tile)}
+        seconds, replaced, integer_constants = _lower_flatbuffer(models, artifact, weights, convs)
         return {"deployment_target": "LiteRT / TFLite runtime, XNNPACK delegate (Android/iOS/Linux CPU)",
-                **tensor_io(deploy, tile), "conversion_seconds": round(seconds, 1), "int4_fully_connected": replaced,
+                **tensor_io(deploy, tile), "signatures": [signature_name(size, size == tile) for size in models],
+                "conversion_seconds": round(seconds, 1), "int4_fully_connected": replaced,
                 "integer_constants_int8": integer_constants,
                 "activations": "fp32; FULLY_CONNECTED: dynamic int8 per row x INT4 per-channel weights (hybrid)",
                 "stored_bits": 4}
 
     def lower_baseline(self, deploy: nn.Module, tile: int, artifact: Path) -> dict[str, Any]:
-        seconds, _, _ = _lower_flatbuffer(export_copy(deploy, tile, UnfoldedLayerNorm), tile, artifact, [])
+        models = {size: export_copy(deploy, size, UnfoldedLayerNorm) for size in self._sizes(tile)}  # as the artifact
+        seconds, _, _ = _lower_flatbuffer(models, artifact, [])
         return {"conversion_seconds": round(seconds, 1)}
 
     def verify(self, artifact: Path, weights: list[PalettizedWeight], convs: Sequence[ChannelGrid] = ()) -> dict[str, Any]:
@@ -404,27 +438,30 @@ class TFLiteTarget(IntegerTarget):
         from ai_edge_litert.tools import flatbuffer_utils
 
         flatbuffer = flatbuffer_utils.read_model(str(artifact))
-        stored, float_fc = [], 0
-        for _, tensor in _fully_connected_weights(flatbuffer):
-            if tensor.type != schema.TensorType.INT4:
-                float_fc += 1
-                continue
-            q = tensor.quantization
-            if any(z != 0 for z in q.zeroPoint) or q.quantizedDimension != 0:
-                raise TargetError(f"{tensor.name!r}: INT4 weight with a non-zero zero point or per-column scales")
-            count = int(np.prod(tensor.shape))
-            codes = unpack_int4(np.asarray(flatbuffer.buffers[tensor.buffer].data, dtype=np.uint8), count)
-            stored.append((codes.reshape(tuple(tensor.shape)), np.asarray(q.scale, dtype=np.float32)))
-        match_stored_weights(weights, stored)
-        convolutions = stored_convolutions(flatbuffer)
-        match_channel_grids(convs, convolutions)
+        float_fc = 0
+        for graph in flatbuffer.subgraphs:  # every tile size's signature holds every grid (buffers shared in the file)
+            stored = []
+            for tensor in _fully_connected_weights(graph, flatbuffer):
+                if tensor.type != schema.TensorType.INT4:
+                    float_fc += 1
+                    continue
+                q = tensor.quantization
+                if any(z != 0 for z in q.zeroPoint) or q.quantizedDimension != 0:
+                    raise TargetError(f"{tensor.name!r}: INT4 weight with a non-zero zero point or per-column scales")
+                count = int(np.prod(tensor.shape))
+                codes = unpack_int4(np.asarray(flatbuffer.buffers[tensor.buffer].data, dtype=np.uint8), count)
+                stored.append((codes.reshape(tuple(tensor.shape)), np.asarray(q.scale, dtype=np.float32)))
+            match_stored_weights(weights, stored)
+            convolutions = stored_convolutions(flatbuffer, graph)
+            match_channel_grids(convs, convolutions)
         return {
+            "signatures_verified": [sig.signatureKey.decode() for sig in flatbuffer.signatureDefs],
             "int8_convolutions": len(convolutions),
             "quantized_linears": len(weights),
             "palettized_linears": len(stored),
             "index_dtypes": {"INT4 (codes k+z, zero point 0)": len(stored)},
             "offset_rows": offset_rows(weights),
-            "float_fully_connected": float_fc,
+            "float_fully_connected": float_fc,  # over every signature
             "stored_equals_calibrated": "exact (INT4 codes and fp32 row scales read back from the .tflite)",
         }
 
@@ -432,23 +469,26 @@ class TFLiteTarget(IntegerTarget):
         return stored_constants(artifact)
 
     def runner(self, artifact: Path, threads: int | None = None, tile: int | None = None):
-        """LR tile -> SR tile through the LiteRT interpreter (XNNPACK delegate) with ``threads`` threads (one tile size)."""
+        """LR tile -> SR tile through the LiteRT interpreter (XNNPACK delegate) with ``threads`` threads.
+
+        ``tile``: the signature ``tile_<tile>`` where the .tflite has one, else the default one (the build's own tile).
+        """
         from ai_edge_litert.interpreter import Interpreter
 
         interpreter = Interpreter(model_path=str(artifact), num_threads=threads)
-        interpreter.allocate_tensors()
-        (inp,), (out,) = interpreter.get_input_details(), interpreter.get_output_details()
+        names = interpreter.get_signature_list()
+        name = f"tile_{tile}" if f"tile_{tile}" in names else signature_name(0, first=True)
+        signature = interpreter.get_signature_runner(name)
+        (key,), (out,) = signature.get_input_details(), signature.get_output_details()
 
         def run(lr: torch.Tensor) -> torch.Tensor:
-            interpreter.set_tensor(inp["index"], lr.numpy().astype(np.float32, copy=False))
-            interpreter.invoke()
-            return torch.from_numpy(interpreter.get_tensor(out["index"]).copy())
+            return torch.from_numpy(signature(**{key: lr.numpy().astype(np.float32, copy=False)})[out].copy())
 
         return run
 
     def graph_summary(self, artifact: Path) -> dict[str, Any]:
-        """Operators by builtin name, the highest tensor rank, the ops on a tensor above rank 4, and the ops LiteRT's
-        GPU delegate would leave on the CPU.
+        """Operators by builtin name over every signature's subgraph, the highest tensor rank, the ops on a tensor above
+        rank 4, and the ops LiteRT's GPU delegate would leave on the CPU.
 
         ``gpu_delegate_rejects`` counts ops by the rule that rejects them, read from the delegate's own
         code (google-ai-edge/LiteRT@f67457790c9c; docs/runtime_limits/rank_limits.md): a tensor of rank
@@ -463,26 +503,22 @@ class TFLiteTarget(IntegerTarget):
 
         flatbuffer = flatbuffer_utils.read_model(str(artifact))
         names = {code: name for name, code in vars(schema.BuiltinOperator).items() if not name.startswith("_")}
-        graph = flatbuffer.subgraphs[0]
-
-        def rank(index: int) -> int:
-            shape = graph.tensors[index].shape if index >= 0 else None
-            return 0 if shape is None else len(shape)
-
-        ops, rejects, above = collections.Counter(), collections.Counter(), collections.Counter()
-        for op in graph.operators:
-            code = flatbuffer.operatorCodes[op.opcodeIndex]
-            name = names[code.builtinCode]
-            ops[name] += 1
-            if any(rank(i) >= 5 for i in [*op.inputs, *op.outputs]):
-                rejects["a tensor of rank >= 5"] += 1
-                above[name] += 1
-            if name == "TRANSPOSE" and code.version > 4:
-                rejects["TRANSPOSE op version > 4"] += 1
-            if name in ("SLICE", "STRIDED_SLICE") and rank(op.inputs[0]) not in (3, 4):
-                rejects[f"{name} input not 3-D or 4-D"] += 1
-        return {"ops": dict(ops.most_common()),
-                "max_rank": max(len(t.shape) if t.shape is not None else 0 for t in graph.tensors),
+        ops, rejects, above, ranks = collections.Counter(), collections.Counter(), collections.Counter(), [0]
+        for graph in flatbuffer.subgraphs:  # one per tile size
+            rank = [len(t.shape) if t.shape is not None else 0 for t in graph.tensors] + [0]  # [-1]: an absent input
+            ranks += rank
+            for op in graph.operators:
+                code = flatbuffer.operatorCodes[op.opcodeIndex]
+                name = names[code.builtinCode]
+                ops[name] += 1
+                if any(rank[i] >= 5 for i in [*op.inputs, *op.outputs]):
+                    rejects["a tensor of rank >= 5"] += 1
+                    above[name] += 1
+                if name == "TRANSPOSE" and code.version > 4:
+                    rejects["TRANSPOSE op version > 4"] += 1
+                if name in ("SLICE", "STRIDED_SLICE") and rank[op.inputs[0]] not in (3, 4):
+                    rejects[f"{name} input not 3-D or 4-D"] += 1
+        return {"ops": dict(ops.most_common()), "graphs": len(flatbuffer.subgraphs), "max_rank": max(ranks),
                 "above_rank_4": dict(above.most_common()), "gpu_delegate_rejects": dict(rejects)}
 
     def op_profile(self, artifact: Path, example: torch.Tensor, runs: int) -> str:

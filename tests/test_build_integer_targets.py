@@ -26,13 +26,11 @@ from targets.tflite import _MIN_INT8_ELEMENTS, pack_int4, unpack_int4
 
 TILE = 16
 BACKENDS = ("executorch", "tflite")
-TILES = {"executorch": (TILE, 24), "tflite": (TILE,)}  # ExecuTorch: one method per tile side
+TILES = {"executorch": (TILE, 24), "tflite": (TILE, 24)}  # one method (ExecuTorch) or signature (TFLite) per tile side
 
 
 def _config(backend: str, **options):
-    if backend == "executorch":
-        return ExecuTorchConfig(tile=TILE, tiles=TILES[backend], **options)
-    return TFLiteConfig(tile=TILE, **options)
+    return (ExecuTorchConfig if backend == "executorch" else TFLiteConfig)(tile=TILE, tiles=TILES[backend], **options)
 
 
 @pytest.fixture(scope="module")
@@ -91,7 +89,8 @@ def _stored(backend: str, artifact) -> list[tuple[np.ndarray, np.ndarray]]:
 
     fb = flatbuffer_utils.read_model(str(artifact))
     return [(unpack_int4(np.asarray(fb.buffers[t.buffer].data, np.uint8), int(np.prod(t.shape))).reshape(t.shape),
-             np.asarray(t.quantization.scale, np.float32)) for _, t in _fully_connected_weights(fb) if t.type == 17]  # INT4
+             np.asarray(t.quantization.scale, np.float32))
+            for t in _fully_connected_weights(fb.subgraphs[0], fb) if t.type == 17]  # INT4, the default signature
 
 
 def _expected_grid_weights(tiny, bounds, snapped: bool) -> dict[str, tuple[int, np.ndarray]]:
@@ -194,7 +193,8 @@ def test_every_linear_runs_in_the_backends_int4_kernel(built, tiny):
     if backend == "executorch":  # one XNNPACK partition: nothing falls back to portable kernels
         assert m["xnnpack_partitions"] == 1 and m["ops_outside_xnnpack"] == {}
     else:  # every Linear's FULLY_CONNECTED holds INT4 codes; the float ones expand all blocks' bias tables, and the mask
-        assert m["int4_fully_connected"] == linears and m["verification"]["float_fully_connected"] == 2 + 1
+        assert m["int4_fully_connected"] == linears
+        assert m["verification"]["float_fully_connected"] == (2 + 1) * len(TILES[backend])  # per signature
     assert m["verification"]["palettized_linears"] == m["verification"]["quantized_linears"] == linears
 
 
@@ -270,8 +270,8 @@ def test_cli_rejects_corrupt_bounds_and_unsupported_bits(tmp_path, capsys):
     assert "stores 2, 3, 4-bit weights, not 8" in capsys.readouterr().err
     assert main(["build", "--target", "coreml", "--bits", "4", "--int-grid", "exact", "--out", str(tmp_path / "o")]) == 2
     assert "--int-grid is an ExecuTorch/TFLite option" in capsys.readouterr().err
-    assert main(["build", "--target", "tflite", "--bits", "4", "--tiles", "64", "96", "--out", str(tmp_path / "o")]) == 2
-    assert "--tiles is an ExecuTorch option" in capsys.readouterr().err
+    assert main(["build", "--target", "coreml", "--bits", "4", "--tiles", "64", "96", "--out", str(tmp_path / "o")]) == 2
+    assert "--tiles is an ExecuTorch and TFLite option" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
     with pytest.raises(ValueError, match="int_grid must be one of"):
         ExecuTorchConfig(int_grid="nearest")
@@ -351,7 +351,8 @@ def test_upscale_runs_the_artifact_in_its_runtime_and_prints_its_tile_choice(bui
 
 
 def test_every_tile_size_runs_from_one_artifact_verified_and_scored(built, tiny):
-    """ExecuTorch: one method per size, every method's int4 weights read back, one shared copy stored."""
+    """One method (ExecuTorch) or signature (TFLite) per size, every one's int4 weights read back, one shared copy
+    stored; the FP32 baseline is built the same way."""
     backend, result = built
     m = result.manifest
     assert m["tiles"] == list(TILES[backend])
@@ -369,8 +370,11 @@ def test_every_tile_size_runs_from_one_artifact_verified_and_scored(built, tiny)
         assert m["baseline"]["methods"] == m["methods"]  # the FP32 baseline is built the same way
         stored = stored_weights(result.folder / m["artifact"])
         assert sorted(stored) == ["forward", "tile_24"] and len(stored["tile_24"]) == len(stored["forward"])
-        linear_weights = sum(x.weight.numel() for x in tiny.modules() if isinstance(x, torch.nn.Linear))
-        assert m["size_breakdown"]["artifact"]["linear weights"] <= 1.1 * linear_weights // 2  # one copy, not two
+    else:
+        assert m["signatures"] == m["verification"]["signatures_verified"] == ["serving_default", "tile_24"]
+        assert m["graph"]["graphs"] == m["baseline"]["graph"]["graphs"] == 2
+    linear_weights = sum(x.weight.numel() for x in tiny.modules() if isinstance(x, torch.nn.Linear))
+    assert m["size_breakdown"]["artifact"]["linear weights"] <= 1.1 * linear_weights // 2  # one copy, not two
 
 
 def test_profile_reports_latency_ratio_accuracy_ops_and_writes_chart(built, tmp_path):
@@ -426,8 +430,9 @@ def test_size_breakdown_meets_the_component_budget(form, built, built_exact, tin
         windows = sum(stored(e.frozen_mask_windows) for e in exports)
         patterns = stored(exports[0].frozen_mask_patterns)
         assert windows + patterns <= sizes["shift mask"] <= 1.1 * (windows + len(exports) * patterns), key
-    # A re-folded bias (131 KB here) would land in "other constants" (test_lowered_artifact_has_no_redundant_bytes).
-    assert result.manifest["size_breakdown"]["artifact"]["other constants"] < 1_000
+    # A re-folded bias (131 KB here) would land in "other constants" (test_lowered_artifact_has_no_redundant_bytes);
+    # each tile size adds its own shape constants.
+    assert result.manifest["size_breakdown"]["artifact"]["other constants"] < 1_000 * len(result.manifest["tiles"])
     linears = [m for m in tiny.modules() if isinstance(m, torch.nn.Linear)]
     groups = [3 if m.out_features == 3 * m.in_features else 1 for m in linears]  # q/k/v: three grids
     offset_rows = sum(groups) if form == "exact" else 0
@@ -512,7 +517,7 @@ def test_tflite_int8_convolutions_are_stored_exactly_and_run_as_simulated(tiny, 
     m, artifact = result.manifest, result.folder / result.manifest["artifact"]
     convs = [mod for mod in tiny.modules() if isinstance(mod, torch.nn.Conv2d)]
     assert m["convolutions"]["convolutions"] == m["verification"]["int8_convolutions"] == len(convs)
-    assert m["graph"]["ops"]["DEQUANTIZE"] == len(convs) + m["integer_constants_int8"]
+    assert m["graph"]["ops"]["DEQUANTIZE"] == len(convs) * len(m["tiles"]) + m["integer_constants_int8"]
     channels = sum(c.out_channels for c in convs)  # fp32 scale + int64 zero point per channel
     assert m["size_breakdown"]["artifact"]["convolutions"] == sum(c.weight.numel() for c in convs) + 12 * channels
     deploy, weights = _deploy(tiny, bounds, "snapped")
