@@ -18,7 +18,8 @@ from pipeline.plots import bounds_coverage
 from srcore.data import CropSampler
 from srcore.weights import load_model
 
-calib=["../shared/data/calib/DF2K_LR_bicubic/X4"]; sets=["../shared/data/benchmark/Set5", "../shared/data/benchmark/Set14"]
+calib = ["../shared/data/calib/DF2K_LR_bicubic/X4"]
+sets = ["../shared/data/benchmark/Set5", "../shared/data/benchmark/Set14"]
 DRAFT = "draft-x4.safetensors"  # the weights these bounds were made for (see the docstring)
 dobi = load_bounds("reports/bounds/cpu-draft/x4-w4a4-dobi.safetensors")
 batch = CropSampler(lr_folders=calib, scale=4, lr_size=64, seed=0).sample_lr(32)

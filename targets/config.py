@@ -95,7 +95,7 @@ class CoreMLConfig(TargetConfig):
         fp32_ops: MIL op types kept in fp32 inside an fp16 program (``"layer_norm"``, ``"softmax"``):
             the ops whose intermediates (sum of squares, logits) come closest to fp16's 65504.
         conv_weights: int8 by default: on the shipped x4 model it makes every package 187 KB smaller
-            (W4 1073 -> 886 KB) for at most 0.005 dB of PSNR on Set5 and Set14 at W4, W3 and W2
+            (W4 1043 -> 855 KB) for at most 0.005 dB of PSNR on Set5 and Set14 at W4, W3 and W2
             (reports/conv_weights.md); its latency on a device is not measured (Core ML does not run here).
     """
 
@@ -153,10 +153,11 @@ class ExecuTorchConfig(IntegerConfig):
     Args:
         tiles: further LR tile sides the same .pte runs, one method each (``forward`` runs ``tile``,
             ``tile_<n>`` the others). XNNPACK keys its weights by content, so the methods share one
-            copy, but each size adds its own XNNPACK graph, about 0.32 MB at x4. Default 64 and 128 (reports/upscale_photo.md, 2 threads on this
-            2-core host): with the 16 px overlap a photo needs, 96, 128 and 192 px cost 16%, 26% and 17%
-            less time per output pixel than 64 (a bigger tile recomputes less overlap, but its memory-bound
-            ops slow down per pixel), so one extra size, 128, takes the most of the gain for one graph.
+            copy, but each size adds its own XNNPACK graph, about 0.26 MB at x4. Default 64 and 128
+            (reports/upscale_photo.md, 2 threads on this 2-core host): with the 16 px overlap a photo needs,
+            96, 128 and 192 px cost 16%, 19% and 15% less time per output pixel than 64 (26%, 17% and 17% in
+            the run before; a bigger tile recomputes less overlap, but its memory-bound ops slow down per
+            pixel), so one extra size, 128, takes the most of the gain for one graph.
     """
 
     backend: ClassVar[str] = "executorch"
@@ -175,14 +176,15 @@ class TFLiteConfig(IntegerConfig):
 
     Args:
         conv_weights: int8 by default (INT8 filters behind a DEQUANTIZE that LiteRT's XNNPACK delegate unpacks
-            once, at load): on the shipped x4 model the .tflite shrinks from 1672 to 1109 KB for at most
+            once, at load): on the shipped x4 model the .tflite shrinks from 1591 to 1029 KB for at most
             0.006 dB of PSNR on Set5 and Set14 at W4, W3 and W2, and a W4 tile runs within 1% of the fp32-filter
-            one (paired 0.994x at 1 thread, 0.993x at 2; reports/conv_weights.md; 0.989x and 0.981x in the run
-            before). Against the FP32 baseline the int4 artifacts measure 0.99-1.01x at 1 and 2 threads
-            (reports/integer_targets.md); ``conv_weights="float"`` would cost 563 KB.
+            one (paired 1.001x at 1 thread, 0.999x at 2; reports/conv_weights.md; 0.994x and 0.993x in the run
+            before). Against the FP32 baseline the int4 artifacts measure 0.96-0.99x at 1 and 2 threads
+            (reports/integer_targets.md; 0.99-1.01x in the run before); ``conv_weights="float"`` would cost 562 KB.
         tiles: none further by default (one signature, ``tile``): each further size, a ``tile_<n>``
-            signature, shares the weights' buffers in the file but adds its own graph; whole-photo speed
-            with several sizes is measured for ExecuTorch only so far.
+            signature, shares the weights' buffers in the file but adds its own graph and its copy of the
+            per-row scales (64 + 128 px: 1.03 -> 1.31 MB at W4, x4); whole-photo speed with several sizes
+            is measured for ExecuTorch only so far.
     """
 
     backend: ClassVar[str] = "tflite"
