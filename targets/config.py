@@ -94,7 +94,7 @@ class CoreMLConfig(TargetConfig):
             x4) and drop all-zero linear biases; lossless, checked after the fact.
         fp32_ops: MIL op types kept in fp32 inside an fp16 program (``"layer_norm"``, ``"softmax"``):
             the ops whose intermediates (sum of squares, logits) come closest to fp16's 65504.
-        conv_weights: int8 by default: on the shipped x4 model it makes every package 187 KB smaller
+        conv_weights: int8 by default: on the shipped x4 model it makes every package 188 KB smaller
             (W4 1043 -> 855 KB) for at most 0.005 dB of PSNR on Set5 and Set14 at W4, W3 and W2
             (reports/conv_weights.md); its latency on a device is not measured (Core ML does not run here).
     """

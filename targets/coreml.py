@@ -175,9 +175,9 @@ def _compact_derived_constants(mlmodel):
     The export graph expands the biases and the mask from small tables (``SwinIR.freeze_shape``);
     what stays large is the mask's (N*N, k) window patterns ({0, -100}: uint1), and a graph whose
     biases were folded (at most 225 distinct values per head: uint8 indices per head) would be
-    shrunk the same way. Where it saves bytes, they are palettized losslessly with tables of their distinct bit patterns
-    (:func:`_distinct_bit_patterns`, the same decision on every host); each one is checked after
-    the fact. Parameters (``p_*`` consts, e.g. the convs) are left alone.
+    shrunk the same way. Where that saves bytes, they are palettized losslessly with tables of their
+    distinct bit patterns (:func:`_distinct_bit_patterns`, the same decision on every host); each one
+    is checked after the fact. Parameters (``p_*`` consts, e.g. the convs) are left alone.
 
     Returns:
         ``(mlmodel, summary)`` with the count and bytes of the compacted constants.

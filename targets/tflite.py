@@ -15,8 +15,9 @@ row (asymmetric), like ExecuTorch, so both share :func:`targets.base.dynamic_int
 simulation. CONV_2D filters are INT8 codes with per-channel scales behind a DEQUANTIZE by default
 (:func:`_with_int8_convolutions`; ``conv_weights="float"`` keeps fp32 filters), which the delegate unpacks
 at load to the exact fp32 weight; the convolutions and everything else compute in fp32. Several tile sizes
-(``TFLiteConfig.tiles``) are one signature each in the same file (:func:`signature_name`), sharing the weights' buffers. 2- and 3-bit grids are stored as INT4 (LiteRT's INT2 path
-gives NaN; ../shared/docs/deployment.md §6).
+(``TFLiteConfig.tiles``) are one signature each in the same file (:func:`signature_name`), sharing the
+weights' buffers. 2- and 3-bit grids are stored as INT4: LiteRT runs INT2, but the shipped W2 grids fit its
+codes only in the exact form (docs/runtime_limits/sub_byte_storage.md, README status).
 """
 
 from __future__ import annotations

@@ -475,14 +475,15 @@ def test_lowered_artifact_has_no_redundant_bytes(lowered, tiny, tmp_path):
         target.lower_baseline(tiny, TILE, baseline := tmp_path / "baseline.tflite")
         for path in (artifact, baseline):
             flatbuffer = flatbuffer_utils.read_model(str(path))
-            graph = flatbuffer.subgraphs[0]
-            named = {i for i, t in enumerate(graph.tensors) if t.name}
-            assert named == set(graph.inputs) | set(graph.outputs), path.name
-            assert all(t.quantization is None or t.quantization.scale is not None for t in graph.tensors), path.name
-            floats = [np.frombuffer(bytes(flatbuffer.buffers[t.buffer].data), np.float32) for t in graph.tensors
-                      if t.type == 0 and t.buffer and flatbuffer.buffers[t.buffer].data is not None]  # FLOAT32
-            integer_valued = [v.size for v in floats if v.size >= _MIN_INT8_ELEMENTS and np.array_equal(v, np.round(v))]
-            assert not integer_valued, path.name  # the mask and one-hots are INT8 codes behind a DEQUANTIZE
+            for graph in flatbuffer.subgraphs:  # one per tile size
+                named = {i for i, t in enumerate(graph.tensors) if t.name}
+                assert named == set(graph.inputs) | set(graph.outputs), path.name
+                assert all(t.quantization is None or t.quantization.scale is not None for t in graph.tensors), path.name
+                floats = [np.frombuffer(bytes(flatbuffer.buffers[t.buffer].data), np.float32) for t in graph.tensors
+                          if t.type == 0 and t.buffer and flatbuffer.buffers[t.buffer].data is not None]  # FLOAT32
+                integer_valued = [v.size for v in floats
+                                  if v.size >= _MIN_INT8_ELEMENTS and np.array_equal(v, np.round(v))]
+                assert not integer_valued, path.name  # the mask and one-hots are INT8 codes behind a DEQUANTIZE
 
 
 def test_lowered_graph_is_rank_4_and_every_method_is_read_back(lowered):
