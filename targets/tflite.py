@@ -92,10 +92,12 @@ class UnfoldedLayerNorm(nn.Module):
 _QUIET_CONVERSION = {"LITERT_TORCH_SHOW_PROGRESS": "n", "TF_CPP_MIN_LOG_LEVEL": "1"}
 
 
+DEFAULT_SIGNATURE = "serving_default"  # runs the build's own tile: subgraph 0, what Interpreter.invoke and the apps run
+
+
 def signature_name(tile: int, first: bool) -> str:
-    """The signature that runs ``tile``: the build's own tile is the default one (subgraph 0, what ``Interpreter.invoke``
-    and the apps run), each further size ``tile_<n>``."""
-    return "serving_default" if first else f"tile_{tile}"
+    """The signature that runs ``tile``: :data:`DEFAULT_SIGNATURE` for the build's own (``first``), else ``tile_<n>``."""
+    return DEFAULT_SIGNATURE if first else f"tile_{tile}"
 
 
 def _convert(models: dict[int, nn.Module], path: Path) -> float:
@@ -478,7 +480,8 @@ class TFLiteTarget(IntegerTarget):
 
         interpreter = Interpreter(model_path=str(artifact), num_threads=threads)
         names = interpreter.get_signature_list()
-        name = f"tile_{tile}" if f"tile_{tile}" in names else signature_name(0, first=True)
+        wanted = signature_name(tile, first=False)
+        name = wanted if wanted in names else DEFAULT_SIGNATURE
         signature = interpreter.get_signature_runner(name)
         (key,), (out,) = signature.get_input_details(), signature.get_output_details()
 
