@@ -6,8 +6,8 @@
 
 PSNR is each target's PyTorch simulation of the deploy model with its convolutions as stored
 (floats, or :func:`targets.base.int8_convolutions`' int8 codes times fp16 per-channel scales):
-Core ML's fp16 mode (calibrated grids, Linear inputs and outputs rounded to fp16), TFLite's int4
-codes with int8-per-token Linear inputs. Sizes are real ``pipeline build`` artifacts (read back and
+Core ML's fp16 mode (calibrated grids, Linear inputs and outputs rounded to fp16), TFLite's own
+(int4 codes with int8-per-token Linear inputs, bias tables as its config stores them). Sizes are real ``pipeline build`` artifacts (read back and
 verified: tables, codes and scales exact). TFLite W4 builds are also timed against their FP32
 baseline (paired, fresh processes, as ``pipeline build`` does). Core ML cannot run here: on Apple
 hardware its constexpr weights are decompressed by the runtime, whose cost only a device measures
@@ -34,9 +34,9 @@ from pipeline.build import BuildChecks, build
 from pipeline.evaluate import evaluate, model_upscaler
 from srcore.paths import benchmark_dir
 from srcore.weights import load_model
-from targets import CoreMLConfig, TFLiteConfig, tool_versions
-from targets.base import deploy_model, dynamic_int8_linears, int8_convolutions, on_integer_grid
-from targets.config import ConvWeights
+from targets import CoreMLConfig, TFLiteConfig, get_target, tool_versions
+from targets.base import deploy_model, int8_convolutions, on_integer_grid
+from targets.config import ConvWeights, TargetConfig
 from targets.latency import versus_baseline
 
 CONFIGS = {"coreml": CoreMLConfig, "tflite": TFLiteConfig}
@@ -49,8 +49,8 @@ def psnr(model: torch.nn.Module, sets: list[str]) -> dict[str, float]:
     return {r.dataset: r.psnr for r in results}
 
 
-def simulation(target: str, model: torch.nn.Module, bounds, conv_weights: ConvWeights) -> torch.nn.Module:
-    """``target``'s simulation of what ``build`` ships from ``bounds`` (None: the FP model) with ``conv_weights``."""
+def simulation(target: str, model: torch.nn.Module, bounds, config: TargetConfig) -> torch.nn.Module:
+    """``target``'s simulation of what ``build`` ships from ``bounds`` (None: the FP model) with ``config``'s storage."""
     deploy = model
     if bounds is not None:
         if target == "tflite":  # the default snapped int4 grid, as build stores it
@@ -58,9 +58,9 @@ def simulation(target: str, model: torch.nn.Module, bounds, conv_weights: ConvWe
         deploy, weights = deploy_model(model, bounds)
         if target == "tflite":
             deploy, _, _ = on_integer_grid(deploy, weights, *CONTAINERS["int4"])
-    if conv_weights is ConvWeights.INT8:
+    if config.conv_weights is ConvWeights.INT8:
         deploy, _, _ = int8_convolutions(deploy)
-    return simulate(deploy, DeployMode.FP16) if target == "coreml" else dynamic_int8_linears(deploy)
+    return simulate(deploy, DeployMode.FP16) if target == "coreml" else get_target(config).simulate(deploy)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -83,11 +83,13 @@ def main(argv: list[str] | None = None) -> None:
         for target in args.targets:
             if target == "coreml":
                 rows.append((target, "FP (no quantized Linears)",
-                             {m: psnr(simulation(target, model, None, m), args.sets) for m in modes}, {}, None))
+                             {m: psnr(simulation(target, model, None, CONFIGS[target](conv_weights=m)), args.sets)
+                              for m in modes}, {}, None))
             for item in args.bounds:
                 bits, path = item.split("=", 1)
                 bounds = load_bounds(path)
-                scores = {m: psnr(simulation(target, model, bounds, m), args.sets) for m in modes}
+                scores = {m: psnr(simulation(target, model, bounds, CONFIGS[target](conv_weights=m)), args.sets)
+                          for m in modes}
                 folders = {m: Path(tmp) / f"{target}-w{bits}-{m.value}" for m in modes}
                 built = {m: build(model, bounds, CONFIGS[target](tile=args.tile, conv_weights=m), folders[m],
                                   checks=BuildChecks(baseline_cache=Path(tmp) / "baselines")).manifest for m in modes}

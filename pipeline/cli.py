@@ -216,6 +216,11 @@ def cmd_build(args: argparse.Namespace) -> int:
     options = {"fp32_ops": tuple(args.fp32_ops)} if args.fp32_ops else {}
     options |= {"conv_weights": args.conv_weights} if args.conv_weights else {}
     options |= {"int_grid": args.int_grid} if args.int_grid else {}
+    if args.bias_tables:
+        if args.target != "tflite":
+            raise ValueError("--bias-tables is a TFLite option (Core ML stores fp16 tables in an fp16 program, "
+                             "ExecuTorch fp32 ones)")
+        options["bias_tables"] = args.bias_tables
     if args.tiles is not None:
         if args.target == "coreml":
             raise ValueError("--tiles is an ExecuTorch and TFLite option (a Core ML package runs one tile size: --tile)")
@@ -481,6 +486,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="store the convolutions as floats (fp16 in Core ML, fp32 in TFLite and ExecuTorch) or as int8 "
                          "codes with one fp16 scale per output channel (Core ML, TFLite; default: the target config's, "
                          "int8 for Core ML and TFLite; reports/conv_weights.md measures bytes, dB and latency)")
+    bu.add_argument("--bias-tables", choices=["fp16", "fp32"], default=None,
+                    help="TFLite: the precision of the relative-position bias tables (default fp16: rounded in the "
+                         "simulation too, 65 KB smaller at x4; reports/bias_tables.md measures bytes, dB and latency)")
     bu.add_argument("--int-grid", choices=["exact", "snapped"], default=None,
                     help="ExecuTorch/TFLite: store each 2DQuant grid snapped to an integer offset (the default: no "
                          "extra work, but a moved grid) or exactly (int4 codes plus one extra output row per grid for "

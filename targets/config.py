@@ -26,7 +26,7 @@ def _check_tile(tile: object, name: str) -> None:
 
 
 class Precision(enum.Enum):
-    """Core ML's compute precision between ops (activations, convolutions, biases)."""
+    """A float precision: Core ML's between ops (activations, convolutions, biases), TFLite's bias tables."""
 
     FP16 = "fp16"
     FP32 = "fp32"
@@ -185,10 +185,19 @@ class TFLiteConfig(IntegerConfig):
             signature, shares the weights' buffers in the file but adds its own graph and its copy of the
             per-row scales (64 + 128 px: 1.03 -> 1.31 MB at W4, x4); whole-photo speed with several sizes
             is measured for ExecuTorch only so far.
+        bias_tables: the precision of the relative-position bias tables (32,400 values at x4). fp16 by
+            default: the build rounds them to fp16 values in the simulation and stores them as FLOAT16
+            behind a DEQUANTIZE that the XNNPACK delegate unpacks at load (65 KB less at x4), so the
+            artifact still equals its simulation; reports/bias_tables.md measures bytes, dB and latency.
     """
 
     backend: ClassVar[str] = "tflite"
     conv_weights: ConvWeights = ConvWeights.INT8
+    bias_tables: Precision = Precision.FP16
+
+    def __post_init__(self):
+        super().__post_init__()
+        coerce_enum(self, "bias_tables", Precision)
 
 
 CONFIGS: dict[str, type[TargetConfig]] = {c.backend: c for c in (CoreMLConfig, ExecuTorchConfig, TFLiteConfig)}

@@ -23,6 +23,7 @@ codes only in the exact form (docs/runtime_limits/sub_byte_storage.md, README st
 from __future__ import annotations
 
 import collections
+import copy
 import os
 import tempfile
 import time
@@ -50,8 +51,9 @@ from targets.base import (
     tensor_io,
     with_offset_rows,
 )
+from targets.config import Precision
 
-__all__ = ["TFLiteTarget", "pack_int4", "stored_constants", "stored_convolutions", "unpack_int4"]
+__all__ = ["TFLiteTarget", "fp16_bias_tables", "pack_int4", "stored_constants", "stored_convolutions", "unpack_int4"]
 
 
 def pack_int4(codes: np.ndarray) -> np.ndarray:
@@ -150,13 +152,14 @@ def _without_empty_quantization(flatbuffer) -> None:
 
 
 def _lower_flatbuffer(models: dict[int, nn.Module], artifact: Path, weights: list[PalettizedWeight],
-                      convs: Sequence[ChannelGrid] = ()) -> tuple[float, int, int]:
+                      convs: Sequence[ChannelGrid] = ()) -> tuple[float, int, dict[str, int]]:
     """Convert ``models`` (tile -> graph, one signature each), store ``weights`` as INT4, ``convs`` as INT8 (none for
-    the FP32 baseline) and integer-valued constants as INT8, drop inner names and empty quantization tables, write
-    ``artifact``.
+    the FP32 baseline) and constants a narrower type holds exactly in it, drop inner names and empty quantization
+    tables, write ``artifact`` with equal vectors shared.
 
     Artifact and baseline go through the same steps, so their sizes compare honestly. Returns the
-    conversion seconds, how many FULLY_CONNECTED weights became INT4 and how many constants INT8 exactly.
+    conversion seconds, how many FULLY_CONNECTED weights became INT4 and how many constants INT8 or FLOAT16
+    (:func:`_with_narrow_constants`).
     """
     with quiet_tools(), tempfile.TemporaryDirectory() as tmp:
         from ai_edge_litert.tools import flatbuffer_utils  # inside quiet_tools, as before (tests/test_build_quiet.py)
@@ -166,11 +169,41 @@ def _lower_flatbuffer(models: dict[int, nn.Module], artifact: Path, weights: lis
         flatbuffer = flatbuffer_utils.read_model(str(float_path))
         replaced = _with_int4_weights(flatbuffer, weights)
         _with_int8_convolutions(flatbuffer, convs)
-        integer_constants = _with_int8_integer_constants(flatbuffer)
+        narrowed = _with_narrow_constants(flatbuffer)
         _without_inner_tensor_names(flatbuffer)
         _without_empty_quantization(flatbuffer)
-        flatbuffer_utils.write_model(flatbuffer, str(artifact))
-    return seconds, replaced, integer_constants
+        _write(flatbuffer, artifact)
+    return seconds, replaced, narrowed
+
+
+def _write(flatbuffer, path: Path) -> None:
+    """Write the model object to ``path`` as ``flatbuffer_utils.write_model`` does, but each distinct vector once.
+
+    A FlatBuffer may reference one vector from many tables; the generated ``Pack`` code just never
+    does. Sharing them makes the per-channel zero points (int64, all 0) of every INT4 weight and the
+    tensors' equal shapes one vector each (81 KB of the x4 W4 file), and a further signature's row
+    scales the first one's. The runtime reads the same values: the interpreter's output is unchanged.
+    """
+    import sys
+
+    import flatbuffers
+
+    class SharingBuilder(flatbuffers.Builder):
+        def __init__(self, initial: int):
+            super().__init__(initial)
+            self.written: dict[tuple[str, bytes], int] = {}
+
+        def CreateNumpyVector(self, x: np.ndarray) -> int:  # noqa: N802 (flatbuffers' name)
+            key = (x.dtype.str, x.tobytes())
+            if key not in self.written:
+                self.written[key] = super().CreateNumpyVector(x)
+            return self.written[key]
+
+    if sys.byteorder != "little":
+        raise TargetError("writing a .tflite needs a little-endian host (TFLite's byte order)")
+    builder = SharingBuilder(1024)
+    builder.Finish(flatbuffer.Pack(builder), file_identifier=b"TFL3")
+    path.write_bytes(builder.Output())
 
 
 def _fully_connected_weights(graph, flatbuffer):
@@ -227,8 +260,8 @@ def _quantization(scales: np.ndarray):
     from ai_edge_litert import schema_py_generated as schema
 
     params = schema.QuantizationParametersT()
-    params.scale = scales.astype(np.float32).tolist()
-    params.zeroPoint = [0] * len(params.scale)
+    params.scale = scales.astype(np.float32)  # numpy vectors: _write stores equal ones once
+    params.zeroPoint = np.zeros(len(scales), np.int64)
     params.quantizedDimension = 0
     return params
 
@@ -311,41 +344,60 @@ def _dequantized(graph, index: int, dtype: int, quantization, dequantize: int):
     return op
 
 
-_MIN_INT8_ELEMENTS = 256  # below this a DEQUANTIZE op and its tensor outweigh the bytes saved
+_MIN_NARROW_ELEMENTS = 256  # below this a DEQUANTIZE op and its tensor outweigh the bytes saved
 
 
-def _with_int8_integer_constants(flatbuffer) -> int:
-    """Store every float32 constant whose values are all integers in [-128, 127] as INT8 (scale 1) behind a DEQUANTIZE.
+def _narrow_type(values: np.ndarray) -> int | None:
+    """The narrowest type that holds every float32 value exactly: INT8 (scale 1) for integers in [-128, 127], else
+    FLOAT16 for values fp16 represents exactly, else None."""
+    from ai_edge_litert import schema_py_generated as schema
 
-    Lossless: ``1.0 * code`` is the value itself. At x4 these are the shift mask's window patterns
-    ({-100, 0}) and one-hots ({0, 1}): 4 bytes each become 1. The XNNPACK delegate unpacks a static
-    per-tensor INT8 DEQUANTIZE once, at load (xnnpack_delegate.cc, "Prepare to unpack FP16/INT8
-    tensors"); the reference kernels dequantize it the same way. Returns how many were stored so.
+    if np.all(values == np.round(values)) and values.min() >= -128 and values.max() <= 127:
+        return schema.TensorType.INT8
+    if np.array_equal(values.astype(np.float16).astype(np.float32), values):
+        return schema.TensorType.FLOAT16
+    return None
+
+
+def _with_narrow_constants(flatbuffer) -> dict[str, int]:
+    """Store every float32 constant of at least :data:`_MIN_NARROW_ELEMENTS` values that a narrower type holds exactly
+    (:func:`_narrow_type`) in that type behind a DEQUANTIZE; return how many tensors became INT8 and FLOAT16.
+
+    Lossless: ``1.0 * code`` and an fp16 value widened are the values themselves. At x4 the INT8 ones
+    are the shift mask's window patterns ({-100, 0}) and one-hots ({0, 1}); the FLOAT16 one is the
+    bias tables when the build rounds them (``TFLiteConfig.bias_tables``). The XNNPACK delegate unpacks
+    a static INT8 or FP16 DEQUANTIZE once, at load (xnnpack_delegate.cc, "Prepare to unpack FP16/INT8
+    tensors"); the reference kernels dequantize them the same way.
     """
     from ai_edge_litert import schema_py_generated as schema
 
-    dequantize, count, converted = None, 0, set()  # converted: buffers now holding INT8 codes (tile sizes share them)
+    versions = {schema.TensorType.INT8: 2, schema.TensorType.FLOAT16: 3}  # DEQUANTIZE's version for that input
+    numpy_types = {schema.TensorType.INT8: np.int8, schema.TensorType.FLOAT16: np.float16}
+    counts = {schema.TensorType.INT8: 0, schema.TensorType.FLOAT16: 0}
+    narrowed: dict[int, int] = {}  # buffer -> the type it now holds (tile sizes share buffers)
     for graph in flatbuffer.subgraphs:
         unpack = []
         for index, tensor in enumerate(list(graph.tensors)):
             data = flatbuffer.buffers[tensor.buffer].data if tensor.buffer else None
             if tensor.type != schema.TensorType.FLOAT32 or data is None:
                 continue
-            if tensor.buffer not in converted:
+            if tensor.buffer not in narrowed:
                 values = np.frombuffer(bytes(data), dtype=np.float32)
-                if (values.size < _MIN_INT8_ELEMENTS or not np.all(values == np.round(values))
-                        or values.min() < -128 or values.max() > 127):
+                dtype = _narrow_type(values) if values.size >= _MIN_NARROW_ELEMENTS else None
+                if dtype is None:
                     continue
-                flatbuffer.buffers[tensor.buffer].data = values.astype(np.int8).view(np.uint8)
-                converted.add(tensor.buffer)
-            if dequantize is None:
-                dequantize = _operator_code(flatbuffer, schema.BuiltinOperator.DEQUANTIZE, 2)  # v2: INT8 input
-            per_tensor = schema.QuantizationParametersT()
-            per_tensor.scale, per_tensor.zeroPoint = [1.0], [0]
-            unpack.append(_dequantized(graph, index, schema.TensorType.INT8, per_tensor, dequantize))
+                flatbuffer.buffers[tensor.buffer].data = values.astype(numpy_types[dtype]).view(np.uint8)
+                narrowed[tensor.buffer] = dtype
+            dtype = narrowed[tensor.buffer]
+            dequantize = _operator_code(flatbuffer, schema.BuiltinOperator.DEQUANTIZE, versions[dtype])
+            quantization = None
+            if dtype == schema.TensorType.INT8:
+                quantization = schema.QuantizationParametersT()
+                quantization.scale, quantization.zeroPoint = np.ones(1, np.float32), np.zeros(1, np.int64)
+            unpack.append(_dequantized(graph, index, dtype, quantization, dequantize))
+            counts[dtype] += 1
         graph.operators[:0] = unpack  # their inputs are constants: first in execution order
-        count += len(unpack)
-    return count
+    return {"integer_constants_int8": counts[schema.TensorType.INT8], "fp16_constants": counts[schema.TensorType.FLOAT16]}
 
 
 def stored_convolutions(flatbuffer, graph) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -378,13 +430,13 @@ def stored_constants(artifact: Path) -> list[StoredConstant]:
 
     A quantized tensor's scales (float32) and zero points (int64) live in the flatbuffer's
     quantization table, not in a buffer: they count as ``linear scales and tables`` (or
-    ``convolutions`` for an INT8 CONV_2D filter), once per subgraph that holds the tensor.
+    ``convolutions`` for an INT8 CONV_2D filter), each distinct vector once, as :func:`_write` stores them.
     """
     from ai_edge_litert import schema_py_generated as schema
     from ai_edge_litert.tools import flatbuffer_utils
 
     flatbuffer = flatbuffer_utils.read_model(str(artifact))
-    found, seen = [], set()
+    found, seen, vectors = [], set(), set()  # vectors: (dtype, bytes) of the quantization vectors counted
     for tensor in (t for graph in flatbuffer.subgraphs for t in graph.tensors):
         data = flatbuffer.buffers[tensor.buffer].data
         if data is None or len(data) == 0:
@@ -398,11 +450,13 @@ def stored_constants(artifact: Path) -> list[StoredConstant]:
                                else ("convolutions", "convolutions"))
             if first:
                 found.append(StoredConstant(data.size, component=weights))
-            q = tensor.quantization  # per tensor: each tile size's subgraph repeats it for the buffer they share
-            found.append(StoredConstant(4 * len(q.scale) + 8 * len(q.zeroPoint), component=tables))
+            for vector in (np.asarray(tensor.quantization.scale, np.float32), np.asarray(tensor.quantization.zeroPoint, np.int64)):
+                if (vector.dtype.str, vector.tobytes()) not in vectors:
+                    vectors.add((vector.dtype.str, vector.tobytes()))
+                    found.append(StoredConstant(vector.nbytes, component=tables))
         elif not first:
             continue
-        elif exact_int8:  # an integer-valued constant (_with_int8_integer_constants): recognised by its float values
+        elif exact_int8:  # an integer-valued constant (_with_narrow_constants): recognised by its float values
             found.append(StoredConstant(data.size, data.view(np.int8).astype(np.float32) * tensor.quantization.scale[0]))
         elif tensor.type in _FLOATS:
             found.append(StoredConstant(data.size, data.view(_FLOATS[tensor.type])))
@@ -411,23 +465,43 @@ def stored_constants(artifact: Path) -> list[StoredConstant]:
     return found
 
 
+def fp16_bias_tables(deploy: nn.Module) -> nn.Module:
+    """A copy of ``deploy`` whose relative-position bias tables hold fp16 values (float32 tensors), which
+    :func:`_with_narrow_constants` then stores as FLOAT16 exactly."""
+    model = copy.deepcopy(deploy)
+    for module in model.modules():
+        table = getattr(module, "relative_position_bias_table", None)
+        if isinstance(table, torch.Tensor):
+            table.data = table.data.half().float()
+    return model
+
+
 class TFLiteTarget(IntegerTarget):
     name = "tflite"
     extension = ".tflite"
-    simulation = "PyTorch fp32, weights codes*scale, Linear inputs dynamic int8 per token (hybrid FULLY_CONNECTED)"
+    simulation = ("PyTorch fp32, weights codes*scale, Linear inputs dynamic int8 per token (hybrid FULLY_CONNECTED), "
+                  "bias tables as stored (TFLiteConfig.bias_tables)")
     runtime = "LiteRT interpreter (ai-edge-litert) with its XNNPACK delegate, this host's CPU"
+
+    def _as_stored(self, deploy: nn.Module) -> nn.Module:
+        """``deploy`` with its bias tables in the precision the artifact stores them in."""
+        return fp16_bias_tables(deploy) if self.config.bias_tables is Precision.FP16 else deploy
+
+    def simulate(self, deploy: nn.Module) -> nn.Module:
+        return super().simulate(self._as_stored(deploy))
 
     def lower(self, deploy: nn.Module, weights: list[PalettizedWeight], tile: int, artifact: Path,
               convs: Sequence[ChannelGrid] = ()) -> dict[str, Any]:
         self.require_codes(weights)
         self.require_convs(convs)
+        deploy = self._as_stored(deploy)
         models = {size: with_offset_rows(export_copy(deploy, size, UnfoldedLayerNorm), weights)
                   for size in self._sizes(tile)}
-        seconds, replaced, integer_constants = _lower_flatbuffer(models, artifact, weights, convs)
+        seconds, replaced, narrowed = _lower_flatbuffer(models, artifact, weights, convs)
         return {"deployment_target": "LiteRT / TFLite runtime, XNNPACK delegate (Android/iOS/Linux CPU)",
                 **tensor_io(deploy, tile), "signatures": [signature_name(size, size == tile) for size in models],
-                "conversion_seconds": round(seconds, 1), "int4_fully_connected": replaced,
-                "integer_constants_int8": integer_constants,
+                "conversion_seconds": round(seconds, 1), "int4_fully_connected": replaced, **narrowed,
+                "bias_tables": self.config.bias_tables.value,
                 "activations": "fp32; FULLY_CONNECTED: dynamic int8 per row x INT4 per-channel weights (hybrid)",
                 "stored_bits": 4}
 

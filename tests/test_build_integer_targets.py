@@ -22,7 +22,7 @@ from pipeline.cli import main
 from srcore.model import build_model
 from targets import ExecuTorchConfig, TargetError, TFLiteConfig, get_target
 from targets.config import ConvWeights
-from targets.tflite import _MIN_INT8_ELEMENTS, pack_int4, unpack_int4
+from targets.tflite import _MIN_NARROW_ELEMENTS, pack_int4, unpack_int4
 
 TILE = 16
 BACKENDS = ("executorch", "tflite")
@@ -272,7 +272,11 @@ def test_cli_rejects_corrupt_bounds_and_unsupported_bits(tmp_path, capsys):
     assert "--int-grid is an ExecuTorch/TFLite option" in capsys.readouterr().err
     assert main(["build", "--target", "coreml", "--bits", "4", "--tiles", "64", "96", "--out", str(tmp_path / "o")]) == 2
     assert "--tiles is an ExecuTorch and TFLite option" in capsys.readouterr().err
+    assert main(["build", "--target", "executorch", "--bits", "4", "--bias-tables", "fp16", "--out", str(tmp_path / "o")]) == 2
+    assert "--bias-tables is a TFLite option" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+    with pytest.raises(ValueError, match="bias_tables must be one of"):
+        TFLiteConfig(bias_tables="bf16")
     with pytest.raises(ValueError, match="int_grid must be one of"):
         ExecuTorchConfig(int_grid="nearest")
     with pytest.raises(ValueError, match="every tile in tiles must be an integer >= 8"):
@@ -407,8 +411,8 @@ def test_profile_reports_latency_ratio_accuracy_ops_and_writes_chart(built, tmp_
 
 @pytest.mark.parametrize("form", ["snapped", "exact"])
 def test_size_breakdown_meets_the_component_budget(form, built, built_exact, tiny):
-    """Bias tables and mask are stored as small tables (fp32; TFLite's integer-valued ones INT8), linears as int4;
-    every byte is accounted for."""
+    """Bias tables and mask are stored as small tables (fp32; TFLite's bias tables fp16 and integer-valued ones INT8),
+    linears as int4; every byte is accounted for."""
     from targets.base import SIZE_COMPONENTS, export_copy
 
     backend, result = built_exact if form == "exact" else built
@@ -418,12 +422,13 @@ def test_size_breakdown_meets_the_component_budget(form, built, built_exact, tin
         assert list(sizes) == list(SIZE_COMPONENTS) and sum(sizes.values()) == total
         exports = [export_copy(tiny, tile) for tile in result.manifest["tiles"]]  # the baseline has the same sizes
 
-        def stored(t: torch.Tensor) -> int:  # TFLite: integer-valued constants (one-hots, mask) as INT8, exactly
-            as_int8 = (backend == "tflite" and t.numel() >= _MIN_INT8_ELEMENTS and torch.equal(t, t.round())
+        def stored(t: torch.Tensor, fp16: bool = False) -> int:  # TFLite: integer-valued ones (one-hots, mask) INT8
+            as_int8 = (backend == "tflite" and t.numel() >= _MIN_NARROW_ELEMENTS and torch.equal(t, t.round())
                        and -128 <= t.min() and t.max() <= 127)
-            return t.numel() * (1 if as_int8 else 4)
+            return t.numel() * (1 if as_int8 else 2 if fp16 else 4)
 
-        tables = stored(exports[0].frozen_bias_tables) + stored(exports[0].frozen_offsets)
+        fp16 = backend == "tflite" and key == "artifact"  # TFLiteConfig.bias_tables: fp16 by default, FP32 baseline
+        tables = stored(exports[0].frozen_bias_tables, fp16) + stored(exports[0].frozen_offsets)
         # Not the blocks x h x N x N expansion (131 KB here); XNNPACK may keep a second copy of the 3.8 KB one-hot.
         # Every tile size shares the tables (stored once) and adds its own window one-hot to the mask.
         assert tables <= sizes["bias tables"] <= 1.5 * tables, key
@@ -482,8 +487,16 @@ def test_lowered_artifact_has_no_redundant_bytes(lowered, tiny, tmp_path):
                 floats = [np.frombuffer(bytes(flatbuffer.buffers[t.buffer].data), np.float32) for t in graph.tensors
                           if t.type == 0 and t.buffer and flatbuffer.buffers[t.buffer].data is not None]  # FLOAT32
                 integer_valued = [v.size for v in floats
-                                  if v.size >= _MIN_INT8_ELEMENTS and np.array_equal(v, np.round(v))]
+                                  if v.size >= _MIN_NARROW_ELEMENTS and np.array_equal(v, np.round(v))]
                 assert not integer_valued, path.name  # the mask and one-hots are INT8 codes behind a DEQUANTIZE
+            # Equal vectors (zero points, shapes) are stored once: written the usual way, the file grows by at least
+            # the repeated zero points.
+            zero_points = [np.asarray(t.quantization.zeroPoint, np.int64) for graph in flatbuffer.subgraphs
+                           for t in graph.tensors if t.quantization is not None]
+            repeated = sum(z.nbytes for z in zero_points) - sum(len(b) for b in {z.tobytes() for z in zero_points})
+            assert repeated > 0
+            unshared = len(flatbuffer_utils.convert_object_to_bytearray(flatbuffer))
+            assert path.stat().st_size <= unshared - repeated, path.name
 
 
 def test_lowered_graph_is_rank_4_and_every_method_is_read_back(lowered):
@@ -518,9 +531,11 @@ def test_tflite_int8_convolutions_are_stored_exactly_and_run_as_simulated(tiny, 
     m, artifact = result.manifest, result.folder / result.manifest["artifact"]
     convs = [mod for mod in tiny.modules() if isinstance(mod, torch.nn.Conv2d)]
     assert m["convolutions"]["convolutions"] == m["verification"]["int8_convolutions"] == len(convs)
-    assert m["graph"]["ops"]["DEQUANTIZE"] == len(convs) * len(m["tiles"]) + m["integer_constants_int8"]
-    channels = sum(c.out_channels for c in convs)  # fp32 scale + int64 zero point per channel
-    assert m["size_breakdown"]["artifact"]["convolutions"] == sum(c.weight.numel() for c in convs) + 12 * channels
+    assert m["graph"]["ops"]["DEQUANTIZE"] == (len(convs) * len(m["tiles"]) + m["integer_constants_int8"]
+                                               + m["fp16_constants"])
+    channels, codes = sum(c.out_channels for c in convs), sum(c.weight.numel() for c in convs)
+    # an fp32 scale per channel, an int64 zero point per channel unless an equal vector is stored already
+    assert codes + 4 * channels <= m["size_breakdown"]["artifact"]["convolutions"] <= codes + 12 * channels
     deploy, weights = _deploy(tiny, bounds, "snapped")
     deploy, grids, _ = int8_convolutions(deploy)
     target = get_target(config)

@@ -81,9 +81,14 @@ MUTANTS = [
      "tests/test_build_integer_targets.py::test_lowered_artifact_has_no_redundant_bytes[tflite]"),
     ("targets/tflite.py", "        _without_empty_quantization(flatbuffer)\n", "",
      "tests/test_build_integer_targets.py::test_lowered_artifact_has_no_redundant_bytes[tflite]"),
-    ("targets/tflite.py", "        integer_constants = _with_int8_integer_constants(flatbuffer)\n",
-     "        integer_constants = 0\n",
+    ("targets/tflite.py", "        narrowed = _with_narrow_constants(flatbuffer)\n",
+     "        narrowed = {}\n",
      "tests/test_build_integer_targets.py::test_lowered_artifact_has_no_redundant_bytes[tflite]"),
+    # ... and equal vectors written once, the bias tables as FLOAT16.
+    ("targets/tflite.py", "        _write(flatbuffer, artifact)\n", "        flatbuffer_utils.write_model(flatbuffer, str(artifact))\n",
+     "tests/test_build_integer_targets.py::test_lowered_artifact_has_no_redundant_bytes[tflite]"),
+    ("targets/tflite.py", "        return schema.TensorType.FLOAT16\n", "        return None\n",
+     "tests/test_build_integer_targets.py::test_size_breakdown_meets_the_component_budget[tflite-snapped]"),
     # A deploy-mode bounds file is evaluated the way it was calibrated.
     ("pipeline/cli.py", "                model = simulate(model, mode)", "                pass",
      "tests/test_cli_eval.py::test_deploy_mode_bounds_are_scored_in_their_deploy_simulation"),
