@@ -462,7 +462,7 @@ def build_parser() -> argparse.ArgumentParser:
                          "against the FP32 baseline at this size")
     bu.add_argument("--tiles", type=int, nargs="+", default=None,
                     help="ExecuTorch and TFLite: further LR tile sides the same artifact runs, one method or signature "
-                         "each, sharing the weights but each adding its graph, about 0.26 MB (ExecuTorch) or 0.28 MB "
+                         "each, sharing the weights but each adding its graph, about 0.26 MB (ExecuTorch) or 0.15 MB "
                          "(TFLite) at x4 (default ExecuTorch 64 128, TFLite none; `pipeline upscale` picks the fastest "
                          "for each photo; reports/upscale_photo.md measures 64-192 in ExecuTorch)")
     bu.add_argument("--calib", nargs="+", type=Path, default=None,

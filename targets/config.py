@@ -176,15 +176,15 @@ class TFLiteConfig(IntegerConfig):
 
     Args:
         conv_weights: int8 by default (INT8 filters behind a DEQUANTIZE that LiteRT's XNNPACK delegate unpacks
-            once, at load): on the shipped x4 model the .tflite shrinks from 1591 to 1029 KB for at most
-            0.006 dB of PSNR on Set5 and Set14 at W4, W3 and W2, and a W4 tile runs within 1% of the fp32-filter
-            one (paired 1.001x at 1 thread, 0.999x at 2; reports/conv_weights.md; 0.994x and 0.993x in the run
-            before). Against the FP32 baseline the int4 artifacts measure 0.96-0.99x at 1 and 2 threads
-            (reports/integer_targets.md; 0.99-1.01x in the run before); ``conv_weights="float"`` would cost 562 KB.
+            once, at load): on the shipped x4 model the .tflite shrinks from 1449 to 883 KB for at most
+            0.006 dB of PSNR on Set5 and Set14 at W4, W3 and W2, and a W4 tile runs as fast as the fp32-filter
+            one (paired 1.004x at 1 thread, 0.998x at 2; reports/conv_weights.md; 1.001x and 0.999x in the run
+            before). Against the FP32 baseline the int4 artifacts measure 0.97-1.01x at 1 and 2 threads
+            (reports/integer_targets.md; 0.96-0.99x in the run before); ``conv_weights="float"`` would cost 566 KB.
         tiles: none further by default (one signature, ``tile``): each further size, a ``tile_<n>``
-            signature, shares the weights' buffers in the file but adds its own graph and its copy of the
-            per-row scales (64 + 128 px: 1.03 -> 1.31 MB at W4, x4); whole-photo speed with several sizes
-            is measured for ExecuTorch only so far.
+            signature, shares the weights' buffers and scales in the file but adds its own graph
+            (64 + 128 px: 0.88 -> 1.03 MB at W4, x4, over issue 16's 0.9 MB); whole-photo speed with several
+            sizes is measured for ExecuTorch only so far.
         bias_tables: the precision of the relative-position bias tables (32,400 values at x4). fp16 by
             default: the build rounds them to fp16 values in the simulation and stores them as FLOAT16
             behind a DEQUANTIZE that the XNNPACK delegate unpacks at load (65 KB less at x4), so the
