@@ -25,7 +25,7 @@ from calibration.quantizer import Role
 __all__ = ["CONTAINERS", "snap_bounds", "snap_weight_bounds"]
 
 # Integer containers of the backends: name -> (qmin, qmax).
-CONTAINERS: dict[str, tuple[int, int]] = {"int4": (-8, 7), "int8": (-128, 127)}
+CONTAINERS: dict[str, tuple[int, int]] = {"int2": (-2, 1), "int4": (-8, 7), "int8": (-128, 127)}
 
 
 def snap_bounds(lower: float, upper: float, bits: int, qmin: int, qmax: int) -> tuple[float, float, int]:

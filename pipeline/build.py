@@ -111,13 +111,14 @@ def build(model: SwinIR, bounds: Bounds, config: TargetConfig, out: str | os.Pat
     if out.exists() and not force:
         raise FileExistsError(f"{out} exists; choose another --out or pass --force to replace it")
     integer_grid = None
-    exact = backend.container is not None and config.int_grid is IntGrid.EXACT
-    if backend.container is not None and not exact:
-        bounds, integer_grid = snap_weight_bounds(bounds, backend.container)
+    container = backend.container_for(bits) if backend.container is not None else None
+    exact = container is not None and config.int_grid is IntGrid.EXACT
+    if container is not None and not exact:
+        bounds, integer_grid = snap_weight_bounds(bounds, container)
     deploy, palettized = deploy_model(model, bounds)
-    if backend.container is not None:
-        deploy, palettized, integer = on_integer_grid(deploy, palettized, *CONTAINERS[backend.container], exact=exact)
-        integer_grid = {"int_grid": config.int_grid.value, "snapping": integer_grid, **integer}
+    if container is not None:
+        deploy, palettized, integer = on_integer_grid(deploy, palettized, *CONTAINERS[container], exact=exact)
+        integer_grid = {"int_grid": config.int_grid.value, "container": container, "snapping": integer_grid, **integer}
     convs, conv_weights = [], {"weights": "float, in the artifact's precision"}
     if config.conv_weights is ConvWeights.INT8:
         deploy, convs, conv_weights = int8_convolutions(deploy)

@@ -492,7 +492,8 @@ def build_parser() -> argparse.ArgumentParser:
     bu.add_argument("--int-grid", choices=["exact", "snapped"], default=None,
                     help="ExecuTorch/TFLite: store each 2DQuant grid snapped to an integer offset (the default: no "
                          "extra work, but a moved grid) or exactly (int4 codes plus one extra output row per grid for "
-                         "its offset, about 20%% slower); reports/deploy_calibration.md section 3 measures both")
+                         "its offset, about 20%% slower; TFLite stores 2-bit exact grids as INT2, four codes per byte); "
+                         "reports/deploy_calibration.md section 3 measures both")
     bu.add_argument("--no-cache", action="store_true",
                     help="lower the FP32 baseline again instead of reusing the one cached in $SR2BIT_CACHE "
                          "(default ~/.cache/sr2bit) for the same backend, tools, weights and tile")

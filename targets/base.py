@@ -439,8 +439,9 @@ class Target(abc.ABC):
         extension: the artifact's suffix.
         bits: the weight bit widths it stores exactly.
         container: for backends that store ``codes * scale`` with zero point 0, the integer
-            container (``"int4"``); the build then snaps the grids into it and computes codes
-            (:func:`on_integer_grid`). None: the backend stores the calibrated grid itself.
+            container (``"int4"``; :meth:`container_for` may pick a smaller one); the build then snaps
+            the grids into it and computes codes (:func:`on_integer_grid`). None: the backend stores
+            the calibrated grid itself.
         simulation: what :meth:`simulate` models, in a line.
         runtime: what executes the artifact on this host (:meth:`runner`); None: it cannot run here.
         has_baseline: the build also lowers an FP32 baseline of the same graph (:meth:`lower_baseline`).
@@ -537,6 +538,10 @@ class IntegerTarget(Target):
     container = "int4"
     has_baseline = True
     deploy_mode = DeployMode.INT8_TOKEN
+
+    def container_for(self, bits: int) -> str:
+        """The integer container of this build's ``bits``-bit grids (default :attr:`container`)."""
+        return self.container
 
     def require_codes(self, weights: list[PalettizedWeight]) -> None:
         if any(w.codes is None for w in weights):

@@ -1,4 +1,4 @@
-"""TFLite / LiteRT target: a .tflite whose FULLY_CONNECTED weights are the calibrated grid as INT4 codes.
+"""TFLite / LiteRT target: a .tflite whose FULLY_CONNECTED weights are the calibrated grid as INT4 (or INT2) codes.
 
 ``litert_torch`` converts the deploy model (frozen for the tile, ``SwinIR.freeze_shape``: mask and biases
 expanded in the graph from small tables by float FULLY_CONNECTED ops; LayerNorm
@@ -16,8 +16,9 @@ simulation. CONV_2D filters are INT8 codes with per-channel scales behind a DEQU
 (:func:`_with_int8_convolutions`; ``conv_weights="float"`` keeps fp32 filters), which the delegate unpacks
 at load to the exact fp32 weight; the convolutions and everything else compute in fp32. Several tile sizes
 (``TFLiteConfig.tiles``) are one signature each in the same file (:func:`signature_name`), sharing the
-weights' buffers. 2- and 3-bit grids are stored as INT4: LiteRT runs INT2, but the shipped W2 grids fit its
-codes only in the exact form (docs/runtime_limits/sub_byte_storage.md, README status).
+weights' buffers. 2-bit grids in the exact form are INT2 (four codes per byte, :meth:`TFLiteTarget.container_for`),
+which LiteRT's builtin kernel and XNNPACK delegate run; snapped 2-bit grids and 3-bit ones are INT4 (a snapped
+2-bit grid would have to move onto ``l = -2 s``, and no runtime has a 3-bit type; docs/runtime_limits/sub_byte_storage.md).
 """
 
 from __future__ import annotations
@@ -51,23 +52,25 @@ from targets.base import (
     tensor_io,
     with_offset_rows,
 )
-from targets.config import Precision
+from targets.config import IntGrid, Precision
 
-__all__ = ["TFLiteTarget", "fp16_bias_tables", "pack_int4", "stored_constants", "stored_convolutions", "unpack_int4"]
-
-
-def pack_int4(codes: np.ndarray) -> np.ndarray:
-    """Signed 4-bit codes -> bytes, two per byte, the first in the low nibble (TFLite's INT4 layout)."""
-    flat = (codes.reshape(-1).astype(np.int16) & 0xF).astype(np.uint8)
-    if flat.size % 2:
-        flat = np.append(flat, np.uint8(0))
-    return flat[0::2] | (flat[1::2] << 4)
+__all__ = ["TFLiteTarget", "fp16_bias_tables", "pack_codes", "stored_constants", "stored_convolutions", "unpack_codes"]
 
 
-def unpack_int4(packed: np.ndarray, count: int) -> np.ndarray:
-    """The inverse of :func:`pack_int4`: ``count`` signed codes in [-8, 7] (int16)."""
-    nibbles = np.stack([packed & 0xF, packed >> 4], axis=1).reshape(-1)[:count].astype(np.int16)
-    return np.where(nibbles > 7, nibbles - 16, nibbles)
+def pack_codes(codes: np.ndarray, bits: int) -> np.ndarray:
+    """Signed ``bits``-bit codes (2 or 4) -> bytes, ``8 // bits`` per byte, the first in the lowest bits (TFLite's INT4
+    and INT2 layout, ``UnpackPackedIntToInt8`` in LiteRT's ``tflite/kernels/internal/portable_tensor_utils.cc``)."""
+    per_byte = 8 // bits
+    flat = (codes.reshape(-1).astype(np.int16) & ((1 << bits) - 1)).astype(np.uint8)
+    flat = np.append(flat, np.zeros(-flat.size % per_byte, np.uint8)).reshape(-1, per_byte)
+    return np.bitwise_or.reduce(flat << (bits * np.arange(per_byte, dtype=np.uint8)), axis=1).astype(np.uint8)
+
+
+def unpack_codes(packed: np.ndarray, count: int, bits: int) -> np.ndarray:
+    """The inverse of :func:`pack_codes`: ``count`` signed codes in [-2^(bits-1), 2^(bits-1) - 1] (int16)."""
+    fields = (packed[:, None] >> (bits * np.arange(8 // bits, dtype=np.uint8))) & ((1 << bits) - 1)
+    codes = fields.reshape(-1)[:count].astype(np.int16)
+    return np.where(codes >= 1 << (bits - 1), codes - (1 << bits), codes)
 
 
 class UnfoldedLayerNorm(nn.Module):
@@ -152,13 +155,13 @@ def _without_empty_quantization(flatbuffer) -> None:
 
 
 def _lower_flatbuffer(models: dict[int, nn.Module], artifact: Path, weights: list[PalettizedWeight],
-                      convs: Sequence[ChannelGrid] = ()) -> tuple[float, int, dict[str, int]]:
-    """Convert ``models`` (tile -> graph, one signature each), store ``weights`` as INT4, ``convs`` as INT8 (none for
-    the FP32 baseline) and constants a narrower type holds exactly in it, drop inner names and empty quantization
-    tables, write ``artifact`` with equal vectors shared.
+                      convs: Sequence[ChannelGrid] = (), container: str = "int4") -> tuple[float, int, dict[str, int]]:
+    """Convert ``models`` (tile -> graph, one signature each), store ``weights`` as ``container`` codes (INT4 or
+    INT2), ``convs`` as INT8 (none for the FP32 baseline) and constants a narrower type holds exactly in it, drop
+    inner names and empty quantization tables, write ``artifact`` with equal vectors shared.
 
     Artifact and baseline go through the same steps, so their sizes compare honestly. Returns the
-    conversion seconds, how many FULLY_CONNECTED weights became INT4 and how many constants INT8 or FLOAT16
+    conversion seconds, how many FULLY_CONNECTED weights were packed and how many constants INT8 or FLOAT16
     (:func:`_with_narrow_constants`).
     """
     with quiet_tools(), tempfile.TemporaryDirectory() as tmp:
@@ -167,7 +170,7 @@ def _lower_flatbuffer(models: dict[int, nn.Module], artifact: Path, weights: lis
         float_path = Path(tmp) / "float.tflite"
         seconds = _convert(models, float_path)
         flatbuffer = flatbuffer_utils.read_model(str(float_path))
-        replaced = _with_int4_weights(flatbuffer, weights)
+        replaced = _with_packed_weights(flatbuffer, weights, container)
         _with_int8_convolutions(flatbuffer, convs)
         narrowed = _with_narrow_constants(flatbuffer)
         _without_inner_tensor_names(flatbuffer)
@@ -215,10 +218,17 @@ def _fully_connected_weights(graph, flatbuffer):
             yield graph.tensors[op.inputs[1]]
 
 
-def _with_int4_weights(flatbuffer, weights: list[PalettizedWeight]) -> int:
-    """Rewrite every float FULLY_CONNECTED weight that equals one of ``weights`` as INT4 codes, in every subgraph
-    (a buffer the tile sizes share is packed once); return how many Linears."""
+# The integer containers a FULLY_CONNECTED weight is stored in: name -> (TensorType, bits per code).
+_PACKED = {"int4": (17, 4), "int2": (19, 2)}  # schema.TensorType.INT4, INT2
+_BITS = dict(_PACKED.values())  # TensorType -> bits per code
+
+
+def _with_packed_weights(flatbuffer, weights: list[PalettizedWeight], container: str) -> int:
+    """Rewrite every float FULLY_CONNECTED weight that equals one of ``weights`` as ``container`` codes (INT4 or INT2),
+    in every subgraph (a buffer the tile sizes share is packed once); return how many Linears."""
     from ai_edge_litert import schema_py_generated as schema
+
+    tensor_type, bits = _PACKED[container]
 
     by_shape: dict[tuple[int, ...], list[tuple[PalettizedWeight, np.ndarray]]] = {}
     for w in weights:
@@ -237,10 +247,10 @@ def _with_int4_weights(flatbuffer, weights: list[PalettizedWeight]) -> int:
                 if w is None or w.path in done:
                     continue
                 codes, scales = w.stored()
-                buffer.data = pack_int4(codes.numpy())
+                buffer.data = pack_codes(codes.numpy(), bits)
                 packed[tensor.buffer] = (w.path, scales.numpy())
             path, scales = packed[tensor.buffer]
-            tensor.type = schema.TensorType.INT4
+            tensor.type = tensor_type
             tensor.quantization = _quantization(scales)
             done.add(path)
         missing = [w.path for w in weights if w.path not in done]
@@ -425,8 +435,8 @@ _FLOATS = {0: np.float32, 1: np.float16}  # TensorType FLOAT32, FLOAT16
 
 
 def stored_constants(artifact: Path) -> list[StoredConstant]:
-    """Every constant buffer of a .tflite, once (tile sizes share them); INT4 weights and their quantization parameters
-    with their component.
+    """Every constant buffer of a .tflite, once (tile sizes share them); INT4/INT2 weights and their quantization
+    parameters with their component.
 
     A quantized tensor's scales (float32) and zero points (int64) live in the flatbuffer's
     quantization table, not in a buffer: they count as ``linear scales and tables`` (or
@@ -444,9 +454,8 @@ def stored_constants(artifact: Path) -> list[StoredConstant]:
         data, first = np.asarray(data, dtype=np.uint8), tensor.buffer not in seen
         seen.add(tensor.buffer)
         exact_int8 = tensor.type == schema.TensorType.INT8 and tensor.quantization and len(tensor.quantization.scale) == 1
-        if tensor.type == schema.TensorType.INT4 or (tensor.type == schema.TensorType.INT8 and not exact_int8
-                                                     and tensor.quantization):
-            weights, tables = (("linear weights", "linear scales and tables") if tensor.type == schema.TensorType.INT4
+        if tensor.type in _BITS or (tensor.type == schema.TensorType.INT8 and not exact_int8 and tensor.quantization):
+            weights, tables = (("linear weights", "linear scales and tables") if tensor.type in _BITS
                                else ("convolutions", "convolutions"))
             if first:
                 found.append(StoredConstant(data.size, component=weights))
@@ -490,20 +499,28 @@ class TFLiteTarget(IntegerTarget):
     def simulate(self, deploy: nn.Module) -> nn.Module:
         return super().simulate(self._as_stored(deploy))
 
+    def container_for(self, bits: int) -> str:
+        """INT2 for 2-bit grids in the exact form, whose codes ``k - 2`` fill [-2, 1] and whose offset rows hold
+        codes +-1; int4 otherwise (a snapped 2-bit grid would have to move onto ``l = -2 s``)."""
+        return "int2" if bits == 2 and self.config.int_grid is IntGrid.EXACT else self.container
+
     def lower(self, deploy: nn.Module, weights: list[PalettizedWeight], tile: int, artifact: Path,
               convs: Sequence[ChannelGrid] = ()) -> dict[str, Any]:
         self.require_codes(weights)
         self.require_convs(convs)
         deploy = self._as_stored(deploy)
+        container = self.container_for(weights[0].bits) if weights else self.container
         models = {size: with_offset_rows(export_copy(deploy, size, UnfoldedLayerNorm), weights)
                   for size in self._sizes(tile)}
-        seconds, replaced, narrowed = _lower_flatbuffer(models, artifact, weights, convs)
+        seconds, replaced, narrowed = _lower_flatbuffer(models, artifact, weights, convs, container)
+        stored_bits = _PACKED[container][1]
         return {"deployment_target": "LiteRT / TFLite runtime, XNNPACK delegate (Android/iOS/Linux CPU)",
                 **tensor_io(deploy, tile), "signatures": [signature_name(size, size == tile) for size in models],
-                "conversion_seconds": round(seconds, 1), "int4_fully_connected": replaced, **narrowed,
+                "conversion_seconds": round(seconds, 1), "packed_fully_connected": replaced, **narrowed,
                 "bias_tables": self.config.bias_tables.value,
-                "activations": "fp32; FULLY_CONNECTED: dynamic int8 per row x INT4 per-channel weights (hybrid)",
-                "stored_bits": 4}
+                "activations": f"fp32; FULLY_CONNECTED: dynamic int8 per row x INT{stored_bits} per-channel weights "
+                               "(hybrid)",
+                "stored_bits": stored_bits}
 
     def lower_baseline(self, deploy: nn.Module, tile: int, artifact: Path) -> dict[str, Any]:
         models = {size: export_copy(deploy, size, UnfoldedLayerNorm) for size in self._sizes(tile)}  # as the artifact
@@ -517,17 +534,19 @@ class TFLiteTarget(IntegerTarget):
         flatbuffer = flatbuffer_utils.read_model(str(artifact))
         float_fc = 0
         for graph in flatbuffer.subgraphs:  # every tile size's signature holds every grid (buffers shared in the file)
-            stored = []
+            stored, types = [], collections.Counter()
             for tensor in _fully_connected_weights(graph, flatbuffer):
-                if tensor.type != schema.TensorType.INT4:
+                bits = _BITS.get(tensor.type)
+                if bits is None:
                     float_fc += 1
                     continue
                 q = tensor.quantization
                 if any(z != 0 for z in q.zeroPoint) or q.quantizedDimension != 0:
-                    raise TargetError(f"{tensor.name!r}: INT4 weight with a non-zero zero point or per-column scales")
+                    raise TargetError(f"{tensor.name!r}: INT{bits} weight with a non-zero zero point or per-column scales")
                 count = int(np.prod(tensor.shape))
-                codes = unpack_int4(np.asarray(flatbuffer.buffers[tensor.buffer].data, dtype=np.uint8), count)
+                codes = unpack_codes(np.asarray(flatbuffer.buffers[tensor.buffer].data, dtype=np.uint8), count, bits)
                 stored.append((codes.reshape(tuple(tensor.shape)), np.asarray(q.scale, dtype=np.float32)))
+                types[f"INT{bits} (codes k+z, zero point 0)"] += 1
             match_stored_weights(weights, stored)
             convolutions = stored_convolutions(flatbuffer, graph)
             match_channel_grids(convs, convolutions)
@@ -536,10 +555,10 @@ class TFLiteTarget(IntegerTarget):
             "int8_convolutions": len(convolutions),
             "quantized_linears": len(weights),
             "palettized_linears": len(stored),
-            "index_dtypes": {"INT4 (codes k+z, zero point 0)": len(stored)},
+            "index_dtypes": dict(types),  # of the last signature (each holds every grid)
             "offset_rows": offset_rows(weights),
             "float_fully_connected": float_fc,  # over every signature
-            "stored_equals_calibrated": "exact (INT4 codes and fp32 row scales read back from the .tflite)",
+            "stored_equals_calibrated": "exact (integer codes and fp32 row scales read back from the .tflite)",
         }
 
     def stored_constants(self, artifact: Path, weights: list[PalettizedWeight]) -> list[StoredConstant]:

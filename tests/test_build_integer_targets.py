@@ -22,7 +22,7 @@ from pipeline.cli import main
 from srcore.model import build_model
 from targets import ExecuTorchConfig, TargetError, TFLiteConfig, get_target
 from targets.config import ConvWeights
-from targets.tflite import _MIN_NARROW_ELEMENTS, pack_int4, unpack_int4
+from targets.tflite import _MIN_NARROW_ELEMENTS, pack_codes, unpack_codes
 
 TILE = 16
 BACKENDS = ("executorch", "tflite")
@@ -88,9 +88,10 @@ def _stored(backend: str, artifact) -> list[tuple[np.ndarray, np.ndarray]]:
     from targets.tflite import _fully_connected_weights
 
     fb = flatbuffer_utils.read_model(str(artifact))
-    return [(unpack_int4(np.asarray(fb.buffers[t.buffer].data, np.uint8), int(np.prod(t.shape))).reshape(t.shape),
-             np.asarray(t.quantization.scale, np.float32))
-            for t in _fully_connected_weights(fb.subgraphs[0], fb) if t.type == 17]  # INT4, the default signature
+    bits = {17: 4, 19: 2}  # TensorType INT4, INT2
+    return [(unpack_codes(np.asarray(fb.buffers[t.buffer].data, np.uint8), int(np.prod(t.shape)), bits[t.type])
+             .reshape(t.shape), np.asarray(t.quantization.scale, np.float32))
+            for t in _fully_connected_weights(fb.subgraphs[0], fb) if t.type in bits]  # the default signature
 
 
 def _expected_grid_weights(tiny, bounds, snapped: bool) -> dict[str, tuple[int, np.ndarray]]:
@@ -193,19 +194,19 @@ def test_every_linear_runs_in_the_backends_int4_kernel(built, tiny):
     if backend == "executorch":  # one XNNPACK partition: nothing falls back to portable kernels
         assert m["xnnpack_partitions"] == 1 and m["ops_outside_xnnpack"] == {}
     else:  # every Linear's FULLY_CONNECTED holds INT4 codes; the float ones expand all blocks' bias tables, and the mask
-        assert m["int4_fully_connected"] == linears
+        assert m["packed_fully_connected"] == linears
         assert m["verification"]["float_fully_connected"] == (2 + 1) * len(TILES[backend])  # per signature
     assert m["verification"]["palettized_linears"] == m["verification"]["quantized_linears"] == linears
 
 
-def _deploy(tiny, bounds, int_grid: str):
+def _deploy(tiny, bounds, int_grid: str, container: str = "int4"):
     """The build's deploy model and integer weights, by the same functions the build uses (convolutions as floats)."""
     from targets.base import deploy_model, on_integer_grid
 
     if int_grid == "snapped":
-        bounds, _ = snap_weight_bounds(bounds, "int4")
+        bounds, _ = snap_weight_bounds(bounds, container)
     deploy, weights = deploy_model(tiny, bounds)
-    deploy, weights, _ = on_integer_grid(deploy, weights, -8, 7, exact=int_grid == "exact")
+    deploy, weights, _ = on_integer_grid(deploy, weights, *CONTAINERS[container], exact=int_grid == "exact")
     return deploy, weights
 
 
@@ -305,12 +306,17 @@ def test_snapping_moves_only_weight_grids_onto_integer_offsets(bounds):
         snap_weight_bounds(bounds, "int3")
 
 
-def test_int4_packing_round_trips_and_matches_tflite_layout():
+def test_int4_and_int2_packing_round_trips_and_matches_tflite_layout():
     codes = np.arange(-8, 8).repeat(3)[:-1]  # odd count: the last byte is half used
-    packed = pack_int4(codes)
+    packed = pack_codes(codes, 4)
     assert packed.dtype == np.uint8 and len(packed) == (len(codes) + 1) // 2
     assert packed[0] == (0x8 | (0x8 << 4))  # -8, -8: two's-complement nibbles, first in the low half
-    np.testing.assert_array_equal(unpack_int4(packed, len(codes)), codes)
+    np.testing.assert_array_equal(unpack_codes(packed, len(codes), 4), codes)
+    codes = np.array([-2, -1, 0, 1, 1, -2])  # 6 codes: the second byte is half used
+    packed = pack_codes(codes, 2)
+    # LiteRT's UnpackPackedIntToInt8: four 2-bit fields per byte, the first in the lowest bits
+    assert packed.tolist() == [0b01_00_11_10, 0b00_00_10_01]
+    np.testing.assert_array_equal(unpack_codes(packed, len(codes), 2), codes)
 
 
 def test_per_token_int8_matches_a_float64_reference():
@@ -551,3 +557,27 @@ def test_tflite_int8_convolutions_are_stored_exactly_and_run_as_simulated(tiny, 
         target.verify(artifact, weights)
     with pytest.raises(ValueError, match="ExecuTorch stores convolutions in fp32"):
         ExecuTorchConfig(conv_weights="int8")
+
+
+def test_tflite_exact_2_bit_grids_are_stored_as_int2_and_run_as_simulated(tiny, baselines, tmp_path):
+    """``--bits 2 --int-grid exact``: codes ``k - 2`` and the offset rows' +-1 fill INT2 (four per byte), read back
+    equal to the calibrated grid and run in LiteRT as simulated; snapped 2-bit grids stay INT4."""
+    bounds = tiny_bounds(tiny, 2, TILE)
+    config = TFLiteConfig(tile=TILE, int_grid="exact")
+    result = build(tiny, bounds, config, tmp_path / "out", checks=BuildChecks(baseline_cache=baselines))
+    m, artifact = result.manifest, result.folder / result.manifest["artifact"]
+    linears = [mod for mod in tiny.modules() if isinstance(mod, torch.nn.Linear)]
+    assert m["stored_bits"] == 2 and m["integer_grid"]["container"] == "int2"
+    assert m["verification"]["index_dtypes"] == {"INT2 (codes k+z, zero point 0)": len(linears)}
+    groups = [3 if mod.out_features == 3 * mod.in_features else 1 for mod in linears]
+    codes = sum((mod.out_features + g) * mod.in_features for mod, g in zip(linears, groups))
+    assert codes // 4 <= m["size_breakdown"]["artifact"]["linear weights"] <= 1.1 * codes // 4  # four per byte
+    stored = _stored("tflite", artifact)
+    assert all(c.min() >= -2 and c.max() <= 1 for c, _ in stored) and len(stored) == len(linears)
+    deploy, weights = _deploy(tiny, bounds, "exact", "int2")
+    deploy, _ = _convs("tflite", deploy)
+    x = torch.rand(1, 3, TILE, TILE, generator=torch.Generator().manual_seed(5))
+    target = get_target(config)
+    with torch.no_grad():
+        assert (target.runner(artifact)(x) - target.simulate(deploy)(x)).abs().max().item() < 1e-4
+    assert get_target(TFLiteConfig(tile=TILE)).container_for(2) == "int4"  # snapped: the grid would move
