@@ -528,7 +528,6 @@ class TFLiteTarget(IntegerTarget):
         return {"conversion_seconds": round(seconds, 1)}
 
     def verify(self, artifact: Path, weights: list[PalettizedWeight], convs: Sequence[ChannelGrid] = ()) -> dict[str, Any]:
-        from ai_edge_litert import schema_py_generated as schema
         from ai_edge_litert.tools import flatbuffer_utils
 
         flatbuffer = flatbuffer_utils.read_model(str(artifact))

@@ -89,6 +89,10 @@ MUTANTS = [
      "tests/test_build_integer_targets.py::test_lowered_artifact_has_no_redundant_bytes[tflite]"),
     ("targets/tflite.py", "        return schema.TensorType.FLOAT16\n", "        return None\n",
      "tests/test_build_integer_targets.py::test_size_breakdown_meets_the_component_budget[tflite-snapped]"),
+    # TFLite stores exact 2-bit grids in INT2, four codes per byte.
+    ("targets/tflite.py", '        return "int2" if bits == 2 and self.config.int_grid is IntGrid.EXACT else self.container',
+     "        return self.container",
+     "tests/test_build_integer_targets.py::test_tflite_exact_2_bit_grids_are_stored_as_int2_and_run_as_simulated"),
     # A deploy-mode bounds file is evaluated the way it was calibrated.
     ("pipeline/cli.py", "                model = simulate(model, mode)", "                pass",
      "tests/test_cli_eval.py::test_deploy_mode_bounds_are_scored_in_their_deploy_simulation"),
