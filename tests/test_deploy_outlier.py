@@ -83,14 +83,14 @@ def _litert(model, w, x, tmp: Path) -> torch.Tensor:
     from ai_edge_litert.tools import flatbuffer_utils
 
     from targets.base import quiet_tools
-    from targets.tflite import _QUIET_CONVERSION, _with_int4_weights
+    from targets.tflite import _QUIET_CONVERSION, _with_packed_weights
 
     with quiet_tools(), mock.patch.dict(os.environ, _QUIET_CONVERSION):  # as the target converts (a first import
         import litert_torch  # fixes the converter's log level for the process: tests/test_build_quiet.py)
 
         litert_torch.convert(model, (x,)).export(str(tmp / "float.tflite"))
         flatbuffer = flatbuffer_utils.read_model(str(tmp / "float.tflite"))
-        assert _with_int4_weights(flatbuffer, [w]) == 1
+        assert _with_packed_weights(flatbuffer, [w], "int4") == 1
         flatbuffer_utils.write_model(flatbuffer, str(tmp / "fc.tflite"))
     interpreter = Interpreter(model_path=str(tmp / "fc.tflite"))
     interpreter.allocate_tensors()
