@@ -183,8 +183,8 @@ class TFLiteConfig(IntegerConfig):
             (reports/integer_targets.md; 0.96-0.99x in the run before); ``conv_weights="float"`` would cost 566 KB.
         tiles: none further by default (one signature, ``tile``): each further size, a ``tile_<n>``
             signature, shares the weights' buffers and scales in the file but adds its own graph
-            (64 + 128 px: 0.88 -> 1.03 MB at W4, x4, over issue 16's 0.9 MB); whole-photo speed with several
-            sizes is measured for ExecuTorch only so far.
+            (64 + 128 px: 0.88 -> 1.03 MB at W4, x4, over issue 16's 0.9 MB). With 64 + 128 px a 2000x1500
+            photo at x4 takes 99 s instead of 119 s with 64 px alone (2 threads, reports/upscale_photo_tflite.md).
         bias_tables: the precision of the relative-position bias tables (32,400 values at x4). fp16 by
             default: the build rounds them to fp16 values in the simulation and stores them as FLOAT16
             behind a DEQUANTIZE that the XNNPACK delegate unpacks at load (65 KB less at x4), so the
