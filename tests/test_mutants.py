@@ -89,6 +89,9 @@ MUTANTS = [
      "tests/test_build_integer_targets.py::test_lowered_artifact_has_no_redundant_bytes[tflite]"),
     ("targets/tflite.py", "        return schema.TensorType.FLOAT16\n", "        return None\n",
      "tests/test_build_integer_targets.py::test_size_breakdown_meets_the_component_budget[tflite-snapped]"),
+    # int8 convolution codes keep each kernel's sum (nearest rounding darkens the output and lays a 4x4 pattern on it).
+    ("targets/base.py", "_sum_preserving_round(exact) if keep_sums else torch.round(exact)", "torch.round(exact)",
+     "tests/test_build_coreml.py::test_channel_grid_is_int8_with_fp16_scales_and_idempotent"),
     # TFLite stores exact 2-bit grids in INT2, four codes per byte.
     ("targets/tflite.py", '        return "int2" if bits == 2 and self.config.int_grid is IntGrid.EXACT else self.container',
      "        return self.container",
