@@ -95,7 +95,7 @@ class CoreMLConfig(TargetConfig):
         fp32_ops: MIL op types kept in fp32 inside an fp16 program (``"layer_norm"``, ``"softmax"``):
             the ops whose intermediates (sum of squares, logits) come closest to fp16's 65504.
         conv_weights: int8 by default: on the shipped x4 model it makes every package 188 KB smaller
-            (W4 1043 -> 855 KB) for at most 0.005 dB of PSNR on Set5 and Set14 at W4, W3 and W2
+            (W4 1043 -> 855 KB) for at most 0.002 dB of PSNR on Set5 and Set14 at W4, W3 and W2
             (reports/conv_weights.md); its latency on a device is not measured (Core ML does not run here).
     """
 
@@ -177,8 +177,8 @@ class TFLiteConfig(IntegerConfig):
     Args:
         conv_weights: int8 by default (INT8 filters behind a DEQUANTIZE that LiteRT's XNNPACK delegate unpacks
             once, at load): on the shipped x4 model the .tflite shrinks from 1449 to 883 KB for at most
-            0.006 dB of PSNR on Set5 and Set14 at W4, W3 and W2, and a W4 tile runs as fast as the fp32-filter
-            one (paired 1.004x at 1 thread, 0.998x at 2; reports/conv_weights.md; 1.001x and 0.999x in the run
+            0.001 dB of PSNR on Set5 and Set14 at W4, W3 and W2, and a W4 tile runs as fast as the fp32-filter
+            one (paired 1.002x at 1 thread, 0.994x at 2; reports/conv_weights.md; 1.004x and 0.998x in the run
             before). Against the FP32 baseline the int4 artifacts measure 0.97-1.01x at 1 and 2 threads
             (reports/integer_targets.md; 0.96-0.99x in the run before); ``conv_weights="float"`` would cost 566 KB.
         tiles: none further by default (one signature, ``tile``): each further size, a ``tile_<n>``
