@@ -180,7 +180,7 @@ class TFLiteConfig(IntegerConfig):
             0.001 dB of PSNR on Set5 and Set14 at W4, W3 and W2, and a W4 tile runs as fast as the fp32-filter
             one (paired 1.002x at 1 thread, 0.994x at 2; reports/conv_weights.md; 1.004x and 0.998x in the run
             before). Against the FP32 baseline the int4 artifacts measure 0.97-1.01x at 1 and 2 threads
-            (reports/integer_targets.md; 0.96-0.99x in the run before); ``conv_weights="float"`` would cost 566 KB.
+            (reports/integer_targets.md; the same in the run before); ``conv_weights="float"`` would cost 566 KB.
         tiles: none further by default (one signature, ``tile``): each further size, a ``tile_<n>``
             signature, shares the weights' buffers and scales in the file but adds its own graph
             (64 + 128 px: 0.88 -> 1.03 MB at W4, x4, over issue 16's 0.9 MB). With 64 + 128 px a 2000x1500
