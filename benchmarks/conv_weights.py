@@ -1,4 +1,4 @@
-"""Convolutions as floats or int8 per channel, Core ML and TFLite: bytes, PSNR and latency cost, to choose ``conv_weights``.
+"""Convolutions as floats or int8 per channel, Core ML, TFLite and ExecuTorch: bytes, PSNR and latency cost, to choose ``conv_weights``.
 
     python -m benchmarks.conv_weights --bounds 4=reports/bounds/gpu-h200/x4-w4a4-2dquant.safetensors \\
         3=reports/bounds/gpu-h200/x4-w3a3-2dquant.safetensors 2=reports/bounds/gpu-h200/x4-w2a2-dobi.safetensors \\
@@ -7,11 +7,13 @@
 PSNR is each target's PyTorch simulation of the deploy model with its convolutions as stored
 (floats, or :func:`targets.base.int8_convolutions`' int8 codes times fp16 per-channel scales):
 Core ML's fp16 mode (calibrated grids, Linear inputs and outputs rounded to fp16), TFLite's own
-(int4 codes with int8-per-token Linear inputs, bias tables as its config stores them). Sizes are real ``pipeline build`` artifacts (read back and
-verified: tables, codes and scales exact). TFLite W4 builds are also timed against their FP32
-baseline (paired, fresh processes, as ``pipeline build`` does). Core ML cannot run here: on Apple
-hardware its constexpr weights are decompressed by the runtime, whose cost only a device measures
-(apps/ios/profile_coreml.py).
+(int4 codes with int8-per-token Linear inputs, bias tables as its config stores them), ExecuTorch's
+(the same Linears; int8 convolutions also quantize their inputs to int8 per image, so it is scored in
+the artifact's tiles). Sizes are real ``pipeline build`` artifacts (read back and verified: tables,
+codes and scales exact), scored against their simulation on Set5 where the runtime runs here.
+TFLite and ExecuTorch W4 int8-filter builds are timed against the float-filter ones (paired, fresh
+processes, as ``pipeline build`` does). Core ML cannot run here: on Apple hardware its constexpr
+weights are decompressed by the runtime, whose cost only a device measures (apps/ios/profile_coreml.py).
 """
 
 from __future__ import annotations
@@ -35,21 +37,26 @@ from calibration.bounds import load_bounds
 from calibration.deploy import DeployMode, simulate
 from calibration.snapping import CONTAINERS, snap_weight_bounds
 from pipeline.build import BuildChecks, build
-from pipeline.evaluate import evaluate, model_upscaler
+from pipeline.evaluate import evaluate, fixed_shape_upscaler, model_upscaler
 from srcore.paths import benchmark_dir, data_root
 from srcore.weights import load_model
-from targets import CoreMLConfig, TFLiteConfig, get_target, tool_versions
+from targets import CoreMLConfig, ExecuTorchConfig, TFLiteConfig, get_target, tool_versions
 from targets.base import channel_grid, deploy_model, int8_convolutions, on_integer_grid
 from targets.config import ConvWeights, TargetConfig
 from targets.latency import versus_baseline
 
-CONFIGS = {"coreml": CoreMLConfig, "tflite": TFLiteConfig}
+CONFIGS = {"coreml": CoreMLConfig, "tflite": TFLiteConfig, "executorch": ExecuTorchConfig}
+TILED = {"executorch"}  # its int8 convolutions quantize their inputs per image: scored in the artifact's own tiles
 
 
-def psnr(model: torch.nn.Module, sets: list[str]) -> dict[str, float]:
-    """PSNR (Y, full images, as pipeline evaluate) of ``model`` on each benchmark set."""
+def psnr(model: torch.nn.Module, sets: list[str], tile: int | None = None) -> dict[str, float]:
+    """PSNR (Y, full images, as pipeline evaluate) of ``model`` on each benchmark set; with ``tile``, run in
+    ``tile`` px tiles overlapping by a quarter, as ``pipeline build`` scores an artifact."""
+    run = model_upscaler(model.eval())
+    options = {} if tile is None else {"tile": tile, "overlap": tile // 4}
     with torch.no_grad():
-        results = evaluate(model_upscaler(model.eval()), [benchmark_dir(s) for s in sets], 4, progress=False)
+        results = evaluate(run if tile is None else fixed_shape_upscaler(run, tile, 4), [benchmark_dir(s) for s in sets],
+                           4, progress=False, **options)
     return {r.dataset: r.psnr for r in results}
 
 
@@ -57,14 +64,15 @@ def simulation(target: str, model: torch.nn.Module, bounds, config: TargetConfig
     """``target``'s simulation of what ``build`` ships from ``bounds`` (None: the FP model) with ``config``'s storage."""
     deploy = model
     if bounds is not None:
-        if target == "tflite":  # the default snapped int4 grid, as build stores it
+        if target != "coreml":  # the default snapped int4 grid, as build stores it
             bounds, _ = snap_weight_bounds(bounds, "int4")
         deploy, weights = deploy_model(model, bounds)
-        if target == "tflite":
+        if target != "coreml":
             deploy, _, _ = on_integer_grid(deploy, weights, *CONTAINERS["int4"])
+    target_ = get_target(config)
     if config.conv_weights is ConvWeights.INT8:
-        deploy, _, _ = int8_convolutions(deploy)
-    return simulate(deploy, DeployMode.FP16) if target == "coreml" else get_target(config).simulate(deploy)
+        deploy, _, _ = int8_convolutions(deploy, keep_float=target_.float_convs)
+    return simulate(deploy, DeployMode.FP16) if target == "coreml" else target_.simulate(deploy)
 
 
 def rounding_rows(model: torch.nn.Module, crop: tuple[int, int]) -> list[str]:
@@ -103,7 +111,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--sets", nargs="+", default=["Set5", "Set14"])
     parser.add_argument("--tile", type=int, default=64)
     parser.add_argument("--threads", type=int, nargs="*", default=[1, 2],
-                        help="thread counts of the TFLite W4 int8-vs-float timing (none: no timing)")
+                        help="thread counts of the TFLite and ExecuTorch W4 int8-vs-float timing (none: no timing)")
     parser.add_argument("--runs", type=int, default=40, help="timed rounds per thread count")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
@@ -121,16 +129,22 @@ def main(argv: list[str] | None = None) -> None:
             for item in args.bounds:
                 bits, path = item.split("=", 1)
                 bounds = load_bounds(path)
-                scores = {m: psnr(simulation(target, model, bounds, CONFIGS[target](conv_weights=m)), args.sets)
+                tile = args.tile if target in TILED else None
+                scores = {m: psnr(simulation(target, model, bounds, CONFIGS[target](conv_weights=m)), args.sets, tile)
                           for m in modes}
-                folders = {m: Path(tmp) / f"{target}-w{bits}-{m.value}" for m in modes}
-                built = {m: build(model, bounds, CONFIGS[target](tile=args.tile, conv_weights=m), folders[m],
-                                  checks=BuildChecks(baseline_cache=Path(tmp) / "baselines")).manifest for m in modes}
-                speed = None
-                if target == "tflite" and bits == "4" and args.threads:  # int8 against float filters, paired
-                    speed = versus_baseline(target, *(folders[m] / built[m]["artifact"] for m in
-                                                      (ConvWeights.INT8, ConvWeights.FLOAT)),
-                                            args.tile, args.threads, runs=args.runs)
+                built, speed = {}, None
+                # ExecuTorch stores every bit width in the same int4 container (reports/artifact_sizes.md): built at W4 only
+                if target != "executorch" or bits == "4":
+                    folders = {m: Path(tmp) / f"{target}-w{bits}-{m.value}" for m in modes}
+                    options = {"tiles": ()} if target == "executorch" else {}  # one tile size, as the other targets
+                    checks = BuildChecks(baseline_cache=Path(tmp) / "baselines",
+                                         score_on=benchmark_dir("Set5") if target != "coreml" else None)
+                    built = {m: build(model, bounds, CONFIGS[target](tile=args.tile, conv_weights=m, **options),
+                                      folders[m], checks=checks).manifest for m in modes}
+                    if target != "coreml" and bits == "4" and args.threads:  # int8 against float filters, paired
+                        speed = versus_baseline(target, *(folders[m] / built[m]["artifact"] for m in
+                                                          (ConvWeights.INT8, ConvWeights.FLOAT)),
+                                                args.tile, args.threads, runs=args.runs)
                 rows.append((target, f"W{bits} ({Path(path).name})", scores, built, speed))
     tools = tool_versions(args.targets)
     lines = [
@@ -142,17 +156,23 @@ def main(argv: list[str] | None = None) -> None:
         f"- Host: {platform.machine()} {platform.system()}, {os.cpu_count()} cores, no GPU; "
         + ", ".join(f"{k} {v}" for k, v in sorted(tools.items())),
         "- PSNR: dB, Y channel, full images, of each target's simulation with the convolutions as stored (Core ML: "
-        "fp16 weights, or int8; TFLite: fp32 weights, or int8). int8: codes -127..127 times one fp16 scale per output "
-        "channel (max |w| / 127), all 7 convolutions; 'cost' is float minus int8.",
-        f"- KB: the `pipeline build` artifact at a {args.tile} px tile (verified exact) and its convolution component "
-        "(`size_breakdown`). Latency (TFLite W4 only): the int8-filter artifact against the float-filter one, runs "
+        "fp16 weights, or int8; TFLite and ExecuTorch: fp32 weights, or int8). int8: codes -127..127 times one fp16 "
+        "scale per output channel (max |w| / 127), all 7 convolutions but ExecuTorch's `conv_after_body` "
+        "(`ExecuTorchConfig.float_convs`); ExecuTorch's int8 convolutions also quantize their inputs to int8 per "
+        f"image (XNNPACK qd8), so its rows are scored in {args.tile} px tiles overlapping by {args.tile // 4}, as "
+        "the artifact runs. 'cost' is float minus int8.",
+        f"- KB: the `pipeline build` artifact at a {args.tile} px tile (verified exact; ExecuTorch: W4 only, every "
+        "bit width is stored in the same int4 container) and its convolution component (`size_breakdown`). "
+        "'artifact - simulation': the build's own score on Set5 tiles of the int8 artifact in its runtime minus its "
+        "simulation, and the largest difference of a pixel in 8-bit levels (TFLite, ExecuTorch). "
+        "Latency (W4, TFLite and ExecuTorch): the int8-filter artifact against the float-filter one, runs "
         f"interleaved in one fresh process per thread count, median of {args.runs} after warm-up; 'paired' is the "
         "median of the per-round float / int8 time ratios (above 1: int8 is faster). Core ML does not run on this host.",
         "",
         "| target | model | " + " | ".join(f"{s} float | {s} int8 | {s} cost" for s in args.sets)
-        + " | KB float | KB int8 | convolutions KB float / int8 | " + " | ".join(
-            f"{t} thr ms float / int8 (paired)" for t in args.threads) + " |",
-        "|---|---|" + "---|" * (3 * len(args.sets) + 3 + len(args.threads)),
+        + " | KB float | KB int8 | convolutions KB float / int8 | int8 artifact - simulation, Set5 (dB; max levels) | "
+        + " | ".join(f"{t} thr ms float / int8 (paired)" for t in args.threads) + " |",
+        "|---|---|" + "---|" * (3 * len(args.sets) + 4 + len(args.threads)),
     ]
     worst = {}
     for target, label, scores, built, speed in rows:
@@ -161,12 +181,15 @@ def main(argv: list[str] | None = None) -> None:
             cost = scores[ConvWeights.FLOAT][s] - scores[ConvWeights.INT8][s]
             worst[target] = max(worst.get(target, cost), cost)
             cells.append(f"{scores[ConvWeights.FLOAT][s]:.3f} | {scores[ConvWeights.INT8][s]:.3f} | {cost:+.3f}")
-        size_cells, speed_cells = "– | – | –", ["–"] * len(args.threads)
+        size_cells, speed_cells = "– | – | – | –", ["–"] * len(args.threads)
         if built:
             kb = {m: built[m]["artifact_bytes"] / 1e3 for m in modes}
             conv = {m: built[m]["size_breakdown"]["artifact"]["convolutions"] / 1e3 for m in modes}
+            ran = built[ConvWeights.INT8]["verification"].get("artifact")
+            versus = (f"{ran['psnr_minus_simulation']:+.4f}; {ran['max_abs_diff_vs_simulation']['max_abs_8bit_levels']:.2f}"
+                      if ran else "–")
             size_cells = (f"{kb[ConvWeights.FLOAT]:.0f} | {kb[ConvWeights.INT8]:.0f} | "
-                          f"{conv[ConvWeights.FLOAT]:.1f} / {conv[ConvWeights.INT8]:.1f}")
+                          f"{conv[ConvWeights.FLOAT]:.1f} / {conv[ConvWeights.INT8]:.1f} | {versus}")
         if speed:
             speed_cells = [f"{speed[f'threads_{t}']['fp32_baseline']['median_ms']:.1f} / "
                            f"{speed[f'threads_{t}']['artifact']['median_ms']:.1f} "

@@ -121,7 +121,7 @@ def build(model: SwinIR, bounds: Bounds, config: TargetConfig, out: str | os.Pat
         integer_grid = {"int_grid": config.int_grid.value, "container": container, "snapping": integer_grid, **integer}
     convs, conv_weights = [], {"weights": "float, in the artifact's precision"}
     if config.conv_weights is ConvWeights.INT8:
-        deploy, convs, conv_weights = int8_convolutions(deploy)
+        deploy, convs, conv_weights = int8_convolutions(deploy, keep_float=backend.float_convs)
     tile, tiles = config.tile, config.sizes
 
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -484,8 +484,9 @@ def build_parser() -> argparse.ArgumentParser:
                          "below 4x)")
     bu.add_argument("--conv-weights", choices=["float", "int8"], default=None,
                     help="store the convolutions as floats (fp16 in Core ML, fp32 in TFLite and ExecuTorch) or as int8 "
-                         "codes with one fp16 scale per output channel (Core ML, TFLite; default: the target config's, "
-                         "int8 for Core ML and TFLite; reports/conv_weights.md measures bytes, dB and latency)")
+                         "codes with one fp16 scale per output channel (default: the target config's, int8 for Core ML "
+                         "and TFLite, float for ExecuTorch, where XNNPACK also quantizes their inputs to int8 per tile "
+                         "and keeps conv_after_body in fp32; reports/conv_weights.md measures bytes, dB and latency)")
     bu.add_argument("--bias-tables", choices=["fp16", "fp32"], default=None,
                     help="TFLite: the precision of the relative-position bias tables (default fp16: rounded in the "
                          "simulation too, 65 KB smaller at x4; reports/bias_tables.md measures bytes, dB and latency)")

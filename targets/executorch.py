@@ -34,6 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from calibration.primitives import fake_quantize_per_token_int8
 from targets.base import (
     ChannelGrid,
     IntegerTarget,
@@ -41,14 +42,23 @@ from targets.base import (
     StoredConstant,
     TargetError,
     export_copy,
+    match_channel_grids,
     match_stored_weights,
     offset_rows,
     quiet_tools,
     tensor_io,
     with_offset_rows,
 )
+from targets.config import ConvWeights
 
-__all__ = ["ExecuTorchTarget", "LinearMeanLayerNorm", "export_graph", "stored_constants", "stored_weights"]
+__all__ = ["ExecuTorchTarget", "LinearMeanLayerNorm", "export_graph", "fake_quantize_per_image_int8", "stored_constants",
+           "stored_weights"]
+
+
+def fake_quantize_per_image_int8(x: torch.Tensor) -> torch.Tensor:
+    """Dynamic asymmetric int8 with one scale and zero point per image, as XNNPACK quantizes a ``qd8``
+    convolution's input (ExecuTorch serializes it with three non-batch dims: H, W, C)."""
+    return fake_quantize_per_token_int8(x.reshape(len(x), -1)).view_as(x)
 
 class LinearMeanLayerNorm(nn.Module):
     """LayerNorm over the last dim with both means as ``F.linear`` against a 1/C row (XNNPACK has no layer norm)."""
@@ -71,25 +81,53 @@ def export_graph(deploy: nn.Module, tile: int) -> nn.Module:
 
 
 def _owner(node: torch.fx.Node) -> str:
-    """Module path of the Linear that consumes a dequantized weight."""
+    """Module path of the Linear or convolution that consumes a dequantized weight."""
     for user in node.users:
         stack = user.meta.get("nn_module_stack")
         if stack:
             return list(stack.values())[-1][0]
-    raise TargetError(f"cannot tell which Linear uses {node.name}")
+    raise TargetError(f"cannot tell which module uses {node.name}")
 
 
-def _with_our_codes(graph_module: torch.fx.GraphModule, weights: list[PalettizedWeight]) -> torch.fx.GraphModule:
-    """Point every ``dequantize_per_channel`` of a Linear weight at our codes, row scales and zero points 0."""
-    by_path = {w.path: w for w in weights}
+def _channels_last_input(_: nn.Module, args: tuple) -> tuple:
+    """Forward pre-hook of an int8 convolution: its input in NHWC (a no-op in value), made in the graph.
+
+    Works around ExecuTorch 1.5.1's channels-last pass: for a dynamically quantized input it walks
+    ``args[0]`` back to the first node without one and puts its NHWC copy there
+    (``backends/xnnpack/_passes/channels_last_tagged_reshape_pass.py``, ``input_to_nhwc``), past
+    the op that made the input, so the convolution gets an NCHW tensor and XNNPACK refuses the graph at
+    run time ("Propagating input shapes failed"). An input already in NHWC is left where it is.
+    """
+    return (args[0].to(memory_format=torch.channels_last, copy=True),)
+
+
+def _with_stacks_on_conv_weights(graph_module: torch.fx.GraphModule) -> torch.fx.GraphModule:
+    """Give each convolution's weight and bias nodes the convolution's module stack, in place.
+
+    The XNNPACK quantizer's ``set_module_name`` filter checks every node of a conv's pattern, weight and
+    bias included, by their ``nn_module_stack``; the unlifted graph's ``get_attr`` nodes carry none, so no
+    convolution would match its name.
+    """
+    for node in graph_module.graph.nodes:
+        if node.target == torch.ops.aten.conv2d.default and "nn_module_stack" in node.meta:
+            for arg in node.args[1:3]:
+                if isinstance(arg, torch.fx.Node) and arg.op == "get_attr":
+                    arg.meta.setdefault("nn_module_stack", node.meta["nn_module_stack"])
+    return graph_module
+
+
+def _with_our_codes(graph_module: torch.fx.GraphModule, weights: list[PalettizedWeight],
+                    convs: Sequence[ChannelGrid] = ()) -> torch.fx.GraphModule:
+    """Point every ``dequantize_per_channel`` of a weight (Linear or int8 convolution) at our codes, channel
+    scales and zero points 0."""
+    by_path = {w.path: w.stored() for w in weights} | {g.path: (g.codes, g.scales) for g in convs}
     graph, replaced, replaced_getters = graph_module.graph, set(), set()
     nodes = [n for n in graph.nodes if n.target == torch.ops.quantized_decomposed.dequantize_per_channel.default]
     for i, node in enumerate(nodes):
         owner = _owner(node).removesuffix(".kernel")  # an OffsetLinear's int4 Linear is its .kernel
-        w = by_path.get(owner)
-        if w is None:
+        if owner not in by_path:
             raise TargetError(f"{owner} was quantized but has no calibrated grid")
-        codes, scales = w.stored()
+        codes, scales = by_path[owner]
         tensors = {"codes": codes, "scales": scales.float(), "zero_points": torch.zeros(len(scales), dtype=torch.int64)}
         getters = []
         for kind, tensor in tensors.items():
@@ -99,9 +137,10 @@ def _with_our_codes(graph_module: torch.fx.GraphModule, weights: list[Palettized
                 getters.append(graph.get_attr(name))
         replaced_getters.update(a.target for a in node.args[:3] if isinstance(a, torch.fx.Node) and a.op == "get_attr")
         node.args = (*getters, *node.args[3:])
-        replaced.add(w.path)
+        replaced.add(owner)
     if replaced != set(by_path):
-        raise TargetError(f"{len(by_path) - len(replaced)} calibrated Linears were not quantized by the XNNPACK quantizer")
+        raise TargetError(f"{len(by_path) - len(replaced)} calibrated Linears or convolutions were not quantized by "
+                          f"the XNNPACK quantizer")
     graph.eliminate_dead_code()
     # The quantizer's own codes, scales and zero points are unused now, but export would still lift every
     # attribute the module holds into the program as a constant (691 KB of int8 codes at x4): drop them.
@@ -134,7 +173,7 @@ def _lower(methods: dict[str, tuple[nn.Module, torch.Tensor]], artifact: Path) -
     for name in programs:
         calls = [n for n in lowered.exported_program(name).graph_module.graph.nodes if n.op == "call_function"]
         partitions[name] = sum("executorch_call_delegate" in str(n.target) for n in calls)
-        outside.update(str(n.target).split(":")[0].replace("<EdgeOpOverload: ", "") for n in calls
+        outside.update(str(n.target).replace("<EdgeOpOverload: ", "").split(">")[0].split(":")[0] for n in calls
                        if "executorch_call_delegate" not in str(n.target) and "getitem" not in str(n.target))
     artifact.write_bytes(lowered.to_executorch().buffer)
     return {"xnnpack_partitions": max(partitions.values()),  # in any one method
@@ -179,11 +218,12 @@ def _named_constant(pte, key: str) -> bytes:
 
 
 def stored_weights(artifact: Path) -> dict[str, list[dict[str, Any]]]:
-    """Per method, every 4-bit per-channel weight its XNNPACK payloads hold: ``{"codes": int (out, in), "scales": (out,)}``.
+    """Per method, every per-channel integer weight its XNNPACK payloads hold: ``{"codes", "scales": (out,)}``,
+    codes int (out, in) for a Linear's 4-bit ones, (out, in, kh, kw) for a convolution's int8 ones.
 
     Reads the program, each XnnpackBackend payload (:func:`_xnnpack_graphs`) and the named constant
-    data the payload points to. Codes are stored two per byte, low nibble first, offset by 8
-    (XNNPACK's unsigned QC4W layout).
+    data the payload points to. 4-bit codes are stored two per byte, low nibble first, offset by 8
+    (XNNPACK's unsigned QC4W layout); convolution filters as int8 in XNNPACK's (out, kh, kw, in) order.
     """
     from executorch.exir._serialize._program import deserialize_pte_binary
 
@@ -192,17 +232,23 @@ def stored_weights(artifact: Path) -> dict[str, list[dict[str, Any]]]:
     for method, graph in _xnnpack_graphs(pte):
         for value in graph["xvalues"]:
             tensor = value["xvalue_union"].get("tensor_value", {})
-            if tensor.get("datatype") != "xnn_datatype_qcint4":
+            datatype, dims = tensor.get("datatype"), tensor.get("dims", [])
+            if not tensor.get("constant_buffer_idx") or datatype not in ("xnn_datatype_qcint4", "xnn_datatype_qcint8"):
                 continue
             params = value["xvalue_union"]["quant_params"]
-            out, inp = tensor["dims"]
             data = graph["constant_data"][tensor["constant_buffer_idx"]]
-            packed = np.frombuffer(_named_constant(pte, data["named_key"]), dtype=np.uint8)[: data["size"]]
-            nibbles = np.stack([packed & 0xF, packed >> 4], axis=1).reshape(-1)[: out * inp]
+            raw = _named_constant(pte, data["named_key"])
+            if datatype == "xnn_datatype_qcint4":
+                packed = np.frombuffer(raw, dtype=np.uint8)[: data["size"]]
+                codes = np.stack([packed & 0xF, packed >> 4], axis=1).reshape(-1)[: int(np.prod(dims))]
+                codes = codes.astype(np.int16).reshape(dims) - 8
+            else:
+                codes = np.frombuffer(raw, dtype=np.int8)[: int(np.prod(dims))].astype(np.int16).reshape(dims)
+                codes = codes.transpose(0, 3, 1, 2)  # (out, kh, kw, in) -> PyTorch's (out, in, kh, kw)
             scale_data = graph["constant_data"][params["scale_buffer_idx"]]
             scales = np.frombuffer(_named_constant(pte, scale_data["named_key"]), dtype=np.float32)[: params["num_scales"]]
-            found.setdefault(method, []).append({"codes": nibbles.astype(np.int16).reshape(out, inp) - 8,
-                                                 "scales": scales.copy(), "channel_dim": params["channel_dim"]})
+            found.setdefault(method, []).append({"codes": codes, "scales": scales.copy(),
+                                                 "channel_dim": params["channel_dim"]})
     return found
 
 
@@ -288,17 +334,24 @@ class ExecuTorchTarget(IntegerTarget):
             quantizer = XNNPACKQuantizer()
             quantizer.set_module_type(nn.Linear, get_symmetric_quantization_config(
                 is_per_channel=True, is_dynamic=True, weight_qmin=-8, weight_qmax=7))
+            for grid in convs:  # qd8 x qc8w: int8 per image x int8 per output channel
+                quantizer.set_module_name(grid.path, get_symmetric_quantization_config(is_per_channel=True,
+                                                                                      is_dynamic=True))
             graphs = {}
             for size in self._sizes(tile):
                 model, example = export_graph(deploy, size), torch.rand(1, 3, size, size)  # checks the tile first
-                prepared = prepare_pt2e(torch.export.export(with_offset_rows(model, weights), (example,)).module(),
-                                        quantizer)
+                for grid in convs:
+                    model.get_submodule(grid.path).register_forward_pre_hook(_channels_last_input)
+                exported = torch.export.export(with_offset_rows(model, weights), (example,)).module()
+                prepared = prepare_pt2e(_with_stacks_on_conv_weights(exported), quantizer)
                 prepared(example)
-                graphs[size] = _with_our_codes(convert_pt2e(prepared), weights)
+                graphs[size] = _with_our_codes(convert_pt2e(prepared), weights, convs)
             described = _lower_tiles(graphs, artifact)
+        int8_convs = ("; int8 convolutions: dynamic int8 per image x int8 per-channel weights (QC8W)" if convs else "")
         return {"deployment_target": "ExecuTorch 1.5 runtime, XNNPACK delegate (Android/iOS/Linux CPU)",
                 **tensor_io(deploy, tile), **described,
-                "activations": "fp32; quantized Linears: dynamic int8 per token x int4 per-channel weights (QC4W)",
+                "activations": "fp32; quantized Linears: dynamic int8 per token x int4 per-channel weights (QC4W)"
+                               + int8_convs,
                 "stored_bits": 4}
 
     def lower_baseline(self, deploy: nn.Module, tile: int, artifact: Path) -> dict[str, Any]:
@@ -306,13 +359,13 @@ class ExecuTorchTarget(IntegerTarget):
             return _lower_tiles({size: export_graph(deploy, size) for size in self._sizes(tile)}, artifact)
 
     def verify(self, artifact: Path, weights: list[PalettizedWeight], convs: Sequence[ChannelGrid] = ()) -> dict[str, Any]:
-        if convs:
-            raise TargetError("ExecuTorch artifacts hold no int8 convolutions")
         with quiet_tools():
             stored = stored_weights(artifact)
         verified = []
         for method in self._methods(artifact):  # every method holds every grid (one shared copy in the file)
-            match_stored_weights(weights, [(t["codes"], t["scales"]) for t in stored.get(method, [])])
+            tensors = stored.get(method, [])
+            match_stored_weights(weights, [(t["codes"], t["scales"]) for t in tensors if t["codes"].ndim == 2])
+            match_channel_grids(convs, [(t["codes"], t["scales"]) for t in tensors if t["codes"].ndim == 4])
             verified.append(method)
         return {
             "methods_verified": verified,
@@ -320,8 +373,23 @@ class ExecuTorchTarget(IntegerTarget):
             "palettized_linears": len(weights),
             "index_dtypes": {"qcint4 (codes k+z, zero point 0)": len(weights)},
             "offset_rows": offset_rows(weights),
-            "stored_equals_calibrated": "exact (int4 codes and fp32 row scales read back from the .pte)",
+            "int8_convolutions": len(convs),
+            "stored_equals_calibrated": "exact (int4 codes, int8 convolution codes and fp32 channel scales read back "
+                                        "from the .pte)",
         }
+
+    @property
+    def float_convs(self) -> tuple[str, ...]:
+        return self.config.float_convs
+
+    def simulate(self, deploy: nn.Module) -> nn.Module:
+        """Linear inputs int8 per token; with int8 convolutions, their inputs int8 per image (XNNPACK ``qd8``)."""
+        simulation = super().simulate(deploy)
+        if self.config.conv_weights is ConvWeights.INT8:
+            for path, module in simulation.named_modules():
+                if isinstance(module, nn.Conv2d) and path not in self.float_convs:
+                    module.register_forward_pre_hook(lambda _, args: (fake_quantize_per_image_int8(args[0]),))
+        return simulation
 
     def stored_constants(self, artifact: Path, weights: list[PalettizedWeight]) -> list[StoredConstant]:
         with quiet_tools():

@@ -555,8 +555,47 @@ def test_tflite_int8_convolutions_are_stored_exactly_and_run_as_simulated(tiny, 
         target.verify(artifact, weights, convs=[*grids[:-1], dataclasses.replace(grids[-1], codes=codes)])
     with pytest.raises(TargetError, match="int8 convolutions in the artifact match no calibrated grid"):
         target.verify(artifact, weights)
-    with pytest.raises(ValueError, match="ExecuTorch stores convolutions in fp32"):
-        ExecuTorchConfig(conv_weights="int8")
+
+
+def test_executorch_int8_convolutions_are_stored_exactly_and_run_as_simulated(tiny, bounds, baselines, tmp_path):
+    """``conv_weights="int8"`` in ExecuTorch: qd8 x qc8w convolutions (inputs int8 per image) but for
+    ``float_convs``, codes read back equal, every method runs like the simulation that quantizes those inputs."""
+    import dataclasses
+
+    from targets.base import int8_convolutions
+
+    config = _config("executorch", conv_weights="int8")
+    result = build(tiny, bounds, config, tmp_path / "out", checks=BuildChecks(baseline_cache=baselines))
+    m, artifact = result.manifest, result.folder / result.manifest["artifact"]
+    convs = {p: mod for p, mod in tiny.named_modules() if isinstance(mod, torch.nn.Conv2d)}
+    assert config.float_convs == ("conv_after_body",) and m["convolutions"]["kept_float"] == ["conv_after_body"]
+    assert m["convolutions"]["convolutions"] == m["verification"]["int8_convolutions"] == len(convs) - 1
+    linears = sum(isinstance(mod, torch.nn.Linear) for mod in tiny.modules())
+    # one XNNPACK convert to int8 in front of each quantized Linear and each int8 convolution, in every method
+    assert m["graph"]["ops"]["XNNConvert"] == (linears + len(convs) - 1) * len(TILES["executorch"])
+    int8 = [mod for p, mod in convs.items() if p != "conv_after_body"]
+    codes, channels = sum(c.weight.numel() for c in int8), sum(c.out_channels for c in int8)
+    float_bytes = 4 * convs["conv_after_body"].weight.numel()
+    assert codes + 4 * channels + float_bytes <= m["size_breakdown"]["artifact"]["convolutions"] <= (
+        codes + 8 * channels + float_bytes)
+    deploy, weights = _deploy(tiny, bounds, "snapped")
+    deploy, grids, _ = int8_convolutions(deploy, keep_float=config.float_convs)
+    target, plain = get_target(config), get_target(_config("executorch"))
+    with torch.no_grad():
+        for tile in TILES["executorch"]:
+            x = torch.rand(1, 3, tile, tile, generator=torch.Generator().manual_seed(4))
+            out = target.runner(artifact, tile=tile)(x)
+            assert (out - target.simulate(deploy)(x)).abs().max().item() < 1e-4
+            assert (out - plain.simulate(deploy)(x)).abs().max().item() > 1e-3  # the int8 inputs are what runs
+    assert target.verify(artifact, weights, convs=grids)["int8_convolutions"] == len(grids)
+    codes = grids[-1].codes.clone()
+    codes.view(-1)[0] = codes.view(-1)[0] + (1 if codes.view(-1)[0] < 127 else -1)
+    with pytest.raises(TargetError, match="no int8 convolution in the artifact holds its codes"):
+        target.verify(artifact, weights, convs=[*grids[:-1], dataclasses.replace(grids[-1], codes=codes)])
+    with pytest.raises(TargetError, match="no such convolution in the model"):
+        int8_convolutions(deploy, keep_float=("conv_after_bdy",))
+    with pytest.raises(ValueError, match="float_convs must be a sequence"):
+        ExecuTorchConfig(float_convs="conv_after_body")
 
 
 def test_tflite_exact_2_bit_grids_are_stored_as_int2_and_run_as_simulated(tiny, baselines, tmp_path):

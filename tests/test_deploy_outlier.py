@@ -115,3 +115,27 @@ def test_outlier_token_runs_like_the_per_token_simulation(case, runtime, tmp_pat
     per_tensor_err = ((out - per_tensor).abs().amax(-1) / scale)[0]
     small = torch.arange(TOKENS) != OUTLIER
     assert per_tensor_err[small].min() > 10 * sim_err.max()
+
+
+def _textbook_per_token_int8(x: torch.Tensor) -> torch.Tensor:
+    """``round(x / s)`` with ``s = range / 255``: the usual formula, which XNNPACK does not compute."""
+    lo, hi = x.amin(-1, keepdim=True).clamp(max=0), x.amax(-1, keepdim=True).clamp(min=0)
+    s = (hi - lo) / 255
+    zp = torch.round(-128 - lo / s).clamp(-128, 127)
+    return (torch.clamp(torch.round(x / s) + zp, -128, 127) - zp) * s
+
+
+@pytest.mark.parametrize("runtime", [_executorch, _litert], ids=["executorch", "litert"])
+def test_a_half_step_tie_rounds_as_xnnpack_does(case, runtime, tmp_path):
+    """A token whose value lies within an ulp of a half step: ``x m`` (m = 255 / range, in float32) is just below
+    11.5 while ``x / s`` is exactly 11.5, so the textbook formula rounds up and XNNPACK down. The simulation must
+    round as the runtimes do (this flip alone moved a SwinIR tile by 2.8 levels of 255)."""
+    model, w, _, _, _ = case
+    x = torch.zeros(1, TOKENS, IN)
+    x[0, :, :3] = torch.tensor([-12.550505638122559, 24.632831573486328, 1.6768956184387207])
+    ours, textbook = fake_quantize_per_token_int8(x), _textbook_per_token_int8(x)
+    assert (ours - textbook).abs().max() > 0.1  # the two formulas disagree on this input
+    out = runtime(model, w, x, tmp_path)
+    with torch.no_grad():
+        simulated, other = simulate(model, "int8-token")(x), model(textbook)
+    assert (out - simulated).abs().max() < 1e-5 < (out - other).abs().max()
