@@ -163,8 +163,9 @@ class ExecuTorchConfig(IntegerConfig):
         conv_weights: float by default. ``int8`` stores int8 per-channel filters whose inputs XNNPACK
             quantizes to int8 per tile at run time (``Convolution (QD8, F32, QC8W)``: XNNPACK has no int8-filter
             convolution with fp32 input), simulated as such. On the shipped x4 model (reports/conv_weights.md,
-            64 px tile) it makes the .pte 1705 -> 1239 KB (1.97 -> 1.52 MB with the default 64 + 128 px) and a W4 tile 1.04x as fast (paired, 1 and 2 threads)
-            for 0.008 dB on Set5 and 0.003-0.004 on Set14 at W4, W3 and W2, but the artifact no longer follows
+            64 px tile) it makes the .pte 1705 -> 1239 KB (1.97 -> 1.52 MB with the default 64 + 128 px) and a
+            W4 tile 1.04x as fast (paired, 1 and 2 threads) for 0.008 dB on Set5 and 0.003-0.004 on Set14 at
+            W4, W3 and W2, but the artifact no longer follows
             its simulation pixel for pixel: the float ops around a per-tile int8 scale differ by ulps between
             PyTorch and XNNPACK, which moves some inputs across a rounding step, and one step is range / 255 of a
             whole tile, so the largest pixel difference grows from 0.1 to 2.9 levels of 255 (PSNR still within

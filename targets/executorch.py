@@ -8,7 +8,8 @@ XNNPACK stores a weight as ``scale * code`` per output channel with zero point 0
 int8 activations per token, 4-bit per-channel weights on every ``nn.Linear``) and its weight codes
 and scales are replaced by ours before lowering, so the kernel is
 ``Fully Connected (NC, QDU8, F32, QC4W)``: int8 per-token activations times the exact grid.
-Convolutions, attention matmuls, softmax and the rest run in fp32. 2- and 3-bit grids use the same
+Convolutions (by default; ``conv_weights="int8"``: qd8 x QC8W, see :class:`targets.config.ExecuTorchConfig`),
+attention matmuls, softmax and the rest run in fp32. 2- and 3-bit grids use the same
 4-bit container: XNNPACK has no smaller one, so they cost the same bytes and time as 4 bits.
 
 For one XNNPACK partition the export graph is the deploy model frozen for the tile (``SwinIR.freeze_shape``:
@@ -60,6 +61,7 @@ def fake_quantize_per_image_int8(x: torch.Tensor) -> torch.Tensor:
     convolution's input (ExecuTorch serializes it with three non-batch dims: H, W, C)."""
     return fake_quantize_per_token_int8(x.reshape(len(x), -1)).view_as(x)
 
+
 class LinearMeanLayerNorm(nn.Module):
     """LayerNorm over the last dim with both means as ``F.linear`` against a 1/C row (XNNPACK has no layer norm)."""
 
@@ -96,7 +98,7 @@ def _channels_last_input(_: nn.Module, args: tuple) -> tuple:
     ``args[0]`` back to the first node without one and puts its NHWC copy there
     (``backends/xnnpack/_passes/channels_last_tagged_reshape_pass.py``, ``input_to_nhwc``), past
     the op that made the input, so the convolution gets an NCHW tensor and XNNPACK refuses the graph at
-    run time ("Propagating input shapes failed"). An input already in NHWC is left where it is.
+    run time ("Propagating input shapes failed"). The copy here is what that pass sees instead.
     """
     return (args[0].to(memory_format=torch.channels_last, copy=True),)
 
