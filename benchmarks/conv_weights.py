@@ -69,10 +69,10 @@ def simulation(target: str, model: torch.nn.Module, bounds, config: TargetConfig
         deploy, weights = deploy_model(model, bounds)
         if target != "coreml":
             deploy, _, _ = on_integer_grid(deploy, weights, *CONTAINERS["int4"])
-    target_ = get_target(config)
+    backend = get_target(config)
     if config.conv_weights is ConvWeights.INT8:
-        deploy, _, _ = int8_convolutions(deploy, keep_float=target_.float_convs)
-    return simulate(deploy, DeployMode.FP16) if target == "coreml" else target_.simulate(deploy)
+        deploy, _, _ = int8_convolutions(deploy, keep_float=backend.float_convs)
+    return simulate(deploy, DeployMode.FP16) if target == "coreml" else backend.simulate(deploy)
 
 
 def rounding_rows(model: torch.nn.Module, crop: tuple[int, int]) -> list[str]:

@@ -25,6 +25,24 @@ def tiny_bounds(model, bits: int, tile: int):
     return bounds_from_model(q, method="minmax", settings={}, weights_name="tiny")
 
 
+def assert_verify_checks_conv_grids(target, artifact: Path, weights, grids) -> None:
+    """``target.verify`` accepts the int8 convolution ``grids`` as stored, refuses one of them changed by one
+    code or one scale, and refuses their absence (a stored grid with no calibrated twin)."""
+    import dataclasses
+
+    from targets import TargetError
+
+    assert target.verify(artifact, weights, convs=grids)["int8_convolutions"] == len(grids)
+    codes, scales = grids[-1].codes.clone(), grids[-1].scales.clone()
+    codes.view(-1)[0] = codes.view(-1)[0] + (1 if codes.view(-1)[0] < 127 else -1)
+    scales[0] = scales[0] * 2
+    for changed in (dataclasses.replace(grids[-1], codes=codes), dataclasses.replace(grids[-1], scales=scales)):
+        with pytest.raises(TargetError, match="no int8 convolution in the artifact holds its codes and scales"):
+            target.verify(artifact, weights, convs=[*grids[:-1], changed])
+    with pytest.raises(TargetError, match="int8 convolutions in the artifact match no calibrated grid"):
+        target.verify(artifact, weights)
+
+
 @pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the marks
 def pytest_collection_modifyitems(items):
     """Under xdist (``--dist=loadgroup``), keep each test module on one worker, so its module-scoped builds

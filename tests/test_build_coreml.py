@@ -223,9 +223,7 @@ def test_size_breakdown_meets_the_component_budget(tiny, tmp_path):
 
 def test_int8_convolutions_are_stored_exactly_and_scored_as_simulated(tiny, tmp_path):
     """``conv_weights="int8"``: every convolution is int8 codes x fp16 channel scales, read back equal, half the bytes."""
-    import dataclasses
-
-    from conftest import write_wave_images
+    from conftest import assert_verify_checks_conv_grids, write_wave_images
 
     from targets.base import deploy_model, int8_convolutions
 
@@ -243,16 +241,7 @@ def test_int8_convolutions_are_stored_exactly_and_scored_as_simulated(tiny, tmp_
     deploy, weights = deploy_model(tiny, bounds)
     _, grids, _ = int8_convolutions(deploy)
     package, target = result.folder / m["artifact"], get_target(CoreMLConfig(tile=TILE, conv_weights="int8"))
-    assert target.verify(package, weights, convs=grids)["int8_convolutions"] == len(grids)
-    codes = grids[1].codes.clone()
-    codes.view(-1)[0] = codes.view(-1)[0] + (1 if codes.view(-1)[0] < 127 else -1)
-    scales = grids[1].scales.clone()
-    scales[0] = scales[0] * 2
-    for changed in (dataclasses.replace(grids[1], codes=codes), dataclasses.replace(grids[1], scales=scales)):
-        with pytest.raises(TargetError, match="no int8 convolution in the artifact holds its codes and scales"):
-            target.verify(package, weights, convs=[grids[0], changed, *grids[2:]])
-    with pytest.raises(TargetError, match="int8 convolutions in the artifact match no calibrated grid"):
-        target.verify(package, weights)
+    assert_verify_checks_conv_grids(target, package, weights, grids)
 
 
 def test_channel_grid_is_int8_with_fp16_scales_and_idempotent():

@@ -11,7 +11,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from conftest import tiny_bounds, write_wave_images
+from conftest import assert_verify_checks_conv_grids, tiny_bounds, write_wave_images
 
 from calibration.bounds import save_bounds
 from calibration.primitives import dequantize, fake_quantize_per_token_int8, quantize
@@ -529,8 +529,6 @@ def test_integer_targets_report_reads_the_build_manifest(built):
 
 def test_tflite_int8_convolutions_are_stored_exactly_and_run_as_simulated(tiny, bounds, baselines, tmp_path):
     """``conv_weights="int8"``: INT8 filters + per-channel scales behind a DEQUANTIZE, read back equal, run exactly."""
-    import dataclasses
-
     from targets.base import int8_convolutions
 
     config = TFLiteConfig(tile=TILE, conv_weights="int8")
@@ -549,20 +547,12 @@ def test_tflite_int8_convolutions_are_stored_exactly_and_run_as_simulated(tiny, 
     x = torch.rand(1, 3, TILE, TILE, generator=torch.Generator().manual_seed(4))
     with torch.no_grad():
         assert (target.runner(artifact)(x) - target.simulate(deploy)(x)).abs().max().item() < 1e-4
-    assert target.verify(artifact, weights, convs=grids)["int8_convolutions"] == len(grids)
-    codes = grids[-1].codes.clone()
-    codes.view(-1)[0] = codes.view(-1)[0] + (1 if codes.view(-1)[0] < 127 else -1)
-    with pytest.raises(TargetError, match="no int8 convolution in the artifact holds its codes"):
-        target.verify(artifact, weights, convs=[*grids[:-1], dataclasses.replace(grids[-1], codes=codes)])
-    with pytest.raises(TargetError, match="int8 convolutions in the artifact match no calibrated grid"):
-        target.verify(artifact, weights)
+    assert_verify_checks_conv_grids(target, artifact, weights, grids)
 
 
 def test_executorch_int8_convolutions_are_stored_exactly_and_run_as_simulated(tiny, bounds, baselines, tmp_path):
     """``conv_weights="int8"`` in ExecuTorch: qd8 x qc8w convolutions (inputs int8 per image) but for
     ``float_convs``, codes read back equal, every method runs like the simulation that quantizes those inputs."""
-    import dataclasses
-
     from targets.base import int8_convolutions
 
     config = _config("executorch", conv_weights="int8")
@@ -588,11 +578,7 @@ def test_executorch_int8_convolutions_are_stored_exactly_and_run_as_simulated(ti
             out = target.runner(artifact, tile=tile)(x)
             assert (out - target.simulate(deploy)(x)).abs().max().item() < 1e-4
             assert (out - plain.simulate(deploy)(x)).abs().max().item() > 1e-3  # the int8 inputs are what runs
-    assert target.verify(artifact, weights, convs=grids)["int8_convolutions"] == len(grids)
-    codes = grids[-1].codes.clone()
-    codes.view(-1)[0] = codes.view(-1)[0] + (1 if codes.view(-1)[0] < 127 else -1)
-    with pytest.raises(TargetError, match="no int8 convolution in the artifact holds its codes"):
-        target.verify(artifact, weights, convs=[*grids[:-1], dataclasses.replace(grids[-1], codes=codes)])
+    assert_verify_checks_conv_grids(target, artifact, weights, grids)
     with pytest.raises(TargetError, match="no such convolution in the model"):
         int8_convolutions(deploy, keep_float=("conv_after_bdy",))
     with pytest.raises(ValueError, match="float_convs must be a sequence"):
