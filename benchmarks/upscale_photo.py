@@ -2,7 +2,7 @@
 
     python -m benchmarks.upscale_photo --artifact build/integer/executorch-w4 \\
         --old-artifact build/before-issue17/executorch-w4 --sweep-artifact build/sweep/executorch-w4 \\
-        --out reports/upscale_photo.md
+        --unchunked-artifact build/sweep-unchunked/executorch-w4 --out reports/upscale_photo.md
 
 1. The whole photo through the command itself (a fresh process each), side by side: the build made by
    the code before issue 17 (64 px tiles only) and the current build (several tile sizes; the command
@@ -11,7 +11,9 @@
 2. Each tile size alone (of ``--sweep-artifact``, a build with ``--tiles 64 96 128 192``, or else of the
    current artifact): ms per tile, ms per output megapixel net of the overlap, peak memory
    (:func:`targets.latency.tile_speeds`); with the bytes each extra size costs.
-3. One 64 px tile of both artifacts, paired in one process (:func:`targets.latency.measure`).
+3. One 64 px tile of both artifacts, paired in one process (:func:`targets.latency.measure`); with
+   ``--unchunked-artifact`` (the sweep build with ``--window-chunk 0``), each larger tile with its attention in
+   chunks of windows against all at once, paired the same way.
 4. Seams: on a crop, tiled (the command's plan and blending, default overlap, each tile size) vs the
    untiled PyTorch model, anywhere and away from the image border.
 
@@ -73,6 +75,9 @@ def main(argv: list[str] | None = None) -> None:
                         help="the same build made by the code before issue 17 (64 px only; benchmarks.build_at_ref)")
     parser.add_argument("--sweep-artifact", type=Path, default=None,
                         help="a build of the same with more tile sizes (--tiles 64 96 128 192) for the per-size table")
+    parser.add_argument("--unchunked-artifact", type=Path, default=None,
+                        help="the sweep build made with --window-chunk 0 (attention over all windows at once), timed "
+                             "paired against the sweep build at each size its chunks split")
     parser.add_argument("--threads", type=int, default=2, help="runtime threads for every run (default 2)")
     parser.add_argument("--crop", type=int, nargs=2, default=[320, 240], metavar=("W", "H"),
                         help="crop for the tiled-vs-untiled comparison (default 320 240)")
@@ -104,6 +109,15 @@ def main(argv: list[str] | None = None) -> None:
     sweep = load_build(args.sweep_artifact) if args.sweep_artifact else new
     speeds = tile_speeds(sweep.target, sweep.artifact, sweep.tiles, sweep.scale, (args.threads,))[f"threads_{args.threads}"]
     first = speeds[str(sweep.tiles[0])]["ms_per_output_mp"]
+    chunk, chunk_rows = sweep.manifest.get("window_chunk"), []
+    if args.unchunked_artifact:
+        unchunked = load_build(args.unchunked_artifact)
+        for tile in (t for t in unchunked.tiles if chunk and (t // 8) ** 2 > chunk):
+            for count in sorted({1, args.threads}):
+                r = measure(sweep.target, sweep.artifact, tile, count, runs=10, baseline=unchunked.artifact)
+                chunk_rows.append(f"| {tile} | {-(-(tile // 8) ** 2 // chunk)} | {count} | {r['artifact']['median_ms']:.0f} | "
+                                  f"{r['fp32_baseline']['median_ms']:.0f} | **{r['paired_speedup_median']:.2f}x** |")
+                print(chunk_rows[-1], flush=True)
     model, info = load_model(None, 4)
     lr = to_tensor(np.ascontiguousarray(crop))
     with torch.inference_mode():
@@ -154,6 +168,17 @@ def main(argv: list[str] | None = None) -> None:
         *[f"| {c} | {r['artifact']['median_ms']:.1f} | {r['fp32_baseline']['median_ms']:.1f} | "
           f"**{r['paired_speedup_median']:.3f}x** |" for c, r in paired.items()],
         "",
+        *([f"## Attention in chunks of {chunk} windows vs all at once (`--window-chunk`, paired as above)",
+           "",
+           f"`{sweep.folder}` against `{args.unchunked_artifact}`, the same build with `--window-chunk 0`; the 64 px "
+           f"graph has {chunk} windows or fewer, so it is the same in both. Both give the same values "
+           "(`tests/test_model.py`); the chunks keep each piece's attention logits in the CPU's cache.",
+           "",
+           "| tile px | chunks per attention | threads | chunked median ms | all at once median ms | all at once / "
+           "chunked, paired |",
+           "|---|---|---|---|---|---|",
+           *chunk_rows,
+           ""] if chunk_rows else []),
         f"## Tiled vs untiled (PyTorch FP model, {args.crop[0]}x{args.crop[1]} crop of the photo, in 8-bit levels)",
         "",
         f"Each tile size with the overlap `pipeline upscale` uses by default; 'away from the border': SR pixels at "

@@ -213,7 +213,7 @@ def _baseline(backend, model: SwinIR, tile: int, path: Path, cache: str | os.Pat
         return backend.lower_baseline(model, tile, path)
     key = hashlib.sha256(json.dumps({
         "target": backend.name, "tools": backend.tool_versions(), "weights": weights_sha256(model), "tile": tile,
-        "tiles": list(backend.config.sizes),
+        "tiles": list(backend.config.sizes), "window_chunk": getattr(backend.config, "window_chunk", None),
         "code": [file_sha256(inspect.getfile(m)) for m in (type(backend), SwinIR)],
     }, sort_keys=True).encode()).hexdigest()[:20]
     cached = Path(cache) / f"baseline-{backend.name}-{key}{backend.extension}"

@@ -221,6 +221,10 @@ def cmd_build(args: argparse.Namespace) -> int:
             raise ValueError("--bias-tables is a TFLite option (Core ML stores fp16 tables in an fp16 program, "
                              "ExecuTorch fp32 ones)")
         options["bias_tables"] = args.bias_tables
+    if args.window_chunk is not None:
+        if args.target != "executorch":
+            raise ValueError("--window-chunk is an ExecuTorch option")
+        options["window_chunk"] = args.window_chunk or None
     if args.tiles is not None:
         if args.target == "coreml":
             raise ValueError("--tiles is an ExecuTorch and TFLite option (a Core ML package runs one tile size: --tile)")
@@ -490,6 +494,11 @@ def build_parser() -> argparse.ArgumentParser:
     bu.add_argument("--bias-tables", choices=["fp16", "fp32"], default=None,
                     help="TFLite: the precision of the relative-position bias tables (default fp16: rounded in the "
                          "simulation too, 65 KB smaller at x4; reports/bias_tables.md measures bytes, dB and latency)")
+    bu.add_argument("--window-chunk", type=int, default=None, metavar="WINDOWS",
+                    help="ExecuTorch: run each tile's attention over at most this many 8x8 windows at a time, one "
+                         "after another (default 64, a 64 px tile's count; 0: all at once). Same results; larger "
+                         "tiles run faster because each chunk's attention stays in the CPU cache, and each chunk adds "
+                         "graph bytes (reports/upscale_photo.md)")
     bu.add_argument("--int-grid", choices=["exact", "snapped"], default=None,
                     help="ExecuTorch/TFLite: store each 2DQuant grid snapped to an integer offset (the default: no "
                          "extra work, but a moved grid) or exactly (int4 codes plus one extra output row per grid for "

@@ -18,6 +18,12 @@ __all__ = ["ConvWeights", "CoreMLConfig", "ExecuTorchConfig", "IntGrid", "Intege
 
 FP32_OPS = ("layer_norm", "softmax")  # the Core ML ops that may stay fp32 inside an fp16 program
 TILES = (64, 128)  # the LR tile sides one ExecuTorch artifact runs by default (ExecuTorchConfig.tiles)
+WINDOW_CHUNK = 64  # windows per attention chunk in ExecuTorch graphs (ExecuTorchConfig.window_chunk)
+
+
+def _check_count(count: object, name: str) -> None:
+    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+        raise ValueError(f"{name} must be a positive integer, got {count!r}")
 
 
 def _check_tile(tile: object, name: str) -> None:
@@ -170,6 +176,10 @@ class ExecuTorchConfig(IntegerConfig):
             PyTorch and XNNPACK, which moves some inputs across a rounding step, and one step is range / 255 of a
             whole tile, so the largest pixel difference grows from 0.1 to 2.9 levels of 255 (PSNR still within
             0.0002 dB). Hence opt-in.
+        window_chunk: every tile's attention runs over at most this many windows at a time (None: all at
+            once; ``SwinIR.freeze_shape``): same results, but each chunk's attention logits stay in the CPU's
+            cache. Default 64 windows, a 64 px tile's count, so that graph is unchanged and larger sizes split.
+            CHUNK_MEASURED
         float_convs: the convolutions (module paths) that stay fp32 when ``conv_weights`` is int8.
             ``conv_after_body`` reads the final LayerNorm's output, whose channel peaks differ 6.6x (the
             others' 1.1-5.4x), so one int8 scale per tile costs it the most: with the shipped x4 model's W4
@@ -180,9 +190,12 @@ class ExecuTorchConfig(IntegerConfig):
     backend: ClassVar[str] = "executorch"
     tiles: tuple[int, ...] = TILES
     float_convs: tuple[str, ...] = ("conv_after_body",)
+    window_chunk: int | None = WINDOW_CHUNK
 
     def __post_init__(self):
         super().__post_init__()
+        if self.window_chunk is not None:
+            _check_count(self.window_chunk, "window_chunk")
         if isinstance(self.float_convs, str):
             raise ValueError(f"float_convs must be a sequence of module paths, got {self.float_convs!r}")
         object.__setattr__(self, "float_convs", tuple(self.float_convs))

@@ -77,9 +77,10 @@ class LinearMeanLayerNorm(nn.Module):
         return centered * torch.rsqrt(variance + self.eps) * self.weight + self.bias
 
 
-def export_graph(deploy: nn.Module, tile: int) -> nn.Module:
-    """A copy of ``deploy`` for a fixed (1, 3, tile, tile) input that lowers to one XNNPACK partition."""
-    return export_copy(deploy, tile, LinearMeanLayerNorm)
+def export_graph(deploy: nn.Module, tile: int, window_chunk: int | None = None) -> nn.Module:
+    """A copy of ``deploy`` for a fixed (1, 3, tile, tile) input that lowers to one XNNPACK partition
+    (``window_chunk``: :class:`targets.config.ExecuTorchConfig`)."""
+    return export_copy(deploy, tile, LinearMeanLayerNorm, window_chunk)
 
 
 def _owner(node: torch.fx.Node) -> str:
@@ -341,7 +342,8 @@ class ExecuTorchTarget(IntegerTarget):
                                                                                       is_dynamic=True))
             graphs = {}
             for size in self._sizes(tile):
-                model, example = export_graph(deploy, size), torch.rand(1, 3, size, size)  # checks the tile first
+                model = export_graph(deploy, size, self.config.window_chunk)  # checks the tile first
+                example = torch.rand(1, 3, size, size)
                 for grid in convs:
                     model.get_submodule(grid.path).register_forward_pre_hook(_channels_last_input)
                 exported = torch.export.export(with_offset_rows(model, weights), (example,)).module()
@@ -351,14 +353,15 @@ class ExecuTorchTarget(IntegerTarget):
             described = _lower_tiles(graphs, artifact)
         int8_convs = ("; int8 convolutions: dynamic int8 per image x int8 per-channel weights (QC8W)" if convs else "")
         return {"deployment_target": "ExecuTorch 1.5 runtime, XNNPACK delegate (Android/iOS/Linux CPU)",
-                **tensor_io(deploy, tile), **described,
+                **tensor_io(deploy, tile), **described, "window_chunk": self.config.window_chunk,
                 "activations": "fp32; quantized Linears: dynamic int8 per token x int4 per-channel weights (QC4W)"
                                + int8_convs,
                 "stored_bits": 4}
 
     def lower_baseline(self, deploy: nn.Module, tile: int, artifact: Path) -> dict[str, Any]:
         with quiet_tools():  # the same methods as the artifact, so that their sizes compare like with like
-            return _lower_tiles({size: export_graph(deploy, size) for size in self._sizes(tile)}, artifact)
+            return _lower_tiles({size: export_graph(deploy, size, self.config.window_chunk) for size in self._sizes(tile)},
+                                artifact)
 
     def verify(self, artifact: Path, weights: list[PalettizedWeight], convs: Sequence[ChannelGrid] = ()) -> dict[str, Any]:
         with quiet_tools():

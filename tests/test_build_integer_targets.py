@@ -19,7 +19,7 @@ from calibration.quantizer import Role
 from calibration.snapping import CONTAINERS, snap_bounds, snap_weight_bounds
 from pipeline.build import BuildChecks, build
 from pipeline.cli import main
-from srcore.model import build_model
+from srcore.model import WindowAttention, build_model
 from targets import ExecuTorchConfig, TargetError, TFLiteConfig, get_target
 from targets.config import ConvWeights
 from targets.tflite import _MIN_NARROW_ELEMENTS, pack_codes, unpack_codes
@@ -29,8 +29,13 @@ BACKENDS = ("executorch", "tflite")
 TILES = {"executorch": (TILE, 24), "tflite": (TILE, 24)}  # one method (ExecuTorch) or signature (TFLite) per tile side
 
 
+WINDOW_CHUNK = 4  # ExecuTorch: the 24 px method's 9 windows run in 3 attention chunks, the 16 px one's 4 in one
+
+
 def _config(backend: str, **options):
-    return (ExecuTorchConfig if backend == "executorch" else TFLiteConfig)(tile=TILE, tiles=TILES[backend], **options)
+    if backend == "executorch":
+        return ExecuTorchConfig(tile=TILE, tiles=TILES[backend], **{"window_chunk": WINDOW_CHUNK, **options})
+    return TFLiteConfig(tile=TILE, tiles=TILES[backend], **options)
 
 
 @pytest.fixture(scope="module")
@@ -188,6 +193,21 @@ def test_no_tensor_above_rank_4(built):
     assert ops.get("XNNFullyConnected", ops.get("FULLY_CONNECTED", 0)) >= 16
 
 
+def test_executorch_attention_runs_in_window_chunks(built, tiny):
+    """ExecuTorch: each method's attention splits into chunks of ``window_chunk`` windows (two bmm each) in one
+    XNNPACK partition, and the artifact still equals its unchunked simulation at every size
+    (``test_every_tile_size_runs_from_one_artifact_verified_and_scored``). TFLite: one attention per block."""
+    backend, result = built
+    blocks = sum(isinstance(m, WindowAttention) for m in tiny.modules())
+    ops = result.manifest["graph"]["ops"]
+    if backend == "executorch":
+        chunks = sum(-(-(tile // 8) ** 2 // WINDOW_CHUNK) for tile in TILES[backend])  # 1 + 3
+        assert result.manifest["window_chunk"] == WINDOW_CHUNK and result.manifest["xnnpack_partitions"] == 1
+        assert ops["XNNBatchMatrixMultiply"] == 2 * blocks * chunks
+    else:
+        assert ops["BATCH_MATMUL"] == 2 * blocks * len(TILES[backend])
+
+
 def test_every_linear_runs_in_the_backends_int4_kernel(built, tiny):
     backend, result = built
     m, linears = result.manifest, sum(isinstance(x, torch.nn.Linear) for x in tiny.modules())
@@ -275,7 +295,13 @@ def test_cli_rejects_corrupt_bounds_and_unsupported_bits(tmp_path, capsys):
     assert "--tiles is an ExecuTorch and TFLite option" in capsys.readouterr().err
     assert main(["build", "--target", "executorch", "--bits", "4", "--bias-tables", "fp16", "--out", str(tmp_path / "o")]) == 2
     assert "--bias-tables is a TFLite option" in capsys.readouterr().err
+    assert main(["build", "--target", "tflite", "--bits", "4", "--window-chunk", "16", "--out", str(tmp_path / "o")]) == 2
+    assert "--window-chunk is an ExecuTorch option" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+    for bad in (0, -4, True, 2.5):
+        with pytest.raises(ValueError, match="window_chunk must be a positive integer"):
+            ExecuTorchConfig(window_chunk=bad)
+    assert ExecuTorchConfig(window_chunk=None).window_chunk is None and ExecuTorchConfig().window_chunk == 64
     with pytest.raises(ValueError, match="bias_tables must be one of"):
         TFLiteConfig(bias_tables="bf16")
     with pytest.raises(ValueError, match="int_grid must be one of"):

@@ -13,7 +13,7 @@ from srcore.checkpoint import (
     read_state_dict,
     save_official,
 )
-from srcore.model import SwinIR, build_model, mirror_pad, shifted_window_mask
+from srcore.model import SwinIR, WindowAttention, build_model, mirror_pad, shifted_window_mask
 
 TOLERANCE = 1e-5
 
@@ -170,3 +170,25 @@ def test_frozen_shape_rebuilds_bias_and_mask_exactly_from_small_tables(tile):
     assert len(spans) == len(attentions) and frozen.frozen_offsets.shape == (64, 15)
     for attention, (start, stop) in zip(attentions, spans):
         assert torch.equal(every[start:stop], attention.relative_position_bias())
+
+
+def test_attention_in_window_chunks_computes_the_same_values():
+    """``window_chunk`` (export graphs) splits each attention over its windows: the same result in float64, for chunks
+    that divide the window count, that do not, and that exceed it; a batch (mask broadcast) runs unchunked."""
+    import copy
+
+    torch.manual_seed(0)
+    model = _randomized(build_model("tiny", 2).eval())
+    x = torch.rand(1, 3, 24, 32, dtype=torch.float64)  # 3 x 4 = 12 windows
+    with torch.no_grad():
+        whole = copy.deepcopy(model).freeze_shape(24, 32).double()(x)
+        for chunk in (1, 4, 5, 12, 100):
+            chunked = copy.deepcopy(model).freeze_shape(24, 32, window_chunk=chunk).double()
+            assert {m.window_chunk for m in chunked.modules() if isinstance(m, WindowAttention)} == {chunk}
+            assert torch.equal(chunked(x), whole), chunk
+        batch = torch.rand(2, 3, 24, 32)
+        chunked = copy.deepcopy(model).freeze_shape(24, 32, window_chunk=5)
+        assert torch.equal(chunked(batch), model(batch))
+    for bad in (0, -1, 2.5, True):
+        with pytest.raises(ValueError, match="window_chunk"):
+            copy.deepcopy(model).freeze_shape(24, 32, window_chunk=bad)
