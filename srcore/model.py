@@ -277,6 +277,23 @@ class WindowAttention(nn.Module):
         """x: (B*nW, N, C); mask: (nW, 1, N, N) additive or None; bias: (h, N, N), computed here if None.
         Returns (B*nW, N, C).
 
+        ``window_chunk`` (set by ``SwinIR.freeze_shape`` for export graphs) runs the windows in pieces, one
+        after another, with the same result: each piece's qkv, logits and outputs then stay in the CPU's
+        cache. A 128 px x4 tile's logits alone are 25 MB in fp32; in pieces of 64 windows an XNNPACK tile ran
+        CHUNK_MEASURED_SHORT on a 2-core host with 2 MB of L2 and 32 MB of L3 (reports/upscale_photo.md).
+        A batch (mask broadcast over it) runs whole.
+        """
+        if bias is None:
+            bias = self.relative_position_bias()
+        bn, step = len(x), self.window_chunk
+        if not step or step >= bn or (mask is not None and len(mask) != bn):
+            return self._attend(x, mask, bias)
+        return torch.cat([self._attend(x[start : start + step], None if mask is None else mask[start : start + step],
+                                       bias) for start in range(0, bn, step)])
+
+    def _attend(self, x: torch.Tensor, mask: torch.Tensor | None, bias: torch.Tensor) -> torch.Tensor:
+        """:meth:`forward` on whole windows.
+
         q, k and v are head slices of ``qkv``'s output and the matmuls are 3-D ``bmm`` over
         (B*nW*h) windows-and-heads: both lower to every backend without gathers or broadcasts.
         """
@@ -291,33 +308,13 @@ class WindowAttention(nn.Module):
         q = self.bmm1_q(per_head(0) * self.scale)
         k = self.bmm1_k(per_head(1))
         v = self.bmm2_v(per_head(2))
-        if bias is None:
-            bias = self.relative_position_bias()
-        step = self.window_chunk if self.window_chunk and (mask is None or mask.shape[0] == bn) else bn
-        chunks = [self._attend(q, k, v, bias, mask, start, min(start + step, bn)) for start in range(0, bn, step)]
-        x = chunks[0] if len(chunks) == 1 else torch.cat(chunks)
-        return self.proj(x.view(bn, heads, n, c // heads).transpose(1, 2).reshape(bn, n, c))
-
-    def _attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor,
-                mask: torch.Tensor | None, start: int, stop: int) -> torch.Tensor:
-        """softmax(q k^T + bias + mask) v for windows [start, stop) of (B*nW*h, N, d) q, k, v: (windows*h, N, d).
-
-        ``window_chunk`` splits the windows so that an export graph runs this in pieces, one after
-        another: each piece's (windows, h, N, N) logits stay in the CPU's cache through the bmm, adds,
-        softmax and bmm that read and write them (on a 128 px x4 tile the whole tensor is 25 MB in fp32;
-        chunks of 64 windows made an XNNPACK tile 1.39x as fast on a 2-core host with 2 MB of L2 and
-        32 MB of L3). Every window's result is the same either way.
-        """
-        heads, n, bn = self.num_heads, q.shape[1], stop - start
-        if bn < len(q) // heads:  # a chunk (one image: the mask has a row per window)
-            q, k, v = (t[start * heads : stop * heads] for t in (q, k, v))
-            mask = None if mask is None else mask[start:stop]
         # Bias and mask are added in place: each fresh (B*nW, h, N, N) buffer costs page faults on a CPU.
         attn = torch.bmm(q, k.transpose(1, 2)).view(bn, heads, n, n).add_(bias)
         if mask is not None:  # one image (every export): a 4-D add; a batch broadcasts the mask over it
             nw = mask.shape[0]
             (attn if bn == nw else attn.view(bn // nw, nw, heads, n, n)).add_(mask)
-        return torch.bmm(self.bmm2_attn(attn.softmax(dim=-1)).view(bn * heads, n, n), v)
+        x = torch.bmm(self.bmm2_attn(attn.softmax(dim=-1)).view(bn * heads, n, n), v)
+        return self.proj(x.view(bn, heads, n, c // heads).transpose(1, 2).reshape(bn, n, c))
 
 
 class SwinTransformerBlock(nn.Module):
@@ -491,7 +488,7 @@ class SwinIR(nn.Module):
         biases of all blocks are two matmuls of their tables side by side with one (N, 2ws-1) one-hot
         (:func:`relative_offset_one_hot`), each block taking its heads' slice: all exact, no gather.
         The tables are copied: freeze the final weights. Other input sizes still work (their mask is computed).
-        ``window_chunk``: attention runs over at most that many windows at a time (``WindowAttention._attend``:
+        ``window_chunk``: attention runs over at most that many windows at a time (``WindowAttention.forward``:
         faster on CPUs once a tile's logits outgrow the cache; None: all at once).
         """
         ws = self.config.window_size
