@@ -222,8 +222,8 @@ def cmd_build(args: argparse.Namespace) -> int:
                              "ExecuTorch fp32 ones)")
         options["bias_tables"] = args.bias_tables
     if args.window_chunk is not None:
-        if args.target != "executorch":
-            raise ValueError("--window-chunk is an ExecuTorch option")
+        if args.target == "coreml":
+            raise ValueError("--window-chunk is an ExecuTorch and TFLite option")
         options["window_chunk"] = args.window_chunk or None
     if args.tiles is not None:
         if args.target == "coreml":
@@ -495,7 +495,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="TFLite: the precision of the relative-position bias tables (default fp16: rounded in the "
                          "simulation too, 65 KB smaller at x4; reports/bias_tables.md measures bytes, dB and latency)")
     bu.add_argument("--window-chunk", type=int, default=None, metavar="WINDOWS",
-                    help="ExecuTorch: run each tile's attention over at most this many 8x8 windows at a time, one "
+                    help="ExecuTorch, TFLite: run each tile's attention over at most this many 8x8 windows at a time, one "
                          "after another (default 64, a 64 px tile's count; 0: all at once). Same results; larger "
                          "tiles run faster because each chunk's attention stays in the CPU cache, and each chunk adds "
                          "graph bytes (reports/upscale_photo.md)")

@@ -594,24 +594,26 @@ class IntegerTarget(Target):
 
 def _match_by_content(expected: list[tuple[str, np.ndarray, np.ndarray]], stored: list[tuple[np.ndarray, np.ndarray]],
                       what: str) -> None:
-    """One-to-one match of ``(path, codes, scales)`` against the artifact's ``(codes, scales)``, by value."""
-    unmatched = list(range(len(stored)))
+    """Match ``(path, codes, scales)`` against the artifact's ``(codes, scales)`` by value: each expected grid held by at
+    least one stored tensor, each stored tensor equal to an expected grid. At least one, not exactly one: a graph
+    whose attention runs in window chunks (``IntegerConfig.window_chunk``) feeds a weight to one op per chunk."""
+    matched: set[int] = set()
     for path, codes, scales in expected:
         codes, scales = codes.astype(np.int16), scales.astype(np.float32)
-        match = next((i for i in unmatched if stored[i][0].shape == codes.shape
-                      and np.array_equal(stored[i][0], codes) and np.array_equal(stored[i][1], scales)), None)
-        if match is None:
+        hits = {i for i, (held, held_scales) in enumerate(stored) if held.shape == codes.shape
+                and np.array_equal(held, codes) and np.array_equal(held_scales, scales)}
+        if not hits:
             raise TargetError(f"{path}: no {what} in the artifact holds its codes and scales")
-        unmatched.remove(match)
-    if unmatched:
-        raise TargetError(f"{len(unmatched)} {what}s in the artifact match no calibrated grid")
+        matched |= hits
+    if len(matched) < len(stored):
+        raise TargetError(f"{len(stored) - len(matched)} {what}s in the artifact match no calibrated grid")
 
 
 def match_stored_weights(weights: list[PalettizedWeight], stored: list[tuple[np.ndarray, np.ndarray]]) -> None:
-    """Require a one-to-one match between ``weights`` and the artifact's stored ``(codes, row scales)`` pairs.
+    """Require every one of ``weights`` among the artifact's stored ``(codes, row scales)`` pairs, and nothing else there.
 
     Matching by content, not by name: each calibrated weight must find a stored tensor with exactly
-    its integer codes and exactly its float32 row scales, and no stored tensor may be left over.
+    its integer codes and exactly its float32 row scales, and no stored tensor may hold anything else.
 
     Raises:
         TargetError: naming the first weight without its exact copy, or the count of extra tensors.

@@ -18,7 +18,7 @@ __all__ = ["ConvWeights", "CoreMLConfig", "ExecuTorchConfig", "IntGrid", "Intege
 
 FP32_OPS = ("layer_norm", "softmax")  # the Core ML ops that may stay fp32 inside an fp16 program
 TILES = (64, 128)  # the LR tile sides one ExecuTorch artifact runs by default (ExecuTorchConfig.tiles)
-WINDOW_CHUNK = 64  # windows per attention chunk in ExecuTorch graphs (ExecuTorchConfig.window_chunk)
+WINDOW_CHUNK = 64  # windows per attention chunk in ExecuTorch and TFLite graphs (IntegerConfig.window_chunk)
 
 
 def _check_count(count: object, name: str) -> None:
@@ -135,14 +135,21 @@ class IntegerConfig(TargetConfig):
         tiles: further LR tile sides the same artifact runs, each its own graph sharing the one copy
             of the weights (ExecuTorch: a method ``tile_<n>``; TFLite: a signature ``tile_<n>``);
             ``pipeline upscale`` picks the fastest for each photo.
+        window_chunk: each graph runs its attention over at most this many windows at a time, one piece
+            after another (None: all at once; ``SwinIR.freeze_shape``): the same values, but each piece stays
+            in the CPU's cache. Default 64, a 64 px tile's window count, so that graph is unchanged and the
+            larger sizes split. CHUNK_MEASURED
     """
 
     int_grid: IntGrid = IntGrid.SNAPPED
     tiles: tuple[int, ...] = ()
+    window_chunk: int | None = WINDOW_CHUNK
 
     def __post_init__(self):
         super().__post_init__()
         coerce_enum(self, "int_grid", IntGrid)
+        if self.window_chunk is not None:
+            _check_count(self.window_chunk, "window_chunk")
         if isinstance(self.tiles, (int, str)):
             raise ValueError(f"tiles must be a sequence of tile sides, got {self.tiles!r}")
         for tile in self.tiles:
@@ -176,10 +183,6 @@ class ExecuTorchConfig(IntegerConfig):
             PyTorch and XNNPACK, which moves some inputs across a rounding step, and one step is range / 255 of a
             whole tile, so the largest pixel difference grows from 0.1 to 2.9 levels of 255 (PSNR still within
             0.0002 dB). Hence opt-in.
-        window_chunk: every tile's attention runs over at most this many windows at a time (None: all at
-            once; ``SwinIR.freeze_shape``): same results, but each chunk's attention logits stay in the CPU's
-            cache. Default 64 windows, a 64 px tile's count, so that graph is unchanged and larger sizes split.
-            CHUNK_MEASURED
         float_convs: the convolutions (module paths) that stay fp32 when ``conv_weights`` is int8.
             ``conv_after_body`` reads the final LayerNorm's output, whose channel peaks differ 6.6x (the
             others' 1.1-5.4x), so one int8 scale per tile costs it the most: with the shipped x4 model's W4
@@ -190,12 +193,9 @@ class ExecuTorchConfig(IntegerConfig):
     backend: ClassVar[str] = "executorch"
     tiles: tuple[int, ...] = TILES
     float_convs: tuple[str, ...] = ("conv_after_body",)
-    window_chunk: int | None = WINDOW_CHUNK
 
     def __post_init__(self):
         super().__post_init__()
-        if self.window_chunk is not None:
-            _check_count(self.window_chunk, "window_chunk")
         if isinstance(self.float_convs, str):
             raise ValueError(f"float_convs must be a sequence of module paths, got {self.float_convs!r}")
         object.__setattr__(self, "float_convs", tuple(self.float_convs))

@@ -510,20 +510,21 @@ class TFLiteTarget(IntegerTarget):
         self.require_convs(convs)
         deploy = self._as_stored(deploy)
         container = self.container_for(weights[0].bits) if weights else self.container
-        models = {size: with_offset_rows(export_copy(deploy, size, UnfoldedLayerNorm), weights)
+        models = {size: with_offset_rows(export_copy(deploy, size, UnfoldedLayerNorm, self.config.window_chunk), weights)
                   for size in self._sizes(tile)}
         seconds, replaced, narrowed = _lower_flatbuffer(models, artifact, weights, convs, container)
         stored_bits = _PACKED[container][1]
         return {"deployment_target": "LiteRT / TFLite runtime, XNNPACK delegate (Android/iOS/Linux CPU)",
                 **tensor_io(deploy, tile), "signatures": [signature_name(size, size == tile) for size in models],
                 "conversion_seconds": round(seconds, 1), "packed_fully_connected": replaced, **narrowed,
-                "bias_tables": self.config.bias_tables.value,
+                "bias_tables": self.config.bias_tables.value, "window_chunk": self.config.window_chunk,
                 "activations": f"fp32; FULLY_CONNECTED: dynamic int8 per row x INT{stored_bits} per-channel weights "
                                "(hybrid)",
                 "stored_bits": stored_bits}
 
     def lower_baseline(self, deploy: nn.Module, tile: int, artifact: Path) -> dict[str, Any]:
-        models = {size: export_copy(deploy, size, UnfoldedLayerNorm) for size in self._sizes(tile)}  # as the artifact
+        models = {size: export_copy(deploy, size, UnfoldedLayerNorm, self.config.window_chunk)  # as the artifact
+                  for size in self._sizes(tile)}
         seconds, _, _ = _lower_flatbuffer(models, artifact, [])
         return {"conversion_seconds": round(seconds, 1)}
 
@@ -533,7 +534,7 @@ class TFLiteTarget(IntegerTarget):
         flatbuffer = flatbuffer_utils.read_model(str(artifact))
         float_fc = 0
         for graph in flatbuffer.subgraphs:  # every tile size's signature holds every grid (buffers shared in the file)
-            stored, types = [], collections.Counter()
+            stored, types, buffers = [], collections.Counter(), set()  # a buffer per Linear, an op per window chunk
             for tensor in _fully_connected_weights(graph, flatbuffer):
                 bits = _BITS.get(tensor.type)
                 if bits is None:
@@ -545,7 +546,9 @@ class TFLiteTarget(IntegerTarget):
                 count = int(np.prod(tensor.shape))
                 codes = unpack_codes(np.asarray(flatbuffer.buffers[tensor.buffer].data, dtype=np.uint8), count, bits)
                 stored.append((codes.reshape(tuple(tensor.shape)), np.asarray(q.scale, dtype=np.float32)))
-                types[f"INT{bits} (codes k+z, zero point 0)"] += 1
+                if tensor.buffer not in buffers:
+                    types[f"INT{bits} (codes k+z, zero point 0)"] += 1
+                    buffers.add(tensor.buffer)
             match_stored_weights(weights, stored)
             convolutions = stored_convolutions(flatbuffer, graph)
             match_channel_grids(convs, convolutions)
@@ -553,7 +556,7 @@ class TFLiteTarget(IntegerTarget):
             "signatures_verified": [sig.signatureKey.decode() for sig in flatbuffer.signatureDefs],
             "int8_convolutions": len(convolutions),
             "quantized_linears": len(weights),
-            "palettized_linears": len(stored),
+            "palettized_linears": len(buffers),
             "index_dtypes": dict(types),  # of the last signature (each holds every grid)
             "offset_rows": offset_rows(weights),
             "float_fully_connected": float_fc,  # over every signature
