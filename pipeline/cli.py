@@ -466,9 +466,9 @@ def build_parser() -> argparse.ArgumentParser:
                          "against the FP32 baseline at this size")
     bu.add_argument("--tiles", type=int, nargs="+", default=None,
                     help="ExecuTorch and TFLite: further LR tile sides the same artifact runs, one method or signature "
-                         "each, sharing the weights but each adding its graph, about 0.26 MB (ExecuTorch) or 0.15 MB "
-                         "(TFLite) at x4 (default ExecuTorch 64 128, TFLite none; `pipeline upscale` picks the fastest "
-                         "for each photo; reports/upscale_photo.md measures 64-192 in ExecuTorch)")
+                         "each, sharing the weights but each adding its graph, about 0.26 MB (ExecuTorch; 0.54 MB for "
+                         "128 px in window chunks) or 0.15 MB (TFLite) at x4 (default ExecuTorch 64 128, TFLite none; "
+                         "`pipeline upscale` picks the fastest for each photo; reports/upscale_photo.md measures them)")
     bu.add_argument("--calib", nargs="+", type=Path, default=None,
                     help="LR calibration folders when no --bounds is given (default <data>/calib/DF2K_LR_bicubic/X4)")
     bu.add_argument("--out", type=Path, default=None,
@@ -496,9 +496,9 @@ def build_parser() -> argparse.ArgumentParser:
                          "simulation too, 65 KB smaller at x4; reports/bias_tables.md measures bytes, dB and latency)")
     bu.add_argument("--window-chunk", type=int, default=None, metavar="WINDOWS",
                     help="ExecuTorch, TFLite: run each tile's attention over at most this many 8x8 windows at a time, one "
-                         "after another (default 64, a 64 px tile's count; 0: all at once). Same results; larger "
-                         "tiles run faster because each chunk's attention stays in the CPU cache, and each chunk adds "
-                         "graph bytes (reports/upscale_photo.md)")
+                         "after another (default ExecuTorch 64, a 64 px tile's count, TFLite none; 0: all at once). "
+                         "Same values; larger tiles run faster because each piece stays in the CPU cache, but each "
+                         "piece adds graph bytes and lowering time (reports/upscale_photo.md)")
     bu.add_argument("--int-grid", choices=["exact", "snapped"], default=None,
                     help="ExecuTorch/TFLite: store each 2DQuant grid snapped to an integer offset (the default: no "
                          "extra work, but a moved grid) or exactly (int4 codes plus one extra output row per grid for "

@@ -279,9 +279,8 @@ class WindowAttention(nn.Module):
 
         ``window_chunk`` (set by ``SwinIR.freeze_shape`` for export graphs) runs the windows in pieces, one
         after another, with the same result: each piece's qkv, logits and outputs then stay in the CPU's
-        cache. A 128 px x4 tile's logits alone are 25 MB in fp32; in pieces of 64 windows an XNNPACK tile ran
-        CHUNK_MEASURED_SHORT on a 2-core host with 2 MB of L2 and 32 MB of L3 (reports/upscale_photo.md).
-        A batch (mask broadcast over it) runs whole.
+        cache: a 128 px x4 tile's logits alone are 25 MB in fp32 (reports/upscale_photo.md measures the gain
+        in XNNPACK). A batch (mask broadcast over it) runs whole.
         """
         if bias is None:
             bias = self.relative_position_bias()

@@ -18,7 +18,7 @@ __all__ = ["ConvWeights", "CoreMLConfig", "ExecuTorchConfig", "IntGrid", "Intege
 
 FP32_OPS = ("layer_norm", "softmax")  # the Core ML ops that may stay fp32 inside an fp16 program
 TILES = (64, 128)  # the LR tile sides one ExecuTorch artifact runs by default (ExecuTorchConfig.tiles)
-WINDOW_CHUNK = 64  # windows per attention chunk in ExecuTorch and TFLite graphs (IntegerConfig.window_chunk)
+WINDOW_CHUNK = 64  # windows per attention piece in ExecuTorch graphs (IntegerConfig.window_chunk)
 
 
 def _check_count(count: object, name: str) -> None:
@@ -136,14 +136,13 @@ class IntegerConfig(TargetConfig):
             of the weights (ExecuTorch: a method ``tile_<n>``; TFLite: a signature ``tile_<n>``);
             ``pipeline upscale`` picks the fastest for each photo.
         window_chunk: each graph runs its attention over at most this many windows at a time, one piece
-            after another (None: all at once; ``SwinIR.freeze_shape``): the same values, but each piece stays
-            in the CPU's cache. Default 64, a 64 px tile's window count, so that graph is unchanged and the
-            larger sizes split. CHUNK_MEASURED
+            after another (None: all at once; ``SwinIR.freeze_shape``): the same values, but each piece's
+            qkv, logits and outputs stay in the CPU's cache. Each piece adds its ops to the graph.
     """
 
     int_grid: IntGrid = IntGrid.SNAPPED
     tiles: tuple[int, ...] = ()
-    window_chunk: int | None = WINDOW_CHUNK
+    window_chunk: int | None = None
 
     def __post_init__(self):
         super().__post_init__()
@@ -168,11 +167,16 @@ class ExecuTorchConfig(IntegerConfig):
     Args:
         tiles: further LR tile sides the same .pte runs, one method each (``forward`` runs ``tile``,
             ``tile_<n>`` the others). XNNPACK keys its weights by content, so the methods share one
-            copy, but each size adds its own XNNPACK graph, about 0.26 MB at x4. Default 64 and 128
-            (reports/upscale_photo.md, 2 threads on this 2-core host): with the 16 px overlap a photo needs,
-            96, 128 and 192 px cost 16%, 19% and 15% less time per output pixel than 64 (26%, 17% and 17% in
-            the run before; a bigger tile recomputes less overlap, but its memory-bound ops slow down per
-            pixel), so one extra size, 128, takes the most of the gain for one graph.
+            copy, but each size adds its own XNNPACK graph, about 0.26 MB at x4 (0.54 MB for 128 px in window
+            chunks). Default 64 and 128: without window chunks, 96, 128 and 192 px cost 16%, 19% and 15% less
+            time per output pixel than 64 with the 16 px overlap a photo needs (a bigger tile recomputes less
+            overlap, but its memory-bound ops slowed down per pixel), so one extra size, 128, took the most of
+            the gain for one graph; with them, 128 px costs 32% less (reports/upscale_photo.md, 2 threads).
+        window_chunk: 64 windows by default, a 64 px tile's count, so the 64 px graph is unchanged and a
+            128 px one runs in 4 pieces. On the shipped x4 W4 build (reports/upscale_photo.md, this 2-core host) a
+            128 px tile then runs 1.26x / 1.20x as fast as with its attention all at once (paired, 1 / 2 threads)
+            and costs 0.68 of a 64 px tile per output pixel; the .pte grows from 1.97 to 2.25 MB and lowers in
+            324 s. Large sizes want larger pieces: a 192 px graph in 9 was still lowering after 27 minutes.
         conv_weights: float by default. ``int8`` stores int8 per-channel filters whose inputs XNNPACK
             quantizes to int8 per tile at run time (``Convolution (QD8, F32, QC8W)``: XNNPACK has no int8-filter
             convolution with fp32 input), simulated as such. On the shipped x4 model (reports/conv_weights.md,
@@ -192,6 +196,7 @@ class ExecuTorchConfig(IntegerConfig):
 
     backend: ClassVar[str] = "executorch"
     tiles: tuple[int, ...] = TILES
+    window_chunk: int | None = WINDOW_CHUNK
     float_convs: tuple[str, ...] = ("conv_after_body",)
 
     def __post_init__(self):

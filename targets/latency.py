@@ -180,7 +180,7 @@ def main(argv: list[str] | None = None) -> None:
     runners["artifact"](example)  # alone first: the peak read next is this artifact's, before a baseline loads
     artifact_peak_mb = peak_rss_mb()
     if args.baseline:
-        runners["fp32_baseline"] = backend.runner(args.baseline, threads=args.threads)
+        runners["fp32_baseline"] = backend.runner(args.baseline, threads=args.threads, tile=args.tile)
     stats = time_runners(runners, example, args.runs, args.warmup)
     if "paired_ratio_median" in stats:
         stats["paired_speedup_median"] = stats.pop("paired_ratio_median")

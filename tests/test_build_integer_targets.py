@@ -297,7 +297,8 @@ def test_cli_rejects_corrupt_bounds_and_unsupported_bits(tmp_path, capsys):
     for bad in (0, -4, True, 2.5):
         with pytest.raises(ValueError, match="window_chunk must be a positive integer"):
             ExecuTorchConfig(window_chunk=bad)
-    assert ExecuTorchConfig(window_chunk=None).window_chunk is None and TFLiteConfig().window_chunk == 64
+    assert ExecuTorchConfig(window_chunk=None).window_chunk is None and TFLiteConfig().window_chunk is None
+    assert ExecuTorchConfig().window_chunk == 64
     with pytest.raises(ValueError, match="bias_tables must be one of"):
         TFLiteConfig(bias_tables="bf16")
     with pytest.raises(ValueError, match="int_grid must be one of"):
@@ -631,3 +632,15 @@ def test_tflite_exact_2_bit_grids_are_stored_as_int2_and_run_as_simulated(tiny, 
     with torch.no_grad():
         assert (target.runner(artifact)(x) - target.simulate(deploy)(x)).abs().max().item() < 1e-4
     assert get_target(TFLiteConfig(tile=TILE)).container_for(2) == "int4"  # snapped: the grid would move
+
+
+def test_a_further_tile_size_is_timed_paired_against_the_baseline_at_that_size(built):
+    """``targets.latency.measure`` at a non-primary tile runs that size's method or signature in the artifact and in
+    the FP32 baseline (the baseline once ran its primary one and failed: benchmarks.upscale_photo's chunk table)."""
+    from targets.latency import measure
+
+    backend, result = built
+    m = result.manifest
+    r = measure(backend, result.folder / m["artifact"], TILES[backend][1], 1, runs=2, warmup=0,
+                baseline=result.folder / m["baseline"]["artifact"])
+    assert r["artifact"]["runs"] == r["fp32_baseline"]["runs"] == 2 and r["paired_speedup_median"] > 0
