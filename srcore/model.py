@@ -264,7 +264,6 @@ class WindowAttention(nn.Module):
         self.bmm1_k = nn.Identity()
         self.bmm2_attn = nn.Identity()
         self.bmm2_v = nn.Identity()
-        self.window_chunk: int | None = None  # set for export graphs by SwinIR.freeze_shape
         nn.init.trunc_normal_(self.relative_position_bias_table, std=0.02)
 
     def relative_position_bias(self) -> torch.Tensor:
@@ -277,25 +276,11 @@ class WindowAttention(nn.Module):
         """x: (B*nW, N, C); mask: (nW, 1, N, N) additive or None; bias: (h, N, N), computed here if None.
         Returns (B*nW, N, C).
 
-        ``window_chunk`` (set by ``SwinIR.freeze_shape`` for export graphs) runs the windows in pieces, one
-        after another, with the same result: each piece's qkv, logits and outputs then stay in the CPU's
-        cache: a 128 px x4 tile's logits alone are 25 MB in fp32 (reports/upscale_photo.md measures the gain
-        in XNNPACK). A batch (mask broadcast over it) runs whole.
-        """
-        if bias is None:
-            bias = self.relative_position_bias()
-        bn, step = len(x), self.window_chunk
-        if not step or step >= bn or (mask is not None and len(mask) != bn):
-            return self._attend(x, mask, bias)
-        return torch.cat([self._attend(x[start : start + step], None if mask is None else mask[start : start + step],
-                                       bias) for start in range(0, bn, step)])
-
-    def _attend(self, x: torch.Tensor, mask: torch.Tensor | None, bias: torch.Tensor) -> torch.Tensor:
-        """:meth:`forward` on whole windows.
-
         q, k and v are head slices of ``qkv``'s output and the matmuls are 3-D ``bmm`` over
         (B*nW*h) windows-and-heads: both lower to every backend without gathers or broadcasts.
         """
+        if bias is None:
+            bias = self.relative_position_bias()
         bn, n, c = x.shape
         heads = self.num_heads
         # (B*nW, 3h, N, d): heads first, in one transpose for q, k and v (8 ops per block instead of 12).
@@ -326,6 +311,7 @@ class SwinTransformerBlock(nn.Module):
         self.attn = WindowAttention(dim, window_size, num_heads)
         self.norm2 = nn.LayerNorm(dim)
         self.mlp = Mlp(dim, int(dim * mlp_ratio))
+        self.window_chunk: int | None = None  # set for export graphs by SwinIR.freeze_shape
 
     def forward(self, x: torch.Tensor, hw: tuple[int, int], mask: torch.Tensor | None,
                 bias: torch.Tensor | None = None) -> torch.Tensor:
@@ -333,6 +319,8 @@ class SwinTransformerBlock(nn.Module):
         h, w = hw
         b, _, c = x.shape
         ws = self.window_size
+        if self.window_chunk and b == 1 and not self.training:
+            return self._forward_in_window_chunks(x, hw, mask if self.shift else None, bias)
         y = self.norm1(x).view(b, h, w, c)
         if self.shift:
             y = cyclic_shift(y, -self.shift)
@@ -342,6 +330,28 @@ class SwinTransformerBlock(nn.Module):
             y = cyclic_shift(y, self.shift)
         x = x + stochastic_depth(y.reshape(b, h * w, c), self.drop_path, self.training)
         return x + stochastic_depth(self.mlp(self.norm2(x)), self.drop_path, self.training)
+
+    def _forward_in_window_chunks(self, x: torch.Tensor, hw: tuple[int, int], mask: torch.Tensor | None,
+                                  bias: torch.Tensor | None) -> torch.Tensor:
+        """:meth:`forward` of one image with the whole block (norms, attention, MLP, residuals) in window order,
+        ``window_chunk`` windows at a time, one piece after another: the same values, since all but the
+        attention work token by token. Each piece's tensors then stay in the CPU's cache: a 128 px x4 tile's
+        attention logits alone are 25 MB in fp32 (reports/upscale_photo.md measures the gain in XNNPACK)."""
+        h, w = hw
+        c, ws, step = x.shape[2], self.window_size, self.window_chunk
+        y = x.view(1, h, w, c)
+        if self.shift:
+            y = cyclic_shift(y, -self.shift)
+        windows = window_partition(y, ws)  # nW, N, C
+        pieces = []
+        for start in range(0, len(windows), step):
+            piece = windows[start : start + step]
+            piece = piece + self.attn(self.norm1(piece), None if mask is None else mask[start : start + step], bias)
+            pieces.append(piece + self.mlp(self.norm2(piece)))
+        y = window_reverse(torch.cat(pieces) if len(pieces) > 1 else pieces[0], ws, h, w)
+        if self.shift:
+            y = cyclic_shift(y, self.shift)
+        return y.reshape(1, h * w, c)
 
 
 @contextlib.contextmanager
@@ -487,8 +497,9 @@ class SwinIR(nn.Module):
         biases of all blocks are two matmuls of their tables side by side with one (N, 2ws-1) one-hot
         (:func:`relative_offset_one_hot`), each block taking its heads' slice: all exact, no gather.
         The tables are copied: freeze the final weights. Other input sizes still work (their mask is computed).
-        ``window_chunk``: attention runs over at most that many windows at a time (``WindowAttention.forward``:
-        faster on CPUs once a tile's logits outgrow the cache; None: all at once).
+        ``window_chunk``: each Swin block runs over at most that many windows at a time
+        (``SwinTransformerBlock._forward_in_window_chunks``: faster on CPUs once a tile's tensors outgrow
+        the cache; None: the whole image at once).
         """
         ws = self.config.window_size
         if h % ws or w % ws:
@@ -497,7 +508,7 @@ class SwinIR(nn.Module):
                                          or window_chunk < 1):
             raise ValueError(f"window_chunk must be a positive number of windows or None, got {window_chunk!r}")
         for block in self.modules():
-            if isinstance(block, WindowAttention):
+            if isinstance(block, SwinTransformerBlock):
                 block.window_chunk = window_chunk
         mask = shifted_window_mask(h, w, ws, ws // 2, self.mean.device).flatten(1)  # nW, N*N
         patterns, which = torch.unique(mask, dim=0, return_inverse=True)

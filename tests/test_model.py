@@ -13,7 +13,7 @@ from srcore.checkpoint import (
     read_state_dict,
     save_official,
 )
-from srcore.model import SwinIR, WindowAttention, build_model, mirror_pad, shifted_window_mask
+from srcore.model import SwinIR, SwinTransformerBlock, build_model, mirror_pad, shifted_window_mask
 
 TOLERANCE = 1e-5
 
@@ -172,9 +172,9 @@ def test_frozen_shape_rebuilds_bias_and_mask_exactly_from_small_tables(tile):
         assert torch.equal(every[start:stop], attention.relative_position_bias())
 
 
-def test_attention_in_window_chunks_computes_the_same_values():
-    """``window_chunk`` (export graphs) splits each attention over its windows: the same result in float64, for chunks
-    that divide the window count, that do not, and that exceed it; a batch (mask broadcast) runs unchunked."""
+def test_blocks_in_window_chunks_compute_the_same_values():
+    """``window_chunk`` (export graphs) runs each Swin block over its windows in pieces: the same result in float64,
+    for chunks that divide the window count, that do not, and that exceed it; a batch (mask broadcast) runs whole."""
     import copy
 
     torch.manual_seed(0)
@@ -184,7 +184,7 @@ def test_attention_in_window_chunks_computes_the_same_values():
         whole = copy.deepcopy(model).freeze_shape(24, 32).double()(x)
         for chunk in (1, 4, 5, 12, 100):
             chunked = copy.deepcopy(model).freeze_shape(24, 32, window_chunk=chunk).double()
-            assert {m.window_chunk for m in chunked.modules() if isinstance(m, WindowAttention)} == {chunk}
+            assert {m.window_chunk for m in chunked.modules() if isinstance(m, SwinTransformerBlock)} == {chunk}
             assert torch.equal(chunked(x), whole), chunk
         batch = torch.rand(2, 3, 24, 32)
         chunked = copy.deepcopy(model).freeze_shape(24, 32, window_chunk=5)
