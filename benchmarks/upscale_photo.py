@@ -12,8 +12,8 @@
    current artifact): ms per tile, ms per output megapixel net of the overlap, peak memory
    (:func:`targets.latency.tile_speeds`); with the bytes each extra size costs.
 3. One 64 px tile of both artifacts, paired in one process (:func:`targets.latency.measure`); with
-   ``--unchunked-artifact`` (the sweep build with ``--window-chunk 0``), each larger tile with its attention in
-   chunks of windows against all at once, paired the same way.
+   ``--unchunked-artifact`` (the sweep build with ``--window-chunk 0``), each tile size whose Swin blocks run
+   in chunks of windows against the whole tile at once, paired the same way.
 4. Seams: on a crop, tiled (the command's plan and blending, default overlap, each tile size) vs the
    untiled PyTorch model, anywhere and away from the image border.
 
@@ -168,13 +168,13 @@ def main(argv: list[str] | None = None) -> None:
         *[f"| {c} | {r['artifact']['median_ms']:.1f} | {r['fp32_baseline']['median_ms']:.1f} | "
           f"**{r['paired_speedup_median']:.3f}x** |" for c, r in paired.items()],
         "",
-        *([f"## Attention in chunks of {chunk} windows vs all at once (`--window-chunk`, paired as above)",
+        *([f"## Swin blocks in chunks of {chunk} windows vs the whole tile at once (`--window-chunk`, paired as above)",
            "",
-           f"`{sweep.folder}` against `{args.unchunked_artifact}`, the same build with `--window-chunk 0`; the 64 px "
-           f"graph has {chunk} windows or fewer, so it is the same in both. Both give the same values "
-           "(`tests/test_model.py`); the chunks keep each piece's attention logits in the CPU's cache.",
+           f"`{sweep.folder}` against `{args.unchunked_artifact}`, the same build with `--window-chunk 0`, at each "
+           f"size with more than {chunk} windows (8x8 px each). Both give the same values (`tests/test_model.py`); "
+           "the chunks keep each piece's tensors (attention logits, MLP activations) in the CPU's cache.",
            "",
-           "| tile px | chunks per attention | threads | chunked median ms | all at once median ms | all at once / "
+           "| tile px | chunks per block | threads | chunked median ms | whole tile median ms | whole / "
            "chunked, paired |",
            "|---|---|---|---|---|---|",
            *chunk_rows,

@@ -135,9 +135,10 @@ class IntegerConfig(TargetConfig):
         tiles: further LR tile sides the same artifact runs, each its own graph sharing the one copy
             of the weights (ExecuTorch: a method ``tile_<n>``; TFLite: a signature ``tile_<n>``);
             ``pipeline upscale`` picks the fastest for each photo.
-        window_chunk: each graph runs its attention over at most this many windows at a time, one piece
-            after another (None: all at once; ``SwinIR.freeze_shape``): the same values, but each piece's
-            qkv, logits and outputs stay in the CPU's cache. Each piece adds its ops to the graph.
+        window_chunk: each graph runs every Swin block (norms, attention, MLP, residuals) over at most this
+            many windows at a time, one piece after another (None: the whole tile at once;
+            ``SwinIR.freeze_shape``): the same values, but each piece's tensors stay in the CPU's cache.
+            Each piece adds its ops to the graph.
     """
 
     int_grid: IntGrid = IntGrid.SNAPPED
