@@ -226,8 +226,6 @@ def cmd_build(args: argparse.Namespace) -> int:
             raise ValueError("--window-chunk is an ExecuTorch and TFLite option")
         options["window_chunk"] = args.window_chunk or None
     if args.tiles is not None:
-        if args.target == "coreml":
-            raise ValueError("--tiles is an ExecuTorch and TFLite option (a Core ML package runs one tile size: --tile)")
         options["tiles"] = tuple(args.tiles)
     config = CONFIGS[args.target](tile=args.tile, **options)
     backend = get_target(config, args.bits)  # a wrong target or bit width fails before data or weights are read

@@ -528,6 +528,10 @@ class Target(abc.ABC):
         """The PyTorch model of the artifact's arithmetic (default: the deploy model itself)."""
         return deploy
 
+    def _sizes(self, tile: int) -> tuple[int, ...]:
+        """``tile`` first, then the config's other tile sides (one method, signature or function each)."""
+        return (tile, *(size for size in self.config.sizes if size != tile))
+
     def runner(self, artifact: Path, threads: int | None = None,
                tile: int | None = None) -> Callable[[torch.Tensor], torch.Tensor]:
         """LR tile -> SR tile through the artifact's runtime on this host; ``tile``: which of its sizes (default its own)."""
@@ -586,10 +590,6 @@ class IntegerTarget(Target):
 
     def simulate(self, deploy: nn.Module) -> nn.Module:
         return dynamic_int8_linears(deploy)
-
-    def _sizes(self, tile: int) -> tuple[int, ...]:
-        """``tile`` first, then the config's other tile sides (one method or signature each)."""
-        return (tile, *(size for size in self.config.sizes if size != tile))
 
 
 def _match_by_content(expected: list[tuple[str, np.ndarray, np.ndarray]], stored: list[tuple[np.ndarray, np.ndarray]],

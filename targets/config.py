@@ -72,21 +72,30 @@ class TargetConfig:
     Args:
         tile: the fixed LR input side of the artifact (a multiple of the model's window size, 8
             for SwinIR-light); images of any size run through it in overlapping tiles.
+        tiles: further LR tile sides the same artifact runs, each its own graph sharing the one copy
+            of the weights (ExecuTorch: a method ``tile_<n>``; TFLite: a signature ``tile_<n>``; Core ML: a
+            function ``tile_<n>`` beside ``main``); ``pipeline upscale`` picks the fastest for each photo.
         conv_weights: how the convolutions are stored (:class:`ConvWeights`).
     """
 
     backend: ClassVar[str]
     tile: int = 64
+    tiles: tuple[int, ...] = ()
     conv_weights: ConvWeights = ConvWeights.FLOAT
 
     def __post_init__(self):
         _check_tile(self.tile, "tile")
         coerce_enum(self, "conv_weights", ConvWeights)
+        if isinstance(self.tiles, (int, str)):
+            raise ValueError(f"tiles must be a sequence of tile sides, got {self.tiles!r}")
+        for tile in self.tiles:
+            _check_tile(tile, "every tile in tiles")
+        object.__setattr__(self, "tiles", tuple(self.tiles))
 
     @property
     def sizes(self) -> tuple[int, ...]:
         """Every LR tile side the artifact runs, ``tile`` first (the size it is timed and compared at)."""
-        return (self.tile,)
+        return (self.tile, *sorted(set(self.tiles) - {self.tile}))
 
 
 @dataclass(frozen=True)
@@ -132,9 +141,6 @@ class IntegerConfig(TargetConfig):
             time: on the shipped x4 model the exact form's offset rows cost 17-21% latency at W4
             (ExecuTorch and TFLite, 1 and 2 threads, paired) and 2-4% bytes, and buy at most
             0.08 dB of PSNR (W2, Set5; nothing at W4) (reports/deploy_calibration.md §3).
-        tiles: further LR tile sides the same artifact runs, each its own graph sharing the one copy
-            of the weights (ExecuTorch: a method ``tile_<n>``; TFLite: a signature ``tile_<n>``);
-            ``pipeline upscale`` picks the fastest for each photo.
         window_chunk: each graph runs every Swin block (norms, attention, MLP, residuals) over at most this
             many windows at a time, one piece after another (None: the whole tile at once;
             ``SwinIR.freeze_shape``): the same values, but each piece's tensors stay in the CPU's cache.
@@ -142,7 +148,6 @@ class IntegerConfig(TargetConfig):
     """
 
     int_grid: IntGrid = IntGrid.SNAPPED
-    tiles: tuple[int, ...] = ()
     window_chunk: int | None = None
 
     def __post_init__(self):
@@ -150,15 +155,6 @@ class IntegerConfig(TargetConfig):
         coerce_enum(self, "int_grid", IntGrid)
         if self.window_chunk is not None:
             _check_count(self.window_chunk, "window_chunk")
-        if isinstance(self.tiles, (int, str)):
-            raise ValueError(f"tiles must be a sequence of tile sides, got {self.tiles!r}")
-        for tile in self.tiles:
-            _check_tile(tile, "every tile in tiles")
-        object.__setattr__(self, "tiles", tuple(self.tiles))
-
-    @property
-    def sizes(self) -> tuple[int, ...]:
-        return (self.tile, *sorted(set(self.tiles) - {self.tile}))
 
 
 @dataclass(frozen=True)

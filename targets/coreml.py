@@ -23,6 +23,7 @@ import contextlib
 import copy
 import functools
 import importlib
+import tempfile
 from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path
@@ -291,6 +292,21 @@ def _io_dtypes(spec) -> dict[str, str]:
             for f in list(spec.description.input) + list(spec.description.output)}
 
 
+def function_name(size: int, tile: int) -> str:
+    """The package's function for LR tile side ``size``: ``main`` runs the build's own ``tile``."""
+    return "main" if size == tile else f"tile_{size}"
+
+
+def _content(op) -> tuple | None:
+    """What a constant op stores (type, dtype, shape, bytes of each array input), for finding it in another function."""
+    arrays = [v.val for v in op.inputs.values() if isinstance(getattr(v, "val", None), np.ndarray)]
+    if op.op_type == "const" and isinstance(op.val.val, np.ndarray):
+        arrays = [op.val.val]
+    elif not op.op_type.startswith("constexpr_"):
+        return None
+    return (op.op_type, *((a.dtype.str, a.shape, a.tobytes()) for a in arrays))
+
+
 def _op_name(path: str) -> str:
     """The MIL const name coremltools gives a module's weight (``p_`` + path with dots as underscores)."""
     return "p_" + path.replace(".", "_") + "_weight"
@@ -323,7 +339,42 @@ class CoreMLTarget(Target):
 
     def lower(self, deploy: nn.Module, weights: list[PalettizedWeight], tile: int, artifact: Path,
               convs: Sequence[ChannelGrid] = ()) -> dict[str, Any]:
+        """One program per tile size: ``main`` runs ``tile``, a function ``tile_<n>`` each further size.
+
+        Each size is converted on its own; several are then merged by coremltools' ``save_multifunction``,
+        which stores equal constants (the palettized weights, the tables) once for all functions.
+        """
         self.require_convs(convs)
+        sizes = self._sizes(tile)
+        if len(sizes) == 1:
+            return self._convert(deploy, weights, tile, artifact, convs)
+        with quiet_tools():
+            import coremltools as ct
+            from coremltools.models.utils import MultiFunctionDescriptor, save_multifunction
+
+        with tempfile.TemporaryDirectory(prefix=".functions-", dir=artifact.parent) as parts:
+            descriptor, described = MultiFunctionDescriptor(), {}
+            for size in sizes:
+                part = str(Path(parts) / f"{size}.mlpackage")
+                described[size] = self._convert(deploy, weights, size, Path(part), convs)
+                descriptor.add_function(part, "main", function_name(size, tile))
+            descriptor.default_function_name = "main"
+            merged = Path(parts) / "merged.mlpackage"
+            inline = _small_constants_inline() if self.config.compact_constants else contextlib.nullcontext()
+            with quiet_tools(), _no_progress_bars(), inline:
+                save_multifunction(descriptor, str(merged))
+                mlmodel = ct.models.MLModel(str(merged), skip_model_load=True)
+                spec = mlmodel.get_spec()
+                if self.config.compact_constants:  # the merge writes the program anew, with long names again
+                    _compact_program(spec.mlProgram)
+                ct.models.MLModel(spec, weights_dir=mlmodel.weights_dir, skip_model_load=True).save(str(artifact))
+        return {**described[tile], "functions": {function_name(size, tile): size for size in sizes},
+                "program_bytes": {str(size): d["program_bytes"] for size, d in described.items()}
+                | {"merged": spec.ByteSize()}}
+
+    def _convert(self, deploy: nn.Module, weights: list[PalettizedWeight], tile: int, artifact: Path,
+                 convs: Sequence[ChannelGrid]) -> dict[str, Any]:
+        """The package of one tile size (its function ``main``)."""
         # Frozen for the tile: the mask and biases expand in the graph from small tables (SwinIR.freeze_shape).
         model = _with_compression_buffers(export_copy(deploy, tile), weights, convs)
         example = torch.rand(1, 3, tile, tile)
@@ -364,12 +415,19 @@ class CoreMLTarget(Target):
         }
 
     def verify(self, artifact: Path, weights: list[PalettizedWeight], convs: Sequence[ChannelGrid] = ()) -> dict[str, Any]:
+        """Every function (tile size) of the package holds each weight as its exact table and indices."""
         program, spec = mil_program(artifact)
+        found = {name: self._verify_function(list(function.operations), weights, convs)
+                 for name, function in program.functions.items()}
+        weight_file = Path(artifact) / "Data" / "com.apple.CoreML" / "weights" / "weight.bin"
+        return {**found["main"], "functions": sorted(found), "spec_version": spec.specificationVersion,
+                "weight_bin_bytes": weight_file.stat().st_size}
+
+    def _verify_function(self, ops: list, weights: list[PalettizedWeight], convs: Sequence[ChannelGrid]) -> dict[str, Any]:
         with quiet_tools():
             from coremltools.converters.mil.mil import types
             from coremltools.optimize._utils import lut_to_dense
 
-        ops = list(program.functions["main"].operations)
         luts = {op.name: op for op in ops if op.op_type == "constexpr_lut_to_dense"}
         dtype = np.float16 if self.compute_precision == "fp16" else np.float32
         checked, index_dtypes = [], collections.Counter()
@@ -395,7 +453,6 @@ class CoreMLTarget(Target):
             checked.append(w.path)
         int8_convs = _stored_int8_convs(ops)
         match_channel_grids(convs, int8_convs)
-        weight_file = Path(artifact) / "Data" / "com.apple.CoreML" / "weights" / "weight.bin"
         return {
             "int8_convolutions": len(int8_convs),
             "palettized_linears": len(checked),
@@ -404,15 +461,14 @@ class CoreMLTarget(Target):
             "lut_equals_grid": True,
             "decompressed_equals_fake_quant": f"exact ({np.dtype(dtype).name})",
             "op_counts": dict(collections.Counter(op.op_type for op in ops).most_common()),
-            "spec_version": spec.specificationVersion,
-            "weight_bin_bytes": weight_file.stat().st_size,
         }
 
     def graph_summary(self, artifact: Path) -> dict[str, Any]:
-        """MIL operations by type, the highest rank of any value they produce (constants included), and the
-        operations that read or write a value above rank 4, by type (the Neural Engine's layout is 4-D)."""
+        """MIL operations by type over every function, the highest rank of any value they produce (constants
+        included), and the operations that read or write a value above rank 4, by type (the Neural Engine's
+        layout is 4-D)."""
         program, _ = mil_program(artifact)
-        ops = list(program.functions["main"].operations)
+        ops = [op for function in program.functions.values() for op in function.operations]
         ranks = [len(out.shape) for op in ops for out in op.outputs if out.shape is not None]
         above = collections.Counter(
             op.op_type for op in ops
@@ -426,15 +482,27 @@ class CoreMLTarget(Target):
 
         The quantized linears' indices and tables are known by name (``p_<path>_weight``), int8
         convolutions by their op; every other table (compacted constants) is decoded and recognised by its values.
+        A function (tile size) after the first adds only the constants no earlier one holds: weight.bin keeps
+        one copy of each (``save_multifunction``); an equal small constant written into each function's
+        program is then counted once, and its other copies fall to "graph and metadata".
         """
         program, _ = mil_program(artifact)
+        linears = tuple(_op_name(w.path) for w in weights)
+        found, earlier = [], set()
+        for function in program.functions.values():
+            held = [(op, _content(op)) for op in function.operations]
+            found += self._function_constants([op for op, key in held if key not in earlier], linears)
+            earlier |= {key for _, key in held}
+        return found
+
+    @staticmethod
+    def _function_constants(ops: list, linears: tuple[str, ...]) -> list[StoredConstant]:
         with quiet_tools():
             from coremltools.converters.mil.mil import types
             from coremltools.optimize._utils import lut_to_dense
 
-        linears = tuple(_op_name(w.path) for w in weights)
         found = []
-        for op in program.functions["main"].operations:
+        for op in ops:
             if op.op_type == "constexpr_lut_to_dense":
                 indices, lut = op.indices.val, op.lut.val
                 bits = int(types.builtin_to_string(op.indices.dtype).removeprefix("uint"))
@@ -466,10 +534,10 @@ class CoreMLTarget(Target):
     def runner(self, artifact: Path, threads: int | None = None, tile: int | None = None):
         """LR tile -> SR tile through the artifact's own program (Core ML cannot run here; see :mod:`targets.coreml_mil`).
 
-        ``threads`` and ``tile`` are accepted for the common interface: the interpreter uses torch's own
-        threads, and a Core ML artifact runs one tile size.
+        ``tile``: the function whose input has that side (default ``main``, the build's own tile).
+        ``threads`` is accepted for the common interface: the interpreter uses torch's own threads.
         """
-        interpreter = MilInterpreter(artifact)
+        interpreter = MilInterpreter(artifact, tile)
 
         def run(lr: torch.Tensor) -> torch.Tensor:
             return torch.from_numpy(interpreter(**{INPUT_NAME: lr.numpy()})[OUTPUT_NAME])

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from targets.base import quiet_tools
+from targets.base import TargetError, quiet_tools
 
 __all__ = ["MilInterpreter", "mil_program"]
 
@@ -143,11 +143,24 @@ def _stored(value, var):
 
 
 class MilInterpreter:
-    """``MilInterpreter(package)(lr=array) -> {output name: float32 array}``."""
+    """``MilInterpreter(package, tile)(lr=array) -> {output name: float32 array}``.
 
-    def __init__(self, package: str | Path):
+    ``tile``: run the function whose input is ``tile`` pixels wide (a package may hold one per tile size);
+    None: ``main``, the package's default.
+    """
+
+    def __init__(self, package: str | Path, tile: int | None = None):
         program, _ = mil_program(Path(package))
-        self.function = program.functions["main"]
+        if tile is None:
+            self.function = program.functions["main"]
+            return
+        sides = {name: function.inputs[next(iter(function.inputs))].shape[-1]
+                 for name, function in program.functions.items()}
+        named = [name for name, side in sides.items() if side == tile]
+        if not named:
+            raise TargetError(f"{package} runs no {tile} px tile (its functions: "
+                             + ", ".join(f"{name} {side} px" for name, side in sides.items()) + ")")
+        self.function = program.functions[named[0]]
 
     @staticmethod
     def _value(var, env: dict[str, Any]):

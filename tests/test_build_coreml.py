@@ -200,6 +200,36 @@ def test_the_artifact_itself_scores_like_its_simulation(tiny, tmp_path):
     assert CoreMLTarget.runtime == v["artifact"]["what"]
 
 
+def test_one_package_runs_several_tile_sizes(tiny, tmp_path):
+    """``tiles``: a function per size beside ``main`` (the build's own), the weights stored once for all, each
+    function verified and scored, and each the same program as a package built for that size alone."""
+    from conftest import write_wave_images
+
+    from targets.coreml_mil import MilInterpreter
+
+    images = write_wave_images((tmp_path / "imgs").mkdir() or tmp_path / "imgs", count=1, height=40, width=40)
+    bounds = _bounds(tiny, 4)
+    result = build(tiny, bounds, CoreMLConfig(tile=TILE, tiles=(24,)), tmp_path / "out",
+                   checks=BuildChecks(score_on=images))
+    m, v = result.manifest, result.manifest["verification"]
+    assert m["tiles"] == [TILE, 24] and m["functions"] == {"main": TILE, "tile_24": 24}
+    assert v["functions"] == ["main", "tile_24"] and v["palettized_linears"] == 16
+    assert abs(v["tiles"]["24"]["artifact"]["psnr_minus_simulation"]) < 0.05
+    alone = {tile: build(tiny, bounds, CoreMLConfig(tile=tile), tmp_path / f"alone{tile}") for tile in (TILE, 24)}
+    assert v["weight_bin_bytes"] == alone[TILE].manifest["verification"]["weight_bin_bytes"]  # shared, not doubled
+    sizes = m["size_breakdown"]["artifact"]
+    assert sum(sizes.values()) == m["artifact_bytes"]
+    assert sizes["linear weights"] == alone[TILE].manifest["size_breakdown"]["artifact"]["linear weights"]
+    assert m["artifact_bytes"] < 1.75 * alone[TILE].manifest["artifact_bytes"]
+    package = result.folder / "model.mlpackage"
+    for tile, single in alone.items():
+        x = torch.rand(1, 3, tile, tile, generator=torch.Generator().manual_seed(tile)).numpy()
+        expected = MilInterpreter(single.folder / "model.mlpackage")(lr=x)["sr"]
+        assert np.array_equal(MilInterpreter(package, tile)(lr=x)["sr"], expected), tile
+    with pytest.raises(TargetError, match="runs no 32 px tile"):
+        MilInterpreter(package, 32)
+
+
 def test_size_breakdown_meets_the_component_budget(tiny, tmp_path):
     """Bias tables and mask are stored small (tables, not their 24 x h x N x N expansion); every byte is accounted for."""
     from targets.base import SIZE_COMPONENTS, export_copy
