@@ -290,8 +290,6 @@ def test_cli_rejects_corrupt_bounds_and_unsupported_bits(tmp_path, capsys):
     assert "stores 2, 3, 4-bit weights, not 8" in capsys.readouterr().err
     assert main(["build", "--target", "coreml", "--bits", "4", "--int-grid", "exact", "--out", str(tmp_path / "o")]) == 2
     assert "--int-grid is an ExecuTorch/TFLite option" in capsys.readouterr().err
-    assert main(["build", "--target", "coreml", "--bits", "4", "--tiles", "64", "96", "--out", str(tmp_path / "o")]) == 2
-    assert "--tiles is an ExecuTorch and TFLite option" in capsys.readouterr().err
     assert main(["build", "--target", "executorch", "--bits", "4", "--bias-tables", "fp16", "--out", str(tmp_path / "o")]) == 2
     assert "--bias-tables is a TFLite option" in capsys.readouterr().err
     assert main(["build", "--target", "coreml", "--bits", "4", "--window-chunk", "16", "--out", str(tmp_path / "o")]) == 2
