@@ -18,7 +18,7 @@ __all__ = ["ConvWeights", "CoreMLConfig", "ExecuTorchConfig", "IntGrid", "Intege
 
 FP32_OPS = ("layer_norm", "softmax")  # the Core ML ops that may stay fp32 inside an fp16 program
 TILES = (64, 128)  # the LR tile sides one ExecuTorch artifact runs by default (ExecuTorchConfig.tiles)
-WINDOW_CHUNK = 32  # windows per Swin-block piece in ExecuTorch graphs (IntegerConfig.window_chunk)
+WINDOW_CHUNK = 64  # windows per Swin-block piece in ExecuTorch graphs (IntegerConfig.window_chunk)
 
 
 def _check_count(count: object, name: str) -> None:
