@@ -463,10 +463,11 @@ def build_parser() -> argparse.ArgumentParser:
                     help="the artifact's own LR input side, a multiple of 8 (default 64): scored, verified and timed "
                          "against the FP32 baseline at this size")
     bu.add_argument("--tiles", type=int, nargs="+", default=None,
-                    help="ExecuTorch and TFLite: further LR tile sides the same artifact runs, one method or signature "
-                         "each, sharing the weights but each adding its graph, about 0.26 MB (ExecuTorch; 0.54 MB for "
-                         "128 px in window chunks) or 0.15 MB (TFLite) at x4 (default ExecuTorch 64 128, TFLite none; "
-                         "`pipeline upscale` picks the fastest for each photo; reports/upscale_photo.md measures them)")
+                    help="further LR tile sides the same artifact runs, one ExecuTorch method, TFLite signature or "
+                         "Core ML function each, sharing the weights but each adding its graph: at x4 about 0.26 MB "
+                         "(ExecuTorch; more for a large tile in window chunks), 0.15 MB (TFLite), 0.24 MB (Core ML) "
+                         "(default ExecuTorch 64 128, TFLite and Core ML none; `pipeline upscale` picks the fastest "
+                         "for each photo; reports/upscale_photo.md measures them)")
     bu.add_argument("--calib", nargs="+", type=Path, default=None,
                     help="LR calibration folders when no --bounds is given (default <data>/calib/DF2K_LR_bicubic/X4)")
     bu.add_argument("--out", type=Path, default=None,

@@ -114,6 +114,10 @@ class CoreMLConfig(TargetConfig):
         conv_weights: int8 by default: on the shipped x4 model it makes every package 188 KB smaller
             (W4 1043 -> 855 KB) for at most 0.002 dB of PSNR on Set5 and Set14 at W4, W3 and W2
             (reports/conv_weights.md); its latency on a device is not measured (Core ML does not run here).
+        tiles: none further by default (one function, ``main``). Each further size is a function ``tile_<n>``
+            (coremltools' ``save_multifunction``, iOS 18: ``MLModelConfiguration.functionName``); weight.bin
+            holds the weights once for all, but each function adds its program: 64 + 128 px at W4, x4 is
+            1.10 MB instead of 0.86 (program 240 KB per function), over issue 16's 0.9 MB, hence opt-in.
     """
 
     backend: ClassVar[str] = "coreml"

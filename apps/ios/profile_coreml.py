@@ -78,9 +78,21 @@ def main(argv: list[str] | None = None) -> int:
                           progress=False)
         entry = {"latency_ms_per_tile": latency_ms(run, tile, args.runs),
                  "scores": {r.dataset: {"psnr": r.psnr, "ssim": r.ssim} for r in scores}}
+        # A package built with --tiles holds a function per further size (the build's `functions`): time each,
+        # per output megapixel past the overlap, as `pipeline profile` does for the other runtimes.
+        entry["tile_speed"] = {}
+        for name, side in manifest.get("functions", {"main": tile}).items():
+            sized = mlmodel if name == "main" else ct.models.MLModel(
+                str(args.build / manifest["artifact"]), compute_units=ct.ComputeUnit[unit], function_name=name)
+            ms = latency_ms(coreml_upscaler(sized, manifest["input"]["name"], manifest["output"]["name"],
+                                            manifest["input"]["dtype"]), side, args.runs)
+            added = ((side - args.overlap) * scale) ** 2
+            entry["tile_speed"][str(side)] = {"median_ms": ms, "ms_per_output_mp": ms * 1e6 / added}
         results["compute_units"][unit] = entry
         print(f"{unit:12s} {entry['latency_ms_per_tile']:8.2f} ms/tile  "
-              + "  ".join(f"{d} {s['psnr']:.2f} dB / {s['ssim']:.4f}" for d, s in entry["scores"].items()), flush=True)
+              + "  ".join(f"{d} {s['psnr']:.2f} dB / {s['ssim']:.4f}" for d, s in entry["scores"].items())
+              + "  " + "  ".join(f"{side} px {r['ms_per_output_mp']:.0f} ms/MP" for side, r in entry["tile_speed"].items()),
+              flush=True)
     out = args.build / f"profile-{platform.node() or 'mac'}.json"
     out.write_text(json.dumps(results, indent=1) + "\n")
     print(f"wrote {out}")
