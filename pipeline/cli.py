@@ -465,7 +465,7 @@ def build_parser() -> argparse.ArgumentParser:
     bu.add_argument("--tiles", type=int, nargs="+", default=None,
                     help="further LR tile sides the same artifact runs, one ExecuTorch method, TFLite signature or "
                          "Core ML function each, sharing the weights but each adding its graph: at x4 about 0.26 MB "
-                         "(ExecuTorch; more for a large tile in window chunks), 0.15 MB (TFLite), 0.24 MB (Core ML) "
+                         "(ExecuTorch; 0.8 MB for 128 px in window chunks), 0.15 MB (TFLite), 0.24 MB (Core ML) "
                          "(default ExecuTorch 64 128, TFLite and Core ML none; `pipeline upscale` picks the fastest "
                          "for each photo; reports/upscale_photo.md measures them)")
     bu.add_argument("--calib", nargs="+", type=Path, default=None,

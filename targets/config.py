@@ -168,16 +168,21 @@ class ExecuTorchConfig(IntegerConfig):
     Args:
         tiles: further LR tile sides the same .pte runs, one method each (``forward`` runs ``tile``,
             ``tile_<n>`` the others). XNNPACK keys its weights by content, so the methods share one
-            copy, but each size adds its own XNNPACK graph, about 0.26 MB at x4 (0.54 MB for 128 px in window
-            chunks). Default 64 and 128: without window chunks, 96, 128 and 192 px cost 16%, 19% and 15% less
+            copy, but each size adds its own XNNPACK graph, about 0.26 MB at x4 (0.8 MB for 128 px in window
+            chunks: each piece adds its ops). Default 64 and 128: without window chunks, 96, 128 and 192 px cost 16%, 19% and 15% less
             time per output pixel than 64 with the 16 px overlap a photo needs (a bigger tile recomputes less
             overlap, but its memory-bound ops slowed down per pixel), so one extra size, 128, took the most of
-            the gain for one graph; with them, 128 px costs 32% less (reports/upscale_photo.md, 2 threads).
-        window_chunk: 64 windows by default, a 64 px tile's count, so the 64 px graph is unchanged and a
-            128 px one runs in 4 pieces. On the shipped x4 W4 build (reports/upscale_photo.md, this 2-core host) a
-            128 px tile then runs 1.26x / 1.20x as fast as with its attention all at once (paired, 1 / 2 threads)
-            and costs 0.68 of a 64 px tile per output pixel; the .pte grows from 1.97 to 2.25 MB and lowers in
-            324 s. Large sizes want larger pieces: a 192 px graph in 9 was still lowering after 27 minutes.
+            the gain for one graph; with them, 128 px costs 31% less (reports/upscale_photo.md, 2 threads).
+        window_chunk: 64 windows by default, a 64 px tile's count, so the 64 px graph runs each block whole
+            and a 128 px one in 4 pieces. On the shipped x4 W4 build (reports/upscale_photo.md, this 2-core host) a
+            128 px tile then runs 1.28x / 1.26x as fast as the whole tile at once (paired, 1 / 2 threads) and
+            costs 0.69 of a 64 px tile per output pixel; the .pte is 2.48 MB (1.97 without chunks), lowers in
+            328 s, and the build peaks at 6.4 GB. Smaller pieces ran faster but do not build here: ExecuTorch
+            1.5.1's lowering holds about 0.6 GB (FP32) to 1 GB (W4) more per extra piece of the 24 blocks (a
+            64 px graph in 2 pieces of 32: 0.76 -> 1.37 GB FP32, 1.25 -> 2.28 GB W4), and the default W4 build
+            with 32 (8 pieces at 128 px) was killed for memory at 21 GB on this 23 GB host, although an FP32 128 px
+            graph in pieces of 32 had run 1.21x / 1.12x as fast as with its attention alone in pieces of 64
+            (2 / 1 threads, paired). Large sizes want larger pieces for the same reason.
         conv_weights: float by default. ``int8`` stores int8 per-channel filters whose inputs XNNPACK
             quantizes to int8 per tile at run time (``Convolution (QD8, F32, QC8W)``: XNNPACK has no int8-filter
             convolution with fp32 input), simulated as such. On the shipped x4 model (reports/conv_weights.md,
