@@ -29,7 +29,7 @@ def _kotlinc(*args: str) -> None:
     assert done.returncode == 0, done.stderr[-3000:]
 
 
-def test_kotlin_core_passes_its_golden_vector_and_streaming_tests(tmp_path):
+def test_kotlin_core_passes_its_golden_vector_streaming_and_tile_choice_tests(tmp_path):
     for jar in JUNIT:
         assert jar.is_file(), f"{jar} missing; {INSTALL}"
     core = APPS / "android" / "core" / "src"
@@ -39,10 +39,10 @@ def test_kotlin_core_passes_its_golden_vector_and_streaming_tests(tmp_path):
     classpath = os.pathsep.join(map(str, [main, tests, *JUNIT, KOTLIN_HOME / "lib" / "kotlin-stdlib.jar"]))
     done = subprocess.run(["java", f"-Dgolden={APPS / 'golden' / 'vectors.json'}", "-cp", classpath,
                            "org.junit.runner.JUnitCore", "org.sr2bit.upscaler.core.GoldenVectorsTest",
-                           "org.sr2bit.upscaler.core.StreamingTest"],
+                           "org.sr2bit.upscaler.core.StreamingTest", "org.sr2bit.upscaler.core.TileChoiceTest"],
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout[-3000:]
-    assert "OK (13 tests)" in done.stdout
+    assert "OK (18 tests)" in done.stdout
 
 
 def _parser(language: str):
