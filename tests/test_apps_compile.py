@@ -59,7 +59,7 @@ def test_a_misspelled_or_mistyped_runtime_call_fails_the_compile_check(tmp_path)
     shutil.copytree(APP_SRC / "kotlin", app)
     runners = next(app.rglob("TileRunners.kt"))
     source = runners.read_text()
-    mutants = {"module.forward(": "module.forwrd(",                      # ExecuTorch Module
+    mutants = {"module.execute(method, ": "module.exectue(method, ",     # ExecuTorch Module
                "outputs[0].readFloat()": "outputs[0].readFloats()",      # LiteRT TensorBuffer
                "Tensor.fromBlob(chw, shape)": "Tensor.fromBlob(chw, tile)"}  # Int where ExecuTorch wants a LongArray
     for good, bad in mutants.items():
@@ -69,6 +69,6 @@ def test_a_misspelled_or_mistyped_runtime_call_fails_the_compile_check(tmp_path)
     done = _compile(app, tmp_path)
     assert done.returncode != 0
     errors = done.stderr.lower()
-    assert "unresolved reference 'forwrd' on receiver of type 'module'" in errors, done.stderr[-3000:]
+    assert "unresolved reference 'exectue' on receiver of type 'module'" in errors, done.stderr[-3000:]
     assert "unresolved reference 'readfloats'" in errors, done.stderr[-3000:]
     assert "fromblob(chw, tile)" in errors and "none of the following candidates" in errors, done.stderr[-3000:]

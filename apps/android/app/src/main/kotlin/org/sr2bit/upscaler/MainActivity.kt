@@ -25,7 +25,8 @@ import org.sr2bit.upscaler.core.describeFailure
 
 /**
  * Pick a photo (system photo picker), upscale it tile by tile with the artifact of the chosen runtime (assets:
- * model.pte from `pipeline build --target executorch`, model.tflite from `--target tflite`; 64 px tiles, x4),
+ * model.pte from `pipeline build --target executorch`, model.tflite from `--target tflite`; x4; ExecuTorch runs the
+ * .pte's fastest tile size for the photo, measured on the phone, LiteRT 64 px tiles),
  * show small before/after previews and the time taken, share the full-size PNG.
  *
  * Threads: decoding, inference and encoding run on one worker thread (the runtimes are not thread-safe); views
@@ -60,6 +61,14 @@ class MainActivity : ComponentActivity() {
         super.onDestroy()
     }
 
+    /**
+     * ExecuTorch: the .pte's method for this photo (ExecuTorchRunner.forPhoto times each tile size here; the streamed
+     * buffers may take half the app's heap). LiteRT: its one signature at [TILE].
+     */
+    private fun openRunner(useExecuTorch: Boolean, asset: String, w: Int, h: Int): TileRunner =
+        if (useExecuTorch) ExecuTorchRunner.forPhoto(this, asset, TILE, SCALE, w, h, Runtime.getRuntime().maxMemory() / 2)
+        else LiteRtRunner(this, asset, TILE, SCALE)
+
     private fun upscale(uri: Uri) {
         val status = findViewById<TextView>(R.id.status)
         val progress = findViewById<ProgressBar>(R.id.progress)
@@ -72,14 +81,11 @@ class MainActivity : ComponentActivity() {
         status.text = getString(R.string.upscaling)
         worker.execute {
             val outcome = runCatching {  // any Throwable: exceptions, OutOfMemoryError, UnsatisfiedLinkError
-                val runner = if (useExecuTorch) ExecuTorchRunner(this, asset, TILE, SCALE) else LiteRtRunner(this, asset, TILE, SCALE)
-                runner.use {
-                    val output = File(cacheDir, "results/upscaled-${System.currentTimeMillis()}.png")
-                    output.parentFile?.listFiles()?.forEach { old -> old.delete() }  // keep only the latest result
-                    output.parentFile?.mkdirs()
-                    PhotoUpscaler(contentResolver, it).upscale(uri, output) { done, total ->
-                        runOnUiThread { progress.max = total; progress.progress = done }
-                    }
+                val output = File(cacheDir, "results/upscaled-${System.currentTimeMillis()}.png")
+                output.parentFile?.listFiles()?.forEach { old -> old.delete() }  // keep only the latest result
+                output.parentFile?.mkdirs()
+                PhotoUpscaler(contentResolver) { w, h -> openRunner(useExecuTorch, asset, w, h) }.upscale(uri, output) { done, total ->
+                    runOnUiThread { progress.max = total; progress.progress = done }
                 }
             }
             runOnUiThread {
@@ -88,7 +94,7 @@ class MainActivity : ComponentActivity() {
                 outcome.onSuccess { up ->
                     findViewById<ImageView>(R.id.before).setImageBitmap(up.before)
                     findViewById<ImageView>(R.id.after).setImageBitmap(up.after)
-                    status.text = "$runtime: ${up.millis} ms, ${up.width}x${up.height} -> ${up.width * up.scale}x${up.height * up.scale} PNG"
+                    status.text = "$runtime: ${up.millis} ms, ${up.width}x${up.height} -> ${up.width * up.scale}x${up.height * up.scale} PNG, ${up.tile} px tiles"
                     result = up.png
                     findViewById<Button>(R.id.share).isEnabled = true
                 }.onFailure { error ->

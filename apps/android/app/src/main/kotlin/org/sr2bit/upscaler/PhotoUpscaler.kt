@@ -17,11 +17,12 @@ import org.sr2bit.upscaler.core.PreviewSampler
 import org.sr2bit.upscaler.core.UnreadablePhotoException
 import org.sr2bit.upscaler.core.argbToChw
 import org.sr2bit.upscaler.core.chwToArgb
+import org.sr2bit.upscaler.core.defaultOverlap
 import org.sr2bit.upscaler.core.upscaleBands
 
 /** What one upscale produced: the PNG, small before/after previews, sizes and the time spent. */
 class Upscaled(val png: File, val before: Bitmap, val after: Bitmap, val width: Int, val height: Int,
-               val scale: Int, val millis: Long)
+               val scale: Int, val tile: Int, val millis: Long)
 
 /**
  * Upscales a picked photo within a fixed memory budget; runs on a worker thread, never the main one.
@@ -30,9 +31,10 @@ class Upscaled(val png: File, val before: Bitmap, val after: Bitmap, val width: 
  * by its EXIF orientation (core Orientation), and the SR rows go straight into a PNG file (core PngWriter) while
  * a preview of at most [PREVIEW_SIDE] px is sampled from them. Same tile plan and blending as the golden vectors
  * (core upscaleBands). Memory for a 12 MP photo at x4, 64 px tiles: about 89 MB of heap (core streamedBytes)
- * plus the runtime and the decoder's index, under the 400 MB the README states.
+ * plus the runtime and the decoder's index, under the 400 MB the README states. [runnerFor] opens the runner for
+ * the photo's upright size (its tile side may depend on it: ExecuTorchRunner.forPhoto); it is closed here.
  */
-class PhotoUpscaler(private val resolver: ContentResolver, private val runner: TileRunner) {
+class PhotoUpscaler(private val resolver: ContentResolver, private val runnerFor: (w: Int, h: Int) -> TileRunner) {
 
     fun upscale(uri: Uri, output: File, onTile: (Int, Int) -> Unit): Upscaled {
         val exif = open(uri).use { ExifInterface(it).getAttributeInt(ExifInterface.TAG_ORIENTATION, ExifInterface.ORIENTATION_NORMAL) }
@@ -44,40 +46,47 @@ class PhotoUpscaler(private val resolver: ContentResolver, private val runner: T
             if (w.toLong() * h > MAX_INPUT_PIXELS) {
                 throw UnreadablePhotoException("${w}x$h is over the app's ${MAX_INPUT_PIXELS / 1_000_000} MP limit")
             }
-            val scale = runner.scale
-            val before = PreviewSampler(w, h, PREVIEW_SIDE)
-            val after = PreviewSampler(w * scale, h * scale, PREVIEW_SIDE)
-            val options = BitmapFactory.Options().apply { inPreferredConfig = Bitmap.Config.ARGB_8888 }
-            val partial = File(output.path + ".part")
-            val started = SystemClock.elapsedRealtime()
-            PngWriter(partial.outputStream().buffered(1 shl 16), w * scale, h * scale).use { png ->
-                upscaleBands(3, h, w, scale, runner.tile, runner.tile / 4,
-                    readBand = { y0, rows ->
-                        val r = orientation.rawRect(y0, rows)
-                        val region = decoder.decodeRegion(Rect(r[0], r[1], r[2], r[3]), options)
-                            ?: throw UnreadablePhotoException("the decoder returned no pixels for rows $y0..${y0 + rows}")
-                        val raw = IntArray(region.width * region.height)
-                        region.getPixels(raw, 0, region.width, 0, 0, region.width, region.height)
-                        region.recycle()
-                        val upright = orientation.toDisplay(y0, rows, raw)
-                        before.accept(y0, rows, upright)
-                        argbToChw(upright, w, rows)
-                    },
-                    writeRows = { y0, rows, chw ->
-                        val size = 3 * rows * w * scale
-                        val argb = chwToArgb(if (chw.size == size) chw else chw.copyOf(size), w * scale, rows)
-                        png.writeRows(argb, rows)
-                        after.accept(y0, rows, argb)
-                    },
-                    onTile = onTile,
-                    upscaleTile = runner::upscaleTile)
-            }
-            val millis = SystemClock.elapsedRealtime() - started
-            check(partial.renameTo(output)) { "could not rename $partial to $output" }
-            return Upscaled(output, before.toBitmap(), after.toBitmap(), w, h, scale, millis)
+            return runnerFor(w, h).use { runner -> upscaleWith(runner, decoder, orientation, output, onTile) }
         } finally {
             decoder.recycle()
         }
+    }
+
+    private fun upscaleWith(runner: TileRunner, decoder: BitmapRegionDecoder, orientation: Orientation, output: File,
+                            onTile: (Int, Int) -> Unit): Upscaled {
+        val w = orientation.width
+        val h = orientation.height
+        val scale = runner.scale
+        val before = PreviewSampler(w, h, PREVIEW_SIDE)
+        val after = PreviewSampler(w * scale, h * scale, PREVIEW_SIDE)
+        val options = BitmapFactory.Options().apply { inPreferredConfig = Bitmap.Config.ARGB_8888 }
+        val partial = File(output.path + ".part")
+        val started = SystemClock.elapsedRealtime()
+        PngWriter(partial.outputStream().buffered(1 shl 16), w * scale, h * scale).use { png ->
+            upscaleBands(3, h, w, scale, runner.tile, defaultOverlap(runner.tile),
+                readBand = { y0, rows ->
+                    val r = orientation.rawRect(y0, rows)
+                    val region = decoder.decodeRegion(Rect(r[0], r[1], r[2], r[3]), options)
+                        ?: throw UnreadablePhotoException("the decoder returned no pixels for rows $y0..${y0 + rows}")
+                    val raw = IntArray(region.width * region.height)
+                    region.getPixels(raw, 0, region.width, 0, 0, region.width, region.height)
+                    region.recycle()
+                    val upright = orientation.toDisplay(y0, rows, raw)
+                    before.accept(y0, rows, upright)
+                    argbToChw(upright, w, rows)
+                },
+                writeRows = { y0, rows, chw ->
+                    val size = 3 * rows * w * scale
+                    val argb = chwToArgb(if (chw.size == size) chw else chw.copyOf(size), w * scale, rows)
+                    png.writeRows(argb, rows)
+                    after.accept(y0, rows, argb)
+                },
+                onTile = onTile,
+                upscaleTile = runner::upscaleTile)
+        }
+        val millis = SystemClock.elapsedRealtime() - started
+        check(partial.renameTo(output)) { "could not rename $partial to $output" }
+        return Upscaled(output, before.toBitmap(), after.toBitmap(), w, h, scale, runner.tile, millis)
     }
 
     private fun open(uri: Uri): InputStream =

@@ -1,6 +1,7 @@
 package org.sr2bit.upscaler
 
 import android.content.Context
+import android.util.Log
 import com.google.ai.edge.litert.Accelerator
 import com.google.ai.edge.litert.CompiledModel
 import com.google.ai.edge.litert.TensorBuffer
@@ -11,6 +12,9 @@ import org.pytorch.executorch.Module
 import org.pytorch.executorch.Tensor
 import org.sr2bit.upscaler.core.MissingAssetException
 import org.sr2bit.upscaler.core.Tile
+import org.sr2bit.upscaler.core.chooseTile
+import org.sr2bit.upscaler.core.methodTileSide
+import org.sr2bit.upscaler.core.tileOptions
 import org.sr2bit.upscaler.core.mirrorPad
 
 /**
@@ -35,15 +39,56 @@ abstract class TileRunner(val tile: Int, val scale: Int) : AutoCloseable {
     }
 }
 
-/** ExecuTorch needs a real file path: the .pte is copied from assets to filesDir (see [copyAsset]), then mapped. */
-class ExecuTorchRunner(context: Context, asset: String, tile: Int, scale: Int) : TileRunner(tile, scale) {
-    private val module = Module.load(copyAsset(context, asset).path, Module.LOAD_MODE_MMAP)
+/**
+ * One method of a .pte: `forward` at the build's --tile, `tile_<n>` for each `pipeline build --tiles` size; the
+ * runner owns (and closes) the loaded [module]. [forPhoto] picks the method for a photo.
+ */
+class ExecuTorchRunner(private val module: Module, private val method: String, tile: Int, scale: Int) :
+    TileRunner(tile, scale) {
     private val shape = longArrayOf(1, 3, tile.toLong(), tile.toLong())
 
     override fun runPadded(chw: FloatArray): FloatArray =
-        module.forward(EValue.from(Tensor.fromBlob(chw, shape)))[0].toTensor().dataAsFloatArray
+        module.execute(method, EValue.from(Tensor.fromBlob(chw, shape)))[0].toTensor().dataAsFloatArray
 
     override fun close() = module.close()
+
+    companion object {
+        /**
+         * Loads the .pte (ExecuTorch needs a real file path: it is copied from assets to filesDir, see [copyAsset],
+         * then mapped) and runs a w x h photo through the tile side core chooseTile picks: each method is timed here,
+         * on this phone, on one tile after a warm-up run, as `pipeline upscale` uses the build's measurements.
+         */
+        fun forPhoto(context: Context, asset: String, tile: Int, scale: Int, w: Int, h: Int, maxBytes: Long): ExecuTorchRunner {
+            val module = Module.load(copyAsset(context, asset).path, Module.LOAD_MODE_MMAP)
+            try {
+                val methods = module.getMethods().mapNotNull { m -> methodTileSide(m, tile)?.let { side -> side to m } }.toMap()
+                check(methods.isNotEmpty()) { "$asset has no forward or tile_<n> method" }
+                val millis = methods.mapValues { (side, method) ->
+                    // A runner sharing the module, not closed: closing it would close the module.
+                    if (methods.size == 1) 1.0 else timeOneTile(ExecuTorchRunner(module, method, side, scale), side)
+                }
+                val options = tileOptions(millis, w, h, scale, maxBytes, PhotoUpscaler.PREVIEW_SIDE)
+                val chosen = chooseTile(options)
+                Log.i(TAG, "${w}x$h photo: tile ${chosen.tile} px of " + options.joinToString("; ") { it.describe() })
+                return ExecuTorchRunner(module, methods.getValue(chosen.tile), chosen.tile, scale)
+            } catch (e: Throwable) {
+                module.close()
+                throw e
+            }
+        }
+
+        /** Milliseconds of one tile through [runner] (a blank one, after one warm-up run that also loads the method). */
+        private fun timeOneTile(runner: TileRunner, side: Int): Double {
+            val blank = FloatArray(3 * side * side)
+            val tile = Tile(0, 0, side, side)
+            runner.upscaleTile(blank, tile)
+            val start = System.nanoTime()
+            runner.upscaleTile(blank, tile)
+            return (System.nanoTime() - start) / 1e6
+        }
+
+        private const val TAG = "sr2bit"
+    }
 }
 
 /**

@@ -34,22 +34,27 @@ data class TileOption(val tile: Int, val overlap: Int, val tiles: Int, val milli
 }
 
 /**
- * The fastest tile side for a w x h LR photo whose streamed memory fits [maxBytes]: predicted time is the tiles of
- * [tilePlan] (overlap [defaultOverlap]) times [msPerTile] of that side. Ties go to the smaller tile.
- *
- * @throws IllegalArgumentException when [msPerTile] is empty or no side fits (naming the smallest need).
+ * Every tile side of [msPerTile] for a w x h LR photo, smallest first: its [tilePlan] (overlap [defaultOverlap]), the
+ * predicted time (tiles times [msPerTile] of that side) and whether its streamed memory fits [maxBytes].
  */
-fun chooseTile(msPerTile: Map<Int, Double>, w: Int, h: Int, scale: Int, maxBytes: Long, previewSide: Int): TileOption {
-    require(msPerTile.isNotEmpty()) { "no tile side to choose from" }
-    val options = msPerTile.toSortedMap().map { (tile, ms) ->
+fun tileOptions(msPerTile: Map<Int, Double>, w: Int, h: Int, scale: Int, maxBytes: Long, previewSide: Int): List<TileOption> =
+    msPerTile.toSortedMap().map { (tile, ms) ->
         val overlap = defaultOverlap(tile)
         val count = tilePlan(h, w, tile, overlap).size
         val bytes = streamedBytes(w, h, scale, tile, previewSide)
         TileOption(tile, overlap, count, count * ms, bytes, bytes <= maxBytes)
     }
+
+/**
+ * The fastest of [options] whose memory fits; ties go to the smaller tile.
+ *
+ * @throws IllegalArgumentException when there is no option or none fits (naming the smallest need).
+ */
+fun chooseTile(options: List<TileOption>): TileOption {
+    require(options.isNotEmpty()) { "no tile side to choose from" }
     val fitting = options.filter { it.fits }
     require(fitting.isNotEmpty()) {
-        "no tile side fits ${maxBytes / (1 shl 20)} MB: the smallest need is ${options.minBy { it.bytes }.describe()}"
+        "no tile side fits the memory budget: the smallest need is ${options.minBy { it.bytes }.describe()}"
     }
     return fitting.minWith(compareBy<TileOption>({ it.millis }, { it.tile }))
 }

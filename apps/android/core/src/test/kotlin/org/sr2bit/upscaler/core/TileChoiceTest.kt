@@ -29,12 +29,12 @@ class TileChoiceTest {
     fun theFastestTotalWinsWithTheTileCountsPipelineUpscalePrinted() {
         // 2000x1500 at x4: `pipeline upscale` printed 1302 tiles of 64 px and 252 of 128 px (overlap 16).
         val speeds = mapOf(64 to 52.0, 128 to 199.0)
-        val chosen = chooseTile(speeds, 2000, 1500, 4, generous, 2048)
+        val chosen = chooseTile(tileOptions(speeds, 2000, 1500, 4, generous, 2048))
         assertEquals(128, chosen.tile)
         assertEquals(252, chosen.tiles)
         assertEquals(16, chosen.overlap)
         assertEquals(252 * 199.0, chosen.millis, 1e-9)
-        val slow128 = chooseTile(mapOf(64 to 52.0, 128 to 300.0), 2000, 1500, 4, generous, 2048)
+        val slow128 = chooseTile(tileOptions(mapOf(64 to 52.0, 128 to 300.0), 2000, 1500, 4, generous, 2048))
         assertEquals(64, slow128.tile)
         assertEquals(1302, slow128.tiles)
     }
@@ -42,7 +42,7 @@ class TileChoiceTest {
     @Test
     fun aSmallPhotoTiesAndTakesTheSmallerTile() {
         // A 40x30 photo is one tile at any side: equal times, the smaller tile.
-        assertEquals(64, chooseTile(mapOf(128 to 10.0, 64 to 10.0), 40, 30, 4, generous, 2048).tile)
+        assertEquals(64, chooseTile(tileOptions(mapOf(128 to 10.0, 64 to 10.0), 40, 30, 4, generous, 2048)).tile)
     }
 
     @Test
@@ -51,9 +51,9 @@ class TileChoiceTest {
         val need64 = streamedBytes(2000, 1500, 4, 64, 2048)
         val need128 = streamedBytes(2000, 1500, 4, 128, 2048)
         assertTrue(need64 < need128)
-        assertEquals(64, chooseTile(speeds, 2000, 1500, 4, need64, 2048).tile)
-        val error = assertThrows(IllegalArgumentException::class.java) { chooseTile(speeds, 2000, 1500, 4, need64 - 1, 2048) }
+        assertEquals(64, chooseTile(tileOptions(speeds, 2000, 1500, 4, need64, 2048)).tile)
+        val error = assertThrows(IllegalArgumentException::class.java) { chooseTile(tileOptions(speeds, 2000, 1500, 4, need64 - 1, 2048)) }
         assertTrue(error.message!!, error.message!!.contains("smallest need is 64 px"))
-        assertThrows(IllegalArgumentException::class.java) { chooseTile(emptyMap(), 2000, 1500, 4, generous, 2048) }
+        assertThrows(IllegalArgumentException::class.java) { chooseTile(tileOptions(emptyMap(), 2000, 1500, 4, generous, 2048)) }
     }
 }
