@@ -56,15 +56,15 @@ struct ContentView: View {
             }
             let output = FileManager.default.temporaryDirectory.appendingPathComponent("upscaled.png")
             let up = try await Task.detached(priority: .userInitiated) {
-                try PhotoUpscaler.run(data: data, output: output) { done, total in
+                try await PhotoUpscaler.run(data: data, output: output) { done, total in
                     Task { @MainActor in progress = Double(done) / Double(total) }
                 }
             }.value
             before = UIImage(cgImage: up.before)
             after = UIImage(cgImage: up.after)
             result = up.png
-            status = String(format: "%.1f s, %dx%d -> %dx%d PNG", up.seconds, up.width, up.height,
-                            up.width * up.scale, up.height * up.scale)
+            status = String(format: "%.1f s, %dx%d -> %dx%d PNG, %d px tiles", up.seconds, up.width, up.height,
+                            up.width * up.scale, up.height * up.scale, up.tile)
         } catch {
             status = (error as? LocalizedError)?.errorDescription ?? "Upscaling failed: \(error.localizedDescription)"
         }

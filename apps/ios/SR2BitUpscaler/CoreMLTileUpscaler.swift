@@ -17,10 +17,12 @@ nonisolated final class CoreMLTileUpscaler: @unchecked Sendable {  // used by on
     let outputName: String
     let dataType: MLMultiArrayDataType
 
-    /// `url`: the compiled model (Xcode compiles a bundled .mlpackage to .mlmodelc).
-    init(url: URL, computeUnits: MLComputeUnits = .all) throws {
+    /// `url`: the compiled model (Xcode compiles a bundled .mlpackage to .mlmodelc). `functionName`: one function of a
+    /// package built with `--tiles` (`main` at the build's --tile, `tile_<n>` at n px); nil: the default, `main`.
+    init(url: URL, computeUnits: MLComputeUnits = .all, functionName: String? = nil) throws {
         let configuration = MLModelConfiguration()
         configuration.computeUnits = computeUnits
+        configuration.functionName = functionName
         model = try MLModel(contentsOf: url, configuration: configuration)
         let description = model.modelDescription
         guard description.inputDescriptionsByName.count == 1, description.outputDescriptionsByName.count == 1,
@@ -39,6 +41,34 @@ nonisolated final class CoreMLTileUpscaler: @unchecked Sendable {  // used by on
         guard dataType == .float16 || dataType == .float32 else {
             throw UpscaleError.unexpectedModel("input element type \(dataType.rawValue) is neither fp16 nor fp32")
         }
+    }
+
+    /// The function of the package at `url` to run a w x h photo with, as `pipeline upscale` chooses (UpscalerCore
+    /// chooseTile): each function is timed here, on this device, on one tile after a warm-up run, and the fastest
+    /// total whose streamed buffers fit `maxBytes` runs. A package with one function runs it.
+    static func forPhoto(url: URL, w: Int, h: Int, maxBytes: Int, previewSide: Int) async throws -> CoreMLTileUpscaler {
+        let names = try await MLModelAsset(url: url).functionNames  // empty for a single-function package
+        if names.count < 2 { return try CoreMLTileUpscaler(url: url) }
+        var upscalers: [Int: CoreMLTileUpscaler] = [:]
+        var seconds: [Int: Double] = [:]
+        for name in names {
+            let upscaler = try CoreMLTileUpscaler(url: url, functionName: name)
+            guard functionTileSide(name, defaultTile: upscaler.tile) == upscaler.tile else { continue }
+            let blank = [Float](repeating: 0, count: 3 * upscaler.tile * upscaler.tile)
+            let tile = Tile(y0: 0, x0: 0, y1: upscaler.tile, x1: upscaler.tile)
+            _ = try upscaler.upscaleTile(blank, tile)
+            let started = Date()
+            _ = try upscaler.upscaleTile(blank, tile)
+            seconds[upscaler.tile] = Date().timeIntervalSince(started)
+            upscalers[upscaler.tile] = upscaler
+        }
+        let options = tileOptions(secondsPerTile: seconds, w: w, h: h, scale: upscalers.values.first?.scale ?? 1,
+                                  maxBytes: maxBytes, previewSide: previewSide)
+        guard let chosen = chooseTile(options), let upscaler = upscalers[chosen.tile] else {
+            throw UpscaleError.unexpectedModel("no tile size fits the memory budget: "
+                                               + options.map(\.description).joined(separator: "; "))
+        }
+        return upscaler
     }
 
     /// One CHW tile (at most tile x tile) -> CHW x scale: mirror-padded to the model's input, cropped back.

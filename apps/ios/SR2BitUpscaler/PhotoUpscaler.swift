@@ -7,7 +7,7 @@ import UpscalerCore
 
 /// What one upscale produced: the PNG file, small before/after previews, sizes and the time spent.
 struct Upscaled: @unchecked Sendable {
-    let png: URL, before: CGImage, after: CGImage, width: Int, height: Int, scale: Int, seconds: Double
+    let png: URL, before: CGImage, after: CGImage, width: Int, height: Int, scale: Int, tile: Int, seconds: Double
 }
 
 /// Upscales a photo within a fixed memory budget, off the main actor.
@@ -20,9 +20,11 @@ struct Upscaled: @unchecked Sendable {
 nonisolated enum PhotoUpscaler {
     static let previewSide = 2048
 
-    static func run(data: Data, output: URL, progress: @escaping @Sendable (Int, Int) -> Void) throws -> Upscaled {
+    /// Half of the device's memory for the streamed buffers at most (the tile choice's budget).
+    static var memoryBudget: Int { Int(ProcessInfo.processInfo.physicalMemory / 2) }
+
+    static func run(data: Data, output: URL, progress: @escaping @Sendable (Int, Int) -> Void) async throws -> Upscaled {
         guard let url = Bundle.main.url(forResource: "model", withExtension: "mlmodelc") else { throw UpscaleError.noModel }
-        let upscaler = try CoreMLTileUpscaler(url: url)
         let options = [kCGImageSourceShouldCache: false] as CFDictionary
         guard let source = CGImageSourceCreateWithData(data as CFData, options),
               let image = CGImageSourceCreateImageAtIndex(source, 0, options)
@@ -30,14 +32,17 @@ nonisolated enum PhotoUpscaler {
         let properties = CGImageSourceCopyPropertiesAtIndex(source, 0, nil) as? [CFString: Any]
         let exif = (properties?[kCGImagePropertyOrientation] as? NSNumber)?.intValue ?? 1
         let orientation = Orientation(exif: exif, rawW: image.width, rawH: image.height)
-        let w = orientation.width, h = orientation.height, scale = upscaler.scale
+        let w = orientation.width, h = orientation.height
+        let upscaler = try await CoreMLTileUpscaler.forPhoto(url: url, w: w, h: h, maxBytes: memoryBudget,
+                                                             previewSide: previewSide)
+        let scale = upscaler.scale
         var before = PreviewSampler(w: w, h: h, maxSide: previewSide)
         var after = PreviewSampler(w: w * scale, h: h * scale, maxSide: previewSide)
         let partial = output.appendingPathExtension("part")
         let started = Date()
         let png = try PngWriter(url: partial, width: w * scale, height: h * scale)
         try upscaleBands(
-            channels: 3, h: h, w: w, scale: scale, tile: upscaler.tile, overlap: upscaler.tile / 4,
+            channels: 3, h: h, w: w, scale: scale, tile: upscaler.tile, overlap: defaultOverlap(upscaler.tile),
             readBand: { y0, rows in
                 let r = orientation.rawRect(y0: y0, rows: rows)
                 guard let region = image.cropping(to: CGRect(x: r.x, y: r.y, width: r.width, height: r.height)) else {
@@ -58,7 +63,8 @@ nonisolated enum PhotoUpscaler {
         try FileManager.default.moveItem(at: partial, to: output)
         return Upscaled(png: output, before: try makeImage(before.argb, width: before.width, height: before.height),
                         after: try makeImage(after.argb, width: after.width, height: after.height),
-                        width: w, height: h, scale: scale, seconds: Date().timeIntervalSince(started))
+                        width: w, height: h, scale: scale, tile: upscaler.tile,
+                        seconds: Date().timeIntervalSince(started))
     }
 
     /// The image's pixels as 0xAARRGGBB, drawn into a buffer this function owns for the context's whole life.

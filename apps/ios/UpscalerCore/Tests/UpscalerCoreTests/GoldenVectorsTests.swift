@@ -35,8 +35,9 @@ final class GoldenVectorsTests: XCTestCase {
     func testPixelPacking() {
         let pack = golden["pack"] as! [String: Any]
         let rows = pack["argb"] as! [[UInt32]]
-        XCTAssertEqual(argbToChw(rows.flatMap { $0 }, width: rows[0].count, height: rows.count).map(Double.init),
-                       flat(pack["chw"]!))
+        // In Float, as the Kotlin test compares: the vectors hold v / 255 in float64, the apps compute it in Float.
+        XCTAssertEqual(argbToChw(rows.flatMap { $0 }, width: rows[0].count, height: rows.count),
+                       flat(pack["chw"]!).map { Float($0) })
         let unpack = golden["unpack"] as! [String: Any]
         let out = unpack["argb"] as! [[UInt32]]
         let chw = flat(unpack["chw"]!).map { Float($0) }

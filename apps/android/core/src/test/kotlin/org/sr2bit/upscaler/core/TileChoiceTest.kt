@@ -48,6 +48,8 @@ class TileChoiceTest {
     @Test
     fun theMemoryBudgetExcludesLargeTiles() {
         val speeds = mapOf(64 to 52.0, 128 to 199.0)
+        // The Swift core's streamedBytes asserts the same bytes (TileChoiceTests): the README's 89 MB at 12 MP.
+        assertEquals(88_571_904L, streamedBytes(4032, 3024, 4, 64, 2048))
         val need64 = streamedBytes(2000, 1500, 4, 64, 2048)
         val need128 = streamedBytes(2000, 1500, 4, 128, 2048)
         assertTrue(need64 < need128)
