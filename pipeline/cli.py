@@ -495,7 +495,7 @@ def build_parser() -> argparse.ArgumentParser:
                          "simulation too, 65 KB smaller at x4; reports/bias_tables.md measures bytes, dB and latency)")
     bu.add_argument("--window-chunk", type=int, default=None, metavar="WINDOWS",
                     help="ExecuTorch, TFLite: run each Swin block (norms, attention, MLP) over at most this many 8x8 "
-                         "windows at a time, one piece after another (default ExecuTorch 32, TFLite none; 0: the whole "
+                         "windows at a time, one piece after another (default ExecuTorch 64, TFLite none; 0: the whole "
                          "tile at once). Same values; tiles run faster because each piece's tensors stay in the CPU "
                          "cache, but each piece adds graph bytes and lowering time (reports/upscale_photo.md)")
     bu.add_argument("--int-grid", choices=["exact", "snapped"], default=None,
