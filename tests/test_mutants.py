@@ -139,7 +139,13 @@ MUTANTS = [
      "tests/test_layers.py::test_the_code_imports_only_downward_and_without_cycles"),
     # The Kotlin golden-vector tests check values (JUnit assertions, not `assert`, which runs only with -ea).
     ("apps/android/core/src/main/kotlin/org/sr2bit/upscaler/core/Tiling.kt", "        var w = 1.0\n", "        var w = 1.0\n        return@FloatArray 1.0f\n",
-     "tests/test_apps.py::test_kotlin_core_passes_its_golden_vector_and_streaming_tests"),
+     "tests/test_apps.py::test_kotlin_core_passes_its_golden_vector_streaming_and_tile_choice_tests"),
+    # The apps' tile choice keeps the pipeline's 16 px overlap (srcore.tiling.default_overlap), not a quarter tile.
+    ("apps/android/core/src/main/kotlin/org/sr2bit/upscaler/core/TileChoice.kt", "    return min(SEAM_OVERLAP, tile / 4)\n",
+     "    return tile / 4\n", "tests/test_apps.py::test_kotlin_core_passes_its_golden_vector_streaming_and_tile_choice_tests"),
+    # A Core ML package of several tile sizes stores its weights once: the size breakdown counts them once.
+    ("targets/coreml.py", "            earlier |= {key for _, key in held}\n", "",
+     "tests/test_build_coreml.py::test_one_package_runs_several_tile_sizes"),
 ]
 
 # How a pytest summary line shows a failed assertion (plain assert, pytest.raises that did not raise or
