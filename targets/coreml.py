@@ -24,7 +24,7 @@ import copy
 import functools
 import importlib
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -360,17 +360,33 @@ class CoreMLTarget(Target):
                 descriptor.add_function(part, "main", function_name(size, tile))
             descriptor.default_function_name = "main"
             merged = Path(parts) / "merged.mlpackage"
-            inline = _small_constants_inline() if self.config.compact_constants else contextlib.nullcontext()
-            with quiet_tools(), _no_progress_bars(), inline:
+            with self._writing():
                 save_multifunction(descriptor, str(merged))
-                mlmodel = ct.models.MLModel(str(merged), skip_model_load=True)
-                spec = mlmodel.get_spec()
-                if self.config.compact_constants:  # the merge writes the program anew, with long names again
-                    _compact_program(spec.mlProgram)
-                ct.models.MLModel(spec, weights_dir=mlmodel.weights_dir, skip_model_load=True).save(str(artifact))
+                # The merge writes the program anew, with long names again: compacted once more.
+                _, merged_bytes = self._save(ct.models.MLModel(str(merged), skip_model_load=True), artifact)
         return {**described[tile], "functions": {function_name(size, tile): size for size in sizes},
                 "program_bytes": {str(size): d["program_bytes"] for size, d in described.items()}
-                | {"merged": spec.ByteSize()}}
+                | {"merged": merged_bytes}}
+
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[None]:
+        """coremltools quiet and without progress bars, writing small constants inline when compacting."""
+        inline = _small_constants_inline() if self.config.compact_constants else contextlib.nullcontext()
+        with quiet_tools(), _no_progress_bars(), inline:
+            yield
+
+    def _save(self, mlmodel, artifact: Path) -> tuple[Any, dict[str, int]]:
+        """Write ``mlmodel`` to ``artifact``, its program compacted (:func:`_compact_program`) when configured;
+        returns the saved spec and the program's bytes before and after."""
+        import coremltools as ct
+
+        spec = mlmodel.get_spec()
+        program_bytes = {"before": spec.ByteSize()}
+        if self.config.compact_constants:
+            _compact_program(spec.mlProgram)
+            program_bytes["after"] = spec.ByteSize()
+        ct.models.MLModel(spec, weights_dir=mlmodel.weights_dir, skip_model_load=True).save(str(artifact))
+        return spec, program_bytes
 
     def _convert(self, deploy: nn.Module, weights: list[PalettizedWeight], tile: int, artifact: Path,
                  convs: Sequence[ChannelGrid]) -> dict[str, Any]:
@@ -381,8 +397,7 @@ class CoreMLTarget(Target):
         with quiet_tools():
             import coremltools as ct
 
-        inline = _small_constants_inline() if self.config.compact_constants else contextlib.nullcontext()
-        with quiet_tools(), _no_progress_bars(), inline:
+        with self._writing():
             # A tile that is a multiple of the window (export_copy checks) needs no pad or crop: no alias op.
             program = torch.export.export(model, (example,)).run_decompositions({})
             precision = ct.precision.FLOAT16 if self.compute_precision == "fp16" else ct.precision.FLOAT32
@@ -397,12 +412,7 @@ class CoreMLTarget(Target):
             if self.config.compact_constants:
                 mlmodel, compacted = _compact_derived_constants(mlmodel)
             mlmodel.short_description = "sr2bit SwinIR-light super-resolution, palettized weights"
-            spec = mlmodel.get_spec()
-            program_bytes = {"before": spec.ByteSize()}
-            if self.config.compact_constants:
-                _compact_program(spec.mlProgram)
-                program_bytes["after"] = spec.ByteSize()
-            ct.models.MLModel(spec, weights_dir=mlmodel.weights_dir, skip_model_load=True).save(str(artifact))
+            spec, program_bytes = self._save(mlmodel, artifact)
         io_types = _io_dtypes(spec)  # coremltools picks fp16 I/O for an fp16 iOS18 program
         return {
             "deployment_target": "iOS18 / macOS15 (ML program)",

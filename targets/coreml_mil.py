@@ -151,18 +151,19 @@ class MilInterpreter:
 
     def __init__(self, package: str | Path, tile: int | None = None):
         program, _ = mil_program(Path(package))
-        if tile is None:
-            self.function = program.functions["main"]
-            self._last_use = self._last_uses(self.function)
-            return
+        self.function = program.functions["main" if tile is None else self._function_for(program, package, tile)]
+        self._last_use = self._last_uses(self.function)
+
+    @staticmethod
+    def _function_for(program, package, tile: int) -> str:
+        """The name of the function whose input is ``tile`` pixels wide."""
         sides = {name: function.inputs[next(iter(function.inputs))].shape[-1]
                  for name, function in program.functions.items()}
         named = [name for name, side in sides.items() if side == tile]
         if not named:
             raise TargetError(f"{package} runs no {tile} px tile (its functions: "
-                             + ", ".join(f"{name} {side} px" for name, side in sides.items()) + ")")
-        self.function = program.functions[named[0]]
-        self._last_use = self._last_uses(self.function)
+                              + ", ".join(f"{name} {side} px" for name, side in sides.items()) + ")")
+        return named[0]
 
     @staticmethod
     def _last_uses(function) -> dict[int, list[str]]:
