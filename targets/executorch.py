@@ -51,6 +51,7 @@ from targets.base import (
     with_offset_rows,
 )
 from targets.config import ConvWeights
+from targets.dependency_bitsets import bitset_dependency_views
 
 __all__ = ["ExecuTorchTarget", "LinearMeanLayerNorm", "export_graph", "fake_quantize_per_image_int8", "stored_constants",
            "stored_weights"]
@@ -171,7 +172,8 @@ def _lower(methods: dict[str, tuple[nn.Module, torch.Tensor]], artifact: Path) -
 
     start = time.perf_counter()
     programs = {name: torch.export.export(model, (example,)) for name, (model, example) in methods.items()}
-    lowered = to_edge_transform_and_lower(programs, partitioner=[XnnpackPartitioner()])
+    with bitset_dependency_views():  # the partitioners' node sets grow as the square of the graph
+        lowered = to_edge_transform_and_lower(programs, partitioner=[XnnpackPartitioner()])
     partitions, outside = {}, collections.Counter()
     for name in programs:
         calls = [n for n in lowered.exported_program(name).graph_module.graph.nodes if n.op == "call_function"]
