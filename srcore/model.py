@@ -197,15 +197,34 @@ def shifted_window_mask(h: int, w: int, ws: int, shift: int, device=None) -> tor
     Tokens from different regions of the shifted map get ``MASK_VALUE`` (-100), like the official
     ``calculate_mask``; built from ``arange`` comparisons so it traces to a handful of ops.
     """
-    rows = torch.arange(h, device=device)
-    cols = torch.arange(w, device=device)
+    region_windows = window_regions(h, w, ws, shift, device)  # nW, N
+    different = region_windows[:, None, :] != region_windows[:, :, None]
+    return different.to(torch.float32) * MASK_VALUE
+
+
+def window_regions(h: int, w: int, ws: int, shift: int, device=None) -> torch.Tensor:
+    """(nW, N) float region id (0..8) of every token of every window of the shifted (h, w) map."""
+    rows, cols = torch.arange(h, device=device), torch.arange(w, device=device)
     # Region id 0, 1, 2 along each axis: [0, h-ws), [h-ws, h-shift), [h-shift, h).
     row_region = (rows >= h - ws).long() + (rows >= h - shift).long()
     col_region = (cols >= w - ws).long() + (cols >= w - shift).long()
     region = (row_region[:, None] * 3 + col_region[None, :]).to(torch.float32)  # H, W
-    region_windows = window_partition(region[None, :, :, None], ws).squeeze(-1)  # nW, N
-    different = region_windows[:, None, :] != region_windows[:, :, None]
-    return different.to(torch.float32) * MASK_VALUE
+    return window_partition(region[None, :, :, None], ws).squeeze(-1)
+
+
+def mask_from_regions(windows: torch.Tensor, regions: torch.Tensor) -> torch.Tensor:
+    """(nW, 1, N, N) shift mask from a window's pattern choice (nW, k) and each pattern's token regions (k, N, m).
+
+    Pattern p masks the pairs of tokens in different regions: ``MASK_VALUE * (1 - R_p R_p^T)`` with R_p
+    one-hot per token; a window takes the pattern its one-hot row picks (none: no mask). Every product
+    and sum is of zeros and ones, so the values are exactly 0 and -100, and the artifact stores k x N x m
+    zeros and ones (3 x 64 x 4 at 64 px) instead of the patterns' k x N x N.
+    """
+    # (same - 1) * -MASK_VALUE: an int 1 - x would convert a scalar outside XNNPACK's partition
+    patterns = (torch.bmm(regions, regions.transpose(1, 2)) - 1.0) * -MASK_VALUE  # k, N, N
+    n = regions.shape[1]  # a 3-D bmm, not an mm: XNNPACK's partitioner in ExecuTorch 1.5.1 takes no aten.mm
+    nw, k = windows.shape  # reshapes, not an unsqueeze, which it does not take either
+    return torch.bmm(windows.reshape(1, nw, k), patterns.reshape(1, k, n * n)).view(nw, 1, n, n)
 
 
 def graph_zero(x: torch.Tensor) -> torch.Tensor:
@@ -429,7 +448,7 @@ class SwinIR(nn.Module):
         dim, ws = config.embed_dim, config.window_size
         self.register_buffer("mean", torch.tensor(config.rgb_mean).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("frozen_mask_windows", None, persistent=False)
-        self.register_buffer("frozen_mask_patterns", None, persistent=False)
+        self.register_buffer("frozen_mask_regions", None, persistent=False)
         self.register_buffer("frozen_bias_tables", None, persistent=False)
         self.register_buffer("frozen_offsets", None, persistent=False)
         self.frozen_hw: tuple[int, int] | None = None
@@ -458,10 +477,9 @@ class SwinIR(nn.Module):
         biases = [None] * len(self.layers)
         if self.frozen_hw == (h, w):
             # graph_zero keeps converters from folding the products back into the (nW, N, N) mask and the
-            # blocks x (h, N, N) biases; each window's row of the one-hot selects its mask pattern (exact).
+            # blocks x (h, N, N) biases.
             zero = graph_zero(x)
-            windows = self.frozen_mask_windows + zero
-            mask = F.linear(windows, self.frozen_mask_patterns).view(windows.shape[0], 1, ws * ws, ws * ws)
+            mask = mask_from_regions(self.frozen_mask_windows + zero, self.frozen_mask_regions + zero)
             # Every block's bias in one expansion (a dozen ops instead of a dozen per block), then a slice each.
             every = expand_relative_position_bias(self.frozen_bias_tables + zero, self.frozen_offsets, ws)
             biases = [[every[start:stop] for start, stop in spans] for spans in self.frozen_bias_spans]
@@ -493,7 +511,8 @@ class SwinIR(nn.Module):
         For export at one fixed size (deployment targets): the ``arange`` comparisons and the bias-table
         gather are ops that integer backends such as XNNPACK do not run, and the expanded constants
         (24 x h x N x N biases, an nW x N x N mask) are most of an artifact's bytes. Frozen, the mask is
-        an (nW, k) one-hot choice among its k <= 3 distinct non-zero window patterns (N*N, k), and the
+        an (nW, k) one-hot choice among its k <= 3 distinct window patterns, each stored as its tokens'
+        one-hot regions (k, N, m <= 4; :func:`mask_from_regions`), and the
         biases of all blocks are two matmuls of their tables side by side with one (N, 2ws-1) one-hot
         (:func:`relative_offset_one_hot`), each block taking its heads' slice: all exact, no gather.
         The tables are copied: freeze the final weights. Other input sizes still work (their mask is computed).
@@ -510,12 +529,14 @@ class SwinIR(nn.Module):
         for block in self.modules():
             if isinstance(block, SwinTransformerBlock):
                 block.window_chunk = window_chunk
-        mask = shifted_window_mask(h, w, ws, ws // 2, self.mean.device).flatten(1)  # nW, N*N
-        patterns, which = torch.unique(mask, dim=0, return_inverse=True)
-        used = patterns.ne(0).any(1)  # windows of an all-zero pattern get an all-zero one-hot row
+        # Each window's regions numbered by rank (0..m-1): windows that mask alike get the same row.
+        ranks = torch.stack([row.unique(return_inverse=True)[1] for row in window_regions(h, w, ws, ws // 2)])
+        patterns, which = torch.unique(ranks, dim=0, return_inverse=True)
+        used = patterns.amax(1) > 0  # a window inside one region is not masked: an all-zero one-hot row
+        device = self.mean.device
         self.frozen_hw = (h, w)
-        self.frozen_mask_windows = F.one_hot(which, len(patterns))[:, used].to(mask.dtype)  # nW, k
-        self.frozen_mask_patterns = patterns[used].t().contiguous()  # N*N, k (an F.linear weight)
+        self.frozen_mask_windows = F.one_hot(which, len(patterns))[:, used].float().to(device)  # nW, k
+        self.frozen_mask_regions = F.one_hot(patterns[used], int(patterns.max()) + 1).float().to(device)  # k, N, m
         self.frozen_offsets = relative_offset_one_hot(ws).to(self.mean.device)
         tables, self.frozen_bias_spans, start = [], [], 0
         for layer in self.layers:

@@ -204,7 +204,8 @@ def test_blocks_run_in_window_chunks(built, tiny):
     chunks = sum(-(-(tile // 8) ** 2 // WINDOW_CHUNK) for tile in TILES[backend])  # 1 + 3
     ops = result.manifest["graph"]["ops"]
     assert result.manifest["window_chunk"] == WINDOW_CHUNK
-    assert ops.get("XNNBatchMatrixMultiply", ops.get("BATCH_MATMUL")) == 2 * blocks * chunks
+    # plus, once per graph, two for the shift mask: its patterns from their regions, each window's choice among them
+    assert ops.get("XNNBatchMatrixMultiply", ops.get("BATCH_MATMUL")) == 2 * blocks * chunks + 2 * len(TILES[backend])
 
 
 def test_every_linear_runs_in_the_backends_int4_kernel(built, tiny):
@@ -212,9 +213,9 @@ def test_every_linear_runs_in_the_backends_int4_kernel(built, tiny):
     m, linears = result.manifest, sum(isinstance(x, torch.nn.Linear) for x in tiny.modules())
     if backend == "executorch":  # one XNNPACK partition: nothing falls back to portable kernels
         assert m["xnnpack_partitions"] == 1 and m["ops_outside_xnnpack"] == {}
-    else:  # every Linear's FULLY_CONNECTED holds INT4 codes; the float ones expand all blocks' bias tables, and the mask
+    else:  # every Linear's FULLY_CONNECTED holds INT4 codes; the float ones expand all blocks' bias tables
         assert m["packed_fully_connected"] == linears
-        assert m["verification"]["float_fully_connected"] == (2 + 1) * len(TILES[backend])  # per signature
+        assert m["verification"]["float_fully_connected"] == 2 * len(TILES[backend])  # per signature
     assert m["verification"]["palettized_linears"] == m["verification"]["quantized_linears"] == linears
 
 
@@ -466,7 +467,7 @@ def test_size_breakdown_meets_the_component_budget(form, built, built_exact, tin
         # Every tile size shares the tables (stored once) and adds its own window one-hot to the mask.
         assert tables <= sizes["bias tables"] <= 1.5 * tables, key
         windows = sum(stored(e.frozen_mask_windows) for e in exports)
-        patterns = stored(exports[0].frozen_mask_patterns)
+        patterns = stored(exports[0].frozen_mask_regions)
         assert windows + patterns <= sizes["shift mask"] <= 1.1 * (windows + len(exports) * patterns), key
     # A re-folded bias (131 KB here) would land in "other constants" (test_lowered_artifact_has_no_redundant_bytes);
     # each tile size adds its own shape constants.

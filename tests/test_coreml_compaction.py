@@ -1,7 +1,7 @@
 """Core ML derived-constant compaction: exact, the same on every host, and the real 64 px W4 package within budget.
 
 The budget test builds what users get (shipped x4 model, the committed W4 2DQuant bounds, 64 px
-tile): only the full size shows what the derived constants (bias tables, shift-mask patterns) cost.
+tile): only the full size shows what the derived constants (bias tables, shift-mask regions) cost.
 """
 
 from __future__ import annotations
@@ -31,6 +31,17 @@ W4_BUDGET_BYTES = 900_000
 
 def _package_bytes(package: Path) -> int:
     return sum(f.stat().st_size for f in package.rglob("*") if f.is_file())
+
+
+def _derived_index_types(package: Path) -> list[str]:
+    """Index dtypes of the lookup tables the compaction made (``p_*`` ones are the calibrated weights)."""
+    from coremltools.converters.mil.mil import types
+
+    from targets.coreml_mil import mil_program
+
+    program, _ = mil_program(package)
+    return [types.builtin_to_string(op.indices.dtype) for op in program.functions["main"].operations
+            if op.op_type == "constexpr_lut_to_dense" and not op.name.startswith("p_")]
 
 
 def _lower(model, bounds, tile: int, package: Path) -> dict:
@@ -68,14 +79,16 @@ def test_compaction_does_not_depend_on_float_sorting(tmp_path, monkeypatch):
             return real_unique(np.arange(ar.size).reshape(ar.shape), *args, **kwargs)
         return real_unique(ar, *args, **kwargs)
 
-    honest = _lower(tiny, bounds, 16, tmp_path / "honest.mlpackage")
+    # 304 px: the first tile whose window one-hot (38 x 38 windows x 3 patterns) is large enough to compact
+    honest = _lower(tiny, bounds, 304, tmp_path / "honest.mlpackage")
+    assert _derived_index_types(tmp_path / "honest.mlpackage") == ["uint1"]  # zeros and ones: the narrowest index
     monkeypatch.setattr(np, "unique", broken_float_unique)
     try:
-        summary = _lower(tiny, bounds, 16, tmp_path / "model.mlpackage")
+        summary = _lower(tiny, bounds, 304, tmp_path / "model.mlpackage")
     except TargetError as err:  # the build's own exactness check caught a table made from the float sort
         pytest.fail(f"compaction depends on numpy's float sort: {err}")
     assert summary["compacted_constants"] == honest["compacted_constants"]
-    assert summary["compacted_constants"]["constants"] >= 1  # the shift-mask window patterns (0 / -100)
+    assert summary["compacted_constants"]["constants"] == 1  # the shift mask's window one-hot (0 / 1)
     assert _package_bytes(tmp_path / "model.mlpackage") == _package_bytes(tmp_path / "honest.mlpackage")
 
 
@@ -83,14 +96,7 @@ def test_full_size_w4_package_fits_its_budget(tmp_path):
     model, _ = load_model(None, 4)
     package = tmp_path / "model.mlpackage"
     summary = _lower(model, load_bounds(W4_BOUNDS), 64, package)
-    assert summary["compacted_constants"]["constants"] >= 1  # the shift-mask window patterns
-    from coremltools.converters.mil.mil import types
-
-    from targets.coreml_mil import mil_program
-
-    program, _ = mil_program(package)
-    derived = [types.builtin_to_string(op.indices.dtype) for op in program.functions["main"].operations
-               if op.op_type == "constexpr_lut_to_dense" and not op.name.startswith("p_")]
-    assert derived == ["uint1"]  # the mask patterns hold {0, -100}: one bit per entry, the narrowest index
+    assert summary["compacted_constants"]["constants"] == 0  # the mask is stored as its tokens' regions: 3 KB
+    assert _derived_index_types(package) == []  # no derived constant is large enough to be worth a table at 64 px
     size = _package_bytes(package)
     assert size <= W4_BUDGET_BYTES, f"W4 64 px package is {size:,} bytes, budget {W4_BUDGET_BYTES:,}"

@@ -153,7 +153,7 @@ def test_frozen_shape_rebuilds_bias_and_mask_exactly_from_small_tables(tile):
     """The export path (tables + one-hot matmuls) computes the very values of the gather and the comparisons."""
     import copy
 
-    from srcore.model import WindowAttention, expand_relative_position_bias
+    from srcore.model import WindowAttention, expand_relative_position_bias, mask_from_regions
 
     torch.manual_seed(0)
     model = _randomized(build_model("tiny", 2).eval())
@@ -161,9 +161,10 @@ def test_frozen_shape_rebuilds_bias_and_mask_exactly_from_small_tables(tile):
     x = torch.rand(1, 3, tile, tile)
     with torch.no_grad():
         assert torch.equal(frozen(x), model(x))
-    mask = torch.nn.functional.linear(frozen.frozen_mask_windows, frozen.frozen_mask_patterns)
-    assert torch.equal(mask, shifted_window_mask(tile, tile, 8, 4).flatten(1))
-    assert frozen.frozen_mask_patterns.shape[1] <= 3  # last row, last column, corner: whatever the tile
+    mask = mask_from_regions(frozen.frozen_mask_windows, frozen.frozen_mask_regions)
+    assert torch.equal(mask, shifted_window_mask(tile, tile, 8, 4)[:, None])
+    k, n, m = frozen.frozen_mask_regions.shape  # last row, last column, corner: whatever the tile
+    assert k <= 3 and n == 64 and m <= 4 and frozen.frozen_mask_windows.shape == (tile * tile // 64, k)
     attentions = [m for m in model.modules() if isinstance(m, WindowAttention)]
     every = expand_relative_position_bias(frozen.frozen_bias_tables, frozen.frozen_offsets, 8)
     spans = [span for layer in frozen.frozen_bias_spans for span in layer]
