@@ -174,7 +174,8 @@ def _compact_derived_constants(mlmodel):
     """Store large constants with few distinct values as exact lookup tables (deployment.md §4.4).
 
     The export graph expands the biases and the mask from small tables (``SwinIR.freeze_shape``);
-    what stays large is the mask's (N*N, k) window patterns ({0, -100}: uint1), and a graph whose
+    what can still grow is the windows' (nW, k) one-hot choice of a mask pattern ({0, 1}: uint1, from 296 px
+    tiles; the patterns themselves are stored as their tokens' regions, 3 x 64 x 4 values), and a graph whose
     biases were folded (at most 225 distinct values per head: uint8 indices per head) would be
     shrunk the same way. Where that saves bytes, they are palettized losslessly with tables of their
     distinct bit patterns (:func:`_distinct_bit_patterns`, the same decision on every host); each one

@@ -374,7 +374,7 @@ def _with_narrow_constants(flatbuffer) -> dict[str, int]:
     (:func:`_narrow_type`) in that type behind a DEQUANTIZE; return how many tensors became INT8 and FLOAT16.
 
     Lossless: ``1.0 * code`` and an fp16 value widened are the values themselves. At x4 the INT8 ones
-    are the shift mask's window patterns ({-100, 0}) and one-hots ({0, 1}); the FLOAT16 one is the
+    are one-hots ({0, 1}: the bias expansion's offsets, the mask's token regions and window choice); the FLOAT16 one is the
     bias tables when the build rounds them (``TFLiteConfig.bias_tables``). The XNNPACK delegate unpacks
     a static INT8 or FP16 DEQUANTIZE once, at load (xnnpack_delegate.cc, "Prepare to unpack FP16/INT8
     tensors"); the reference kernels dequantize them the same way.
