@@ -19,11 +19,12 @@ import json
 import os
 import platform
 import shlex
-import subprocess
 import sys
 import tempfile
 from importlib import metadata
 from pathlib import Path
+
+from targets.latency import json_from_child
 
 DEPTHS = (2, 6, 12)
 CHUNK = 32
@@ -53,11 +54,7 @@ def child(depth: int, chunk: int, bitsets: bool) -> dict:
 
 def run_child(depth: int, chunk: int, bitsets: bool) -> dict:
     command = [sys.executable, "-m", "benchmarks.lowering_memory", "--child", str(depth), str(chunk), str(int(bitsets))]
-    done = subprocess.run(command, capture_output=True, text=True)
-    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
-    if done.returncode or not lines:
-        raise RuntimeError(f"lowering d={depth} chunk={chunk} failed: {done.stderr[-2000:]}")
-    return json.loads(lines[-1])
+    return json_from_child(command, f"lowering d={depth} chunk={chunk}")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -537,7 +537,7 @@ class SwinIR(nn.Module):
         self.frozen_hw = (h, w)
         self.frozen_mask_windows = F.one_hot(which, len(patterns))[:, used].float().to(device)  # nW, k
         self.frozen_mask_regions = F.one_hot(patterns[used], int(patterns.max()) + 1).float().to(device)  # k, N, m
-        self.frozen_offsets = relative_offset_one_hot(ws).to(self.mean.device)
+        self.frozen_offsets = relative_offset_one_hot(ws).to(device)
         tables, self.frozen_bias_spans, start = [], [], 0
         for layer in self.layers:
             self.frozen_bias_spans.append([])

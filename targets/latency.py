@@ -30,7 +30,7 @@ from srcore.tiling import default_overlap
 Run = Callable[[torch.Tensor], torch.Tensor]
 PEAK_RSS_WHAT = "peak resident memory of a fresh process that loaded and ran only that artifact (runtime, Python included)"
 
-__all__ = ["measure", "summarize_times", "tile_speeds", "time_runners", "versus_baseline"]
+__all__ = ["json_from_child", "measure", "summarize_times", "tile_speeds", "time_runners", "versus_baseline"]
 
 
 def summarize_times(seconds: list[float]) -> dict[str, float]:
@@ -103,13 +103,22 @@ def measure(target: str, artifact: str | Path, tile: int, threads: int, runs: in
                "--tile", str(tile), "--threads", str(threads), "--runs", str(runs), "--warmup", str(warmup)]
     command += ["--op-profile"] if op_profile else []
     command += ["--baseline", str(baseline)] if baseline else []
-    # The child imports this very checkout, installed or not.
+    return json_from_child(command, f"timing {artifact}", timeout)
+
+
+def json_from_child(command: list[str], what: str, timeout: float | None = None) -> dict[str, Any]:
+    """Run ``command`` in a fresh process that imports this very checkout (installed or not); the last JSON
+    line it printed. A fresh process each: its peak memory and its threads are its own.
+
+    Raises:
+        RuntimeError: the process failed or printed no JSON line (``what`` and its stderr tail are included).
+    """
     root = str(Path(__file__).resolve().parents[1])
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
     done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env)
     lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
     if done.returncode or not lines:
-        raise RuntimeError(f"timing {artifact} failed (exit {done.returncode}): {done.stderr[-2000:]}")
+        raise RuntimeError(f"{what} failed (exit {done.returncode}): {done.stderr[-2000:]}")
     return json.loads(lines[-1])
 
 
