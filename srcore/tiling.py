@@ -6,12 +6,21 @@ upscaled on its own, and the SR tiles are blended back with weights that vanish 
 The Kotlin and Swift apps re-implement this file, so the whole algorithm is specified here.
 
 **Plan** (:func:`tile_plan`, LR pixels, half-open boxes). Along an axis of length ``n``, with
-``t = min(tile, n)`` and stride ``s = tile - overlap``, tile starts are
-``0, s, 2s, ...`` while ``start + t < n``, then ``n - t`` (the last tile is shifted back to end
-on the border). If ``n <= tile`` there is a single start, 0. Tiles are the Cartesian product of
-the row starts and the column starts, in row-major order; every tile is ``t_h x t_w``.
-Consecutive tiles overlap by at least ``overlap`` px. SwinIR prefers tile sizes that are
-multiples of its window size (8), but any size works (the model pads internally).
+``t = min(tile, n)``, alignment ``a = align`` (default :data:`TILE_ALIGN`, SwinIR's 8 px window)
+if ``tile - overlap >= align`` else ``a = 1``, and stride ``s = tile - overlap`` rounded down to a
+multiple of ``a``, tile starts are ``0, s, 2s, ...`` while ``start + t < n``, then ``n - t``
+rounded up to a multiple of ``a``: the last tile ends on the border and is up to ``a - 1`` px
+shorter than ``t``. If ``n <= tile`` there is a single start, 0. Tiles are the Cartesian product
+of the row starts and the column starts, in row-major order; all tiles of a row share their rows.
+Consecutive tiles overlap by at least ``overlap`` px.
+
+Every start is a multiple of the window, so each tile's attention windows are the untiled image's
+windows, and the last tile, padded by the model (or :func:`srcore.model.mirror_pad` for a fixed-size
+artifact) to a multiple of 8, sees the same padding as the whole image. Shifted back to ``n - t``
+instead (``align=1``, the plan before), its windows straddled the image's, and on a photo whose
+sides are not multiples of 8 the tiled output strayed from the untiled one by several levels of 255
+(``reports/upscale_photo.md`` measures both plans). A stride that is not a multiple of 8 does the
+same to every tile, hence the rounding (the overlap is a minimum).
 
 **Weights** (:func:`edge_weights_1d`, SR pixels). Let ``o = overlap * scale`` and
 ``ramp(d) = clamp((d - o/4) / (o/2), 0, 1)`` (``ramp = 1`` when ``o = 0``). For a tile of SR
@@ -46,10 +55,13 @@ from dataclasses import dataclass
 
 import torch
 
-__all__ = ["SEAM_OVERLAP", "Tile", "default_overlap", "tile_plan", "edge_weights_1d", "iter_tiled_bands", "upscale_tiled"]
+__all__ = ["SEAM_OVERLAP", "TILE_ALIGN", "Tile", "default_overlap", "tile_plan", "edge_weights_1d", "iter_tiled_bands", "upscale_tiled"]
 
 SEAM_OVERLAP = 16
 """LR overlap that keeps SwinIR-light's seams under 1/255 at every tile size measured (reports/upscale_photo.md)."""
+
+TILE_ALIGN = 8
+"""Tile starts are multiples of SwinIR's window, so that tiles keep the untiled image's windows."""
 
 logger = logging.getLogger(__name__)
 
@@ -102,14 +114,16 @@ def default_overlap(tile: int) -> int:
     return min(SEAM_OVERLAP, _check_int(tile, "tile", 1) // 4)
 
 
-def _starts(n: int, tile: int, overlap: int) -> list[int]:
+def _starts(n: int, tile: int, overlap: int, align: int) -> list[int]:
     """Tile starts along one axis of length ``n`` (see the module docstring)."""
     if n <= tile:
         return [0]
-    return list(range(0, n - tile, tile - overlap)) + [n - tile]
+    a = align if tile - overlap >= align else 1
+    stride = (tile - overlap) // a * a
+    return list(range(0, n - tile, stride)) + [-(-(n - tile) // a) * a]
 
 
-def tile_plan(h: int, w: int, tile: int, overlap: int) -> list[Tile]:
+def tile_plan(h: int, w: int, tile: int, overlap: int, align: int = TILE_ALIGN) -> list[Tile]:
     """Row-major list of overlapping tiles covering an ``h x w`` LR image.
 
     Args:
@@ -117,10 +131,12 @@ def tile_plan(h: int, w: int, tile: int, overlap: int) -> list[Tile]:
         w: image width in LR pixels, >= 1.
         tile: tile side in LR pixels, >= 1 (clipped to the image side when the image is smaller).
         overlap: minimum overlap between neighbouring tiles in LR pixels, ``0 <= overlap < tile``.
+        align: every start is a multiple of it when ``tile - overlap >= align`` (default: the window).
 
     Returns:
-        Tiles of size ``min(tile, h) x min(tile, w)``, stride ``tile - overlap``, the last row and
-        column shifted back to end on the border; all tiles of a row share ``y0``/``y1``.
+        Tiles of at most ``min(tile, h) x min(tile, w)``, stride ``tile - overlap`` rounded down to a
+        multiple of ``align``, the last row and column ending on the border at an aligned start; all
+        tiles of a row share ``y0``/``y1``.
 
     Raises:
         ValueError: on a non-integer or out-of-range argument.
@@ -128,9 +144,10 @@ def tile_plan(h: int, w: int, tile: int, overlap: int) -> list[Tile]:
     h = _check_int(h, "h", 1)
     w = _check_int(w, "w", 1)
     tile, overlap = _check_tile_overlap(tile, overlap)
-    th, tw = min(tile, h), min(tile, w)
+    align = _check_int(align, "align", 1)
     return [
-        Tile(y, x, y + th, x + tw) for y in _starts(h, tile, overlap) for x in _starts(w, tile, overlap)
+        Tile(y, x, min(y + tile, h), min(x + tile, w))
+        for y in _starts(h, tile, overlap, align) for x in _starts(w, tile, overlap, align)
     ]
 
 
@@ -226,6 +243,7 @@ def iter_tiled_bands(
     tile: int,
     overlap: int,
     progress: ProgressFn | None = None,
+    align: int = TILE_ALIGN,
 ) -> Iterator[tuple[int, torch.Tensor]]:
     """Upscale ``lr`` tile by tile, yielding finished horizontal SR bands top to bottom.
 
@@ -239,6 +257,7 @@ def iter_tiled_bands(
         tile: tile side in LR pixels (see :func:`tile_plan`).
         overlap: tile overlap in LR pixels, ``0 <= overlap < tile``.
         progress: optional callable, called with 1 after each tile (e.g. ``tqdm.update``).
+        align: tile starts are multiples of it (see :func:`tile_plan`).
 
     Yields:
         ``(y0_sr, band)``: the band's first SR row and a float32 (1, C, rows, W*scale) tensor on
@@ -252,23 +271,22 @@ def iter_tiled_bands(
     lr = _check_lr(lr)
     scale = _check_int(scale, "scale", 1)
     tile, overlap = _check_tile_overlap(tile, overlap)
-    return _iter_bands(fn, lr, scale, tile, overlap, progress)
+    return _iter_bands(fn, lr, scale, tile_plan(lr.shape[2], lr.shape[3], tile, overlap, align), overlap, progress)
 
 
 def _iter_bands(
     fn: UpscaleFn,
     lr: torch.Tensor,
     scale: int,
-    tile: int,
+    plan: list[Tile],
     overlap: int,
     progress: ProgressFn | None,
 ) -> Iterator[tuple[int, torch.Tensor]]:
     _, c, h, w = lr.shape
-    plan = tile_plan(h, w, tile, overlap)
     overlap_sr = overlap * scale
     row_tops = sorted({t.y0 for t in plan})
-    logger.debug("tiled upscale: %dx%d LR, %d tiles in %d rows (tile=%d, overlap=%d, x%d)",
-                 h, w, len(plan), len(row_tops), tile, overlap, scale)
+    logger.debug("tiled upscale: %dx%d LR, %d tiles in %d rows (first %dx%d, overlap=%d, x%d)",
+                 h, w, len(plan), len(row_tops), plan[0].width, plan[0].height, overlap, scale)
 
     acc = _BandAccumulator(c, w * scale, lr.device)
     for r, row_top in enumerate(row_tops):
@@ -299,6 +317,7 @@ def upscale_tiled(
     tile: int,
     overlap: int,
     progress: ProgressFn | None = None,
+    align: int = TILE_ALIGN,
 ) -> torch.Tensor:
     """Upscale ``lr`` tile by tile and return the whole blended SR image.
 
@@ -311,6 +330,6 @@ def upscale_tiled(
     scale = _check_int(scale, "scale", 1)
     _, c, h, w = lr.shape
     out = torch.empty(1, c, h * scale, w * scale, dtype=torch.float32, device=lr.device)
-    for y0, band in iter_tiled_bands(fn, lr, scale, tile, overlap, progress):
+    for y0, band in iter_tiled_bands(fn, lr, scale, tile, overlap, progress, align):
         out[:, :, y0 : y0 + band.shape[2]] = band
     return out

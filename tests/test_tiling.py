@@ -8,7 +8,9 @@ import torch
 import torch.nn.functional as F
 
 from srcore import tiling
+from srcore.model import mirror_pad
 from srcore.tiling import (
+    TILE_ALIGN,
     Tile,
     edge_weights_1d,
     iter_tiled_bands,
@@ -39,36 +41,70 @@ def _axis_starts(tiles: list[Tile], axis: str) -> list[int]:
     return sorted({getattr(t, axis) for t in tiles})
 
 
+@pytest.mark.parametrize("align", [TILE_ALIGN, 1])
 @pytest.mark.parametrize(("h", "w", "tile", "overlap"), PLAN_CASES)
-def test_plan_covers_and_stays_in_bounds(h: int, w: int, tile: int, overlap: int) -> None:
-    plan = tile_plan(h, w, tile, overlap)
+def test_plan_covers_and_stays_in_bounds(h: int, w: int, tile: int, overlap: int, align: int) -> None:
+    plan = tile_plan(h, w, tile, overlap, align)
+    a = align if tile - overlap >= align else 1
     cover = np.zeros((h, w), np.int32)
     th, tw = min(tile, h), min(tile, w)
     for t in plan:
         assert 0 <= t.y0 < t.y1 <= h and 0 <= t.x0 < t.x1 <= w
-        assert (t.height, t.width) == (th, tw)  # all tiles full size
+        assert t.y0 % a == 0 and t.x0 % a == 0  # every start on the window grid
+        # full size, except the last row / column, which ends on the border and is < a px shorter
+        assert (t.height == th or t.y1 == h and t.height > th - a) and (t.width == tw or t.x1 == w and t.width > tw - a)
         cover[t.y0 : t.y1, t.x0 : t.x1] += 1
     assert cover.min() >= 1
     # Grid structure, row-major order, last tile on the border.
     ys, xs = _axis_starts(plan, "y0"), _axis_starts(plan, "x0")
-    assert plan == [Tile(y, x, y + th, x + tw) for y in ys for x in xs]
-    assert ys[-1] + th == h and xs[-1] + tw == w and ys[0] == 0 and xs[0] == 0
+    assert plan == [Tile(y, x, min(y + th, h), min(x + tw, w)) for y in ys for x in xs]
+    assert ys[-1] + th >= h and xs[-1] + tw >= w and ys[0] == 0 and xs[0] == 0
     # Neighbours overlap by at least `overlap`, and the stride is at most tile - overlap.
     for starts, size in ((ys, th), (xs, tw)):
-        for a, b in zip(starts, starts[1:]):
-            assert a + size - b >= overlap
-            assert 0 < b - a <= tile - overlap
+        for a0, b in zip(starts, starts[1:]):
+            assert a0 + size - b >= overlap
+            assert 0 < b - a0 <= tile - overlap
 
 
 def test_plan_odd_size_exact() -> None:
+    # Stride 24, starts on the 8 px window grid; the last tile ends on the border, up to 7 px short.
     assert tile_plan(37, 53, 32, 8) == [
         Tile(0, 0, 32, 32),
-        Tile(0, 21, 32, 53),
-        Tile(5, 0, 37, 32),
-        Tile(5, 21, 37, 53),
+        Tile(0, 24, 32, 53),
+        Tile(8, 0, 37, 32),
+        Tile(8, 24, 37, 53),
     ]
-    # Regular stride, then the last tile shifted back: starts 0, 24, 48, 69 for 101 px.
-    assert _axis_starts(tile_plan(10, 101, 32, 8), "x0") == [0, 24, 48, 69]
+    assert _axis_starts(tile_plan(10, 101, 32, 8), "x0") == [0, 24, 48, 72]
+    # align=1 is the plan before: the last tile shifted back to full size, off the window grid.
+    assert _axis_starts(tile_plan(10, 101, 32, 8, align=1), "x0") == [0, 24, 48, 69]
+    # A stride off the grid (128 - 12) is rounded down to 112: the overlap is a minimum.
+    assert _axis_starts(tile_plan(8, 500, 128, 12), "x0") == [0, 112, 224, 336, 376]
+    # Too small a stride for the grid: no alignment.
+    assert _axis_starts(tile_plan(8, 20, 8, 2), "x0") == [0, 6, 12]
+
+
+def window_means_fn(scale: int):
+    """Each 8x8 window's mean, nearest-upscaled, after SwinIR's padding: depends on where the windows lie."""
+
+    def fn(x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[-2:]
+        means = F.avg_pool2d(mirror_pad(x, TILE_ALIGN), TILE_ALIGN)
+        up = means.repeat_interleave(TILE_ALIGN * scale, -2).repeat_interleave(TILE_ALIGN * scale, -1)
+        return up[..., : h * scale, : w * scale]
+
+    return fn
+
+
+@pytest.mark.parametrize(("h", "w", "tile"), [(75, 101, 32), (37, 53, 32), (150, 113, 64)])
+def test_tiles_keep_the_images_windows(h: int, w: int, tile: int) -> None:
+    """A window-local model gives exactly the untiled output: every tile, the last one too, on the image's windows.
+
+    The plan before (``align=1``) shifted the last tile back off the window grid and differed.
+    """
+    fn, lr = window_means_fn(2), torch.rand(1, 3, h, w)
+    ref = fn(lr)
+    assert (upscale_tiled(fn, lr, 2, tile, 8) - ref).abs().max().item() <= 1e-6
+    assert (upscale_tiled(fn, lr, 2, tile, 8, align=1) - ref).abs().max().item() > 1e-2
 
 
 @pytest.mark.parametrize(("h", "w"), [(32, 32), (20, 27), (1, 32), (32, 5)])
