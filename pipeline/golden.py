@@ -54,7 +54,7 @@ def golden_vectors() -> dict:
     """Every reference case, as plain JSON-ready Python values."""
     plans = []
     for h, w, tile, overlap in [(5, 7, 4, 1), (64, 64, 64, 16), (100, 150, 64, 16), (37, 200, 48, 12), (1, 1, 8, 2),
-                                (1500, 2000, 64, 16)]:
+                                (1500, 2000, 64, 16), (8, 500, 128, 12)]:
         tiles = tile_plan(h, w, tile, overlap)
         plans.append({"h": h, "w": w, "tile": tile, "overlap": overlap,
                       "tiles": [[t.y0, t.x0, t.y1, t.x1] for t in tiles]})

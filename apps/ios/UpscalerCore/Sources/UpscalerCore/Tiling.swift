@@ -8,17 +8,21 @@ public struct Tile: Equatable {
     public var width: Int { x1 - x0 }
 }
 
-func starts(_ n: Int, _ tile: Int, _ overlap: Int) -> [Int] {
+/// Tile starts are multiples of SwinIR's 8 px window, as srcore/tiling.py's TILE_ALIGN: tiles keep the image's windows.
+public let tileAlign = 8
+
+func starts(_ n: Int, _ tile: Int, _ overlap: Int, _ align: Int) -> [Int] {
     if n <= tile { return [0] }
-    return Array(stride(from: 0, to: n - tile, by: tile - overlap)) + [n - tile]
+    let a = tile - overlap >= align ? align : 1
+    return Array(stride(from: 0, to: n - tile, by: (tile - overlap) / a * a)) + [(n - tile + a - 1) / a * a]
 }
 
-/// Row-major tiles of min(tile, h) x min(tile, w) covering an h x w image, stride tile - overlap.
-public func tilePlan(h: Int, w: Int, tile: Int, overlap: Int) -> [Tile] {
-    precondition(h >= 1 && w >= 1 && tile >= 1 && overlap >= 0 && overlap < tile, "bad tiling arguments")
-    let th = min(tile, h), tw = min(tile, w)
-    return starts(h, tile, overlap).flatMap { y in
-        starts(w, tile, overlap).map { x in Tile(y0: y, x0: x, y1: y + th, x1: x + tw) }
+/// Row-major tiles of at most min(tile, h) x min(tile, w) covering an h x w image, stride tile - overlap rounded down
+/// to a multiple of `align`; the last row and column end on the border at an aligned start, up to align - 1 px short.
+public func tilePlan(h: Int, w: Int, tile: Int, overlap: Int, align: Int = tileAlign) -> [Tile] {
+    precondition(h >= 1 && w >= 1 && tile >= 1 && overlap >= 0 && overlap < tile && align >= 1, "bad tiling arguments")
+    return starts(h, tile, overlap, align).flatMap { y in
+        starts(w, tile, overlap, align).map { x in Tile(y0: y, x0: x, y1: min(y + tile, h), x1: min(x + tile, w)) }
     }
 }
 

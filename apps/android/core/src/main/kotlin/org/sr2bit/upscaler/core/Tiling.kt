@@ -15,20 +15,28 @@ data class Tile(val y0: Int, val x0: Int, val y1: Int, val x1: Int) {
     val width: Int get() = x1 - x0
 }
 
-private fun starts(n: Int, tile: Int, overlap: Int): List<Int> {
+/** Tile starts are multiples of SwinIR's 8 px window, as srcore/tiling.py's TILE_ALIGN: tiles keep the image's windows. */
+const val TILE_ALIGN = 8
+
+private fun starts(n: Int, tile: Int, overlap: Int, align: Int): List<Int> {
     if (n <= tile) return listOf(0)
-    val result = (0 until n - tile step tile - overlap).toMutableList()
-    result.add(n - tile)
+    val a = if (tile - overlap >= align) align else 1
+    val result = (0 until n - tile step (tile - overlap) / a * a).toMutableList()
+    result.add((n - tile + a - 1) / a * a)
     return result
 }
 
-/** Row-major tiles of min(tile, h) x min(tile, w) covering an h x w image, stride tile - overlap. */
-fun tilePlan(h: Int, w: Int, tile: Int, overlap: Int): List<Tile> {
+/**
+ * Row-major tiles of at most min(tile, h) x min(tile, w) covering an h x w image, stride tile - overlap rounded down
+ * to a multiple of [align]; the last row and column end on the border at an aligned start, up to align - 1 px short.
+ */
+fun tilePlan(h: Int, w: Int, tile: Int, overlap: Int, align: Int = TILE_ALIGN): List<Tile> {
     require(h >= 1 && w >= 1) { "image must be at least 1x1, got ${w}x$h" }
     require(tile >= 1 && overlap >= 0 && overlap < tile) { "need 0 <= overlap < tile, got tile=$tile overlap=$overlap" }
-    val th = min(tile, h)
-    val tw = min(tile, w)
-    return starts(h, tile, overlap).flatMap { y -> starts(w, tile, overlap).map { x -> Tile(y, x, y + th, x + tw) } }
+    require(align >= 1) { "align must be >= 1, got $align" }
+    return starts(h, tile, overlap, align).flatMap { y ->
+        starts(w, tile, overlap, align).map { x -> Tile(y, x, min(y + tile, h), min(x + tile, w)) }
+    }
 }
 
 /** Blending weights along one axis (SR pixels): ramps of width overlapSr / 2 that start overlapSr / 4 from an inner edge. */
