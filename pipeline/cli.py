@@ -353,7 +353,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="where the model runs (default cpu)")
     ev.add_argument("--tile", type=int, default=None,
                     help="LR tile size for tiled inference with bounded memory (e.g. 128); default: whole images")
-    ev.add_argument("--tile-overlap", type=int, default=16, help="LR overlap between tiles (default 16)")
+    ev.add_argument("--tile-overlap", type=int, default=16,
+                    help="minimum LR overlap between tiles (default 16; tiles start on the 8 px window grid, so "
+                         "tile - overlap is rounded down to a multiple of 8)")
     ev.add_argument("--json", type=Path, default=None, help="also write per-image and per-set scores to this JSON file")
     ev.add_argument("--save-images", type=Path, default=None, metavar="DIR", help="write SR images to DIR/<set>/<name>.png")
     ev.add_argument("--on-error", choices=("skip", "raise"), default="skip",
@@ -534,8 +536,9 @@ def build_parser() -> argparse.ArgumentParser:
                          "--max-memory, from the speeds its build measured, printed with the reason; 128 for the "
                          "PyTorch path)")
     up.add_argument("--overlap", type=int, default=None,
-                    help="LR overlap between tiles (default 16, or tile // 4 for tiles under 64: enough to keep seams "
-                         "under 1/255, reports/upscale_photo.md)")
+                    help="minimum LR overlap between tiles (default 16, or tile // 4 for tiles under 64: enough to keep "
+                         "seams under 1/255, reports/upscale_photo.md); tiles start on the model's 8 px window grid, "
+                         "so tile - overlap is rounded down to a multiple of 8")
     up.add_argument("--threads", type=int, default=None, help="runtime threads (default: the runtime's choice)")
     up.add_argument("--alpha", choices=("bicubic", "model"), default="bicubic",
                     help="how the alpha channel of a transparent image is upscaled: MATLAB bicubic (default) or the "

@@ -77,8 +77,10 @@ class UnfoldedLayerNorm(nn.Module):
     """LayerNorm whose scale stays a runtime MUL instead of being folded into the next FULLY_CONNECTED.
 
     The TFLite converter folds a constant per-channel ``* gamma`` into the following weight
-    (``W diag(gamma)``), which would move fc1's weights off their grid. Adding ``0 * x[..., :1, :1]``
-    to ``gamma`` makes it depend on the input, so the converter keeps the MUL (3 tiny ops per norm).
+    (``W diag(gamma)``), which would move fc1's weights off their grid. Adding ``0 * x[:1, :1, :1]``
+    (one element whatever the batch) to ``gamma`` makes it depend on the input, so the converter keeps
+    the MUL (3 tiny ops per norm). ``x[..., :1, :1]`` kept the batch: in window chunks (a batch of 64
+    windows) the converter stored each gamma broadcast to 64 x 1 x 60, 737 KB at x4.
     """
 
     def __init__(self, norm: nn.LayerNorm):
@@ -86,7 +88,7 @@ class UnfoldedLayerNorm(nn.Module):
         self.shape, self.weight, self.bias, self.eps = norm.normalized_shape, norm.weight, norm.bias, norm.eps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        gamma = self.weight + x[..., :1, :1] * 0.0
+        gamma = self.weight + x[(slice(0, 1),) * x.dim()] * 0.0
         return F.layer_norm(x, self.shape, None, None, self.eps) * gamma + self.bias
 
 

@@ -519,11 +519,17 @@ def test_lowered_artifact_has_no_redundant_bytes(lowered, tiny, tmp_path):
                 named = {i for i, t in enumerate(graph.tensors) if t.name}
                 assert named == set(graph.inputs) | set(graph.outputs), path.name
                 assert all(t.quantization is None or t.quantization.scale is not None for t in graph.tensors), path.name
-                floats = [np.frombuffer(bytes(flatbuffer.buffers[t.buffer].data), np.float32) for t in graph.tensors
+                floats = [np.frombuffer(bytes(flatbuffer.buffers[t.buffer].data), np.float32).reshape(t.shape)
+                          for t in graph.tensors
                           if t.type == 0 and t.buffer and flatbuffer.buffers[t.buffer].data is not None]  # FLOAT32
                 integer_valued = [v.size for v in floats
                                   if v.size >= _MIN_NARROW_ELEMENTS and np.array_equal(v, np.round(v))]
                 assert not integer_valued, path.name  # the mask and one-hots are INT8 codes behind a DEQUANTIZE
+                # No constant broadcast over the window chunk's batch: each LayerNorm gamma once, not once per window
+                # (737 KB at x4 when UnfoldedLayerNorm's input dependence kept the batch).
+                rows = [v.reshape(-1, v.shape[-1]) for v in floats if v.ndim > 1]
+                broadcast = [r.shape for r in rows if len(r) > 1 and (r == r[:1]).all()]
+                assert not broadcast, (path.name, broadcast)
             # Equal vectors (zero points, shapes) are stored once: written the usual way, the file grows by at least
             # the repeated zero points.
             zero_points = [np.asarray(t.quantization.zeroPoint, np.int64) for graph in flatbuffer.subgraphs
