@@ -497,9 +497,10 @@ def build_parser() -> argparse.ArgumentParser:
                          "simulation too, 65 KB smaller at x4; reports/bias_tables.md measures bytes, dB and latency)")
     bu.add_argument("--window-chunk", type=int, default=None, metavar="WINDOWS",
                     help="ExecuTorch, TFLite: run each Swin block (norms, attention, MLP) over at most this many 8x8 "
-                         "windows at a time, one piece after another (default ExecuTorch 64, TFLite none; 0: the whole "
-                         "tile at once). Same values; tiles run faster because each piece's tensors stay in the CPU "
-                         "cache, but each piece adds graph bytes and lowering time (reports/upscale_photo.md)")
+                         "windows at a time, one piece after another (default 64: a 64 px tile runs whole, a 128 px one in "
+                         "4 pieces; 0: the whole tile at once). Same values; tiles run faster because each piece's "
+                         "tensors stay in the CPU cache, but each piece adds graph bytes and lowering time "
+                         "(reports/upscale_photo.md)")
     bu.add_argument("--int-grid", choices=["exact", "snapped"], default=None,
                     help="ExecuTorch/TFLite: store each 2DQuant grid snapped to an integer offset (the default: no "
                          "extra work, but a moved grid) or exactly (int4 codes plus one extra output row per grid for "

@@ -18,7 +18,7 @@ __all__ = ["ConvWeights", "CoreMLConfig", "ExecuTorchConfig", "IntGrid", "Intege
 
 FP32_OPS = ("layer_norm", "softmax")  # the Core ML ops that may stay fp32 inside an fp16 program
 TILES = (64, 128)  # the LR tile sides one ExecuTorch artifact runs by default (ExecuTorchConfig.tiles)
-WINDOW_CHUNK = 64  # windows per Swin-block piece in ExecuTorch graphs (IntegerConfig.window_chunk)
+WINDOW_CHUNK = 64  # windows per Swin-block piece in ExecuTorch and TFLite graphs (IntegerConfig.window_chunk)
 
 
 def _check_count(count: object, name: str) -> None:
@@ -227,6 +227,10 @@ class TFLiteConfig(IntegerConfig):
             signature, shares the weights' buffers and scales in the file but adds its own graph
             (64 + 128 px: 0.88 -> 1.03 MB at W4, x4, over issue 16's 0.9 MB). With 64 + 128 px a 2000x1500
             photo at x4 takes 99 s instead of 119 s with 64 px alone (2 threads, reports/upscale_photo_tflite.md).
+        window_chunk: 64 windows by default, as ExecuTorch: the default 64 px graph is unchanged (one piece is no
+            piece, ``SwinIR.freeze_shape``); with ``--tiles 64 128`` a W4 128 px tile runs 1.36x / 1.37x as fast
+            as the whole tile at once (paired, 1 / 2 threads, 20 runs, this 2-core host) and the .tflite grows
+            from 1.02 to 1.38 MB (each piece's ops in the graph).
         bias_tables: the precision of the relative-position bias tables (32,400 values at x4). fp16 by
             default: the build rounds them to fp16 values in the simulation and stores them as FLOAT16
             behind a DEQUANTIZE that the XNNPACK delegate unpacks at load (65 KB less at x4), so the
@@ -234,6 +238,7 @@ class TFLiteConfig(IntegerConfig):
     """
 
     backend: ClassVar[str] = "tflite"
+    window_chunk: int | None = WINDOW_CHUNK
     conv_weights: ConvWeights = ConvWeights.INT8
     bias_tables: Precision = Precision.FP16
 

@@ -299,8 +299,8 @@ def test_cli_rejects_corrupt_bounds_and_unsupported_bits(tmp_path, capsys):
     for bad in (0, -4, True, 2.5):
         with pytest.raises(ValueError, match="window_chunk must be a positive integer"):
             ExecuTorchConfig(window_chunk=bad)
-    assert ExecuTorchConfig(window_chunk=None).window_chunk is None and TFLiteConfig().window_chunk is None
-    assert ExecuTorchConfig().window_chunk == 64
+    assert ExecuTorchConfig(window_chunk=None).window_chunk is None and TFLiteConfig(window_chunk=None).window_chunk is None
+    assert ExecuTorchConfig().window_chunk == TFLiteConfig().window_chunk == 64
     with pytest.raises(ValueError, match="bias_tables must be one of"):
         TFLiteConfig(bias_tables="bf16")
     with pytest.raises(ValueError, match="int_grid must be one of"):

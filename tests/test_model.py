@@ -175,7 +175,8 @@ def test_frozen_shape_rebuilds_bias_and_mask_exactly_from_small_tables(tile):
 
 def test_blocks_in_window_chunks_compute_the_same_values():
     """``window_chunk`` (export graphs) runs each Swin block over its windows in pieces: the same result in float64,
-    for chunks that divide the window count, that do not, and that exceed it; a batch (mask broadcast) runs whole."""
+    for chunks that divide the window count and that do not; a chunk of all the windows or more is no chunk (one
+    piece would only add ops); a batch (mask broadcast) runs whole."""
     import copy
 
     torch.manual_seed(0)
@@ -185,7 +186,8 @@ def test_blocks_in_window_chunks_compute_the_same_values():
         whole = copy.deepcopy(model).freeze_shape(24, 32).double()(x)
         for chunk in (1, 4, 5, 12, 100):
             chunked = copy.deepcopy(model).freeze_shape(24, 32, window_chunk=chunk).double()
-            assert {m.window_chunk for m in chunked.modules() if isinstance(m, SwinTransformerBlock)} == {chunk}
+            split = chunk if chunk < 12 else None
+            assert {m.window_chunk for m in chunked.modules() if isinstance(m, SwinTransformerBlock)} == {split}
             assert torch.equal(chunked(x), whole), chunk
         batch = torch.rand(2, 3, 24, 32)
         chunked = copy.deepcopy(model).freeze_shape(24, 32, window_chunk=5)
