@@ -172,17 +172,13 @@ class ExecuTorchConfig(IntegerConfig):
             chunks: each piece adds its ops). Default 64 and 128: without window chunks, 96, 128 and 192 px cost 16%, 19% and 15% less
             time per output pixel than 64 with the 16 px overlap a photo needs (a bigger tile recomputes less
             overlap, but its memory-bound ops slowed down per pixel), so one extra size, 128, took the most of
-            the gain for one graph; with them, 128 px costs 31% less (reports/upscale_photo.md, 2 threads).
+            the gain for one graph; with them, 128 px costs 28-39% less (two runs of reports/upscale_photo.md, 2 threads).
         window_chunk: 64 windows by default, a 64 px tile's count, so the 64 px graph runs each block whole
             and a 128 px one in 4 pieces. On the shipped x4 W4 build (reports/upscale_photo.md, this 2-core host) a
-            128 px tile then runs 1.28x / 1.26x as fast as the whole tile at once (paired, 1 / 2 threads) and
-            costs 0.69 of a 64 px tile per output pixel; the .pte is 2.48 MB (1.97 without chunks), lowers in
-            328 s, and the build peaks at 6.4 GB. Smaller pieces ran faster but do not build here: ExecuTorch
-            1.5.1's lowering holds about 0.6 GB (FP32) to 1 GB (W4) more per extra piece of the 24 blocks (a
-            64 px graph in 2 pieces of 32: 0.76 -> 1.37 GB FP32, 1.25 -> 2.28 GB W4), and the default W4 build
-            with 32 (8 pieces at 128 px) was killed for memory at 21 GB on this 23 GB host, although an FP32 128 px
-            graph in pieces of 32 had run 1.21x / 1.12x as fast as with its attention alone in pieces of 64
-            (2 / 1 threads, paired). Large sizes want larger pieces for the same reason.
+            128 px tile then runs 1.33x / 1.30x as fast as the whole tile at once (paired, 1 / 2 threads); the
+            .pte is 2.44 MB (1.92 without chunks) and lowers in 306-350 s, peaking at 3.5 GB (the partitioners'
+            reachability sets as bitsets, ``targets.dependency_bitsets``). Pieces of 32 build too (4.8 GB, 673 s,
+            3.34 MB) but ran a 128 px tile only 1.04x / 1.02x as fast as pieces of 64 (paired, 1 / 2 threads).
         conv_weights: float by default. ``int8`` stores int8 per-channel filters whose inputs XNNPACK
             quantizes to int8 per tile at run time (``Convolution (QD8, F32, QC8W)``: XNNPACK has no int8-filter
             convolution with fp32 input), simulated as such. On the shipped x4 model (reports/conv_weights.md,
@@ -225,12 +221,13 @@ class TFLiteConfig(IntegerConfig):
             (reports/integer_targets.md; the same in the run before); ``conv_weights="float"`` would cost 566 KB.
         tiles: none further by default (one signature, ``tile``): each further size, a ``tile_<n>``
             signature, shares the weights' buffers and scales in the file but adds its own graph
-            (64 + 128 px: 0.88 -> 1.03 MB at W4, x4, over issue 16's 0.9 MB). With 64 + 128 px a 2000x1500
-            photo at x4 takes 99 s instead of 119 s with 64 px alone (2 threads, reports/upscale_photo_tflite.md).
+            (64 + 128 px: 0.87 -> 1.37 MB at W4, x4, over issue 16's 0.9 MB; 1.02 MB without window chunks). With
+            64 + 128 px a 2000x1500 photo at x4 takes 67 s instead of 98 s with the code before issue 17 (2 threads,
+            reports/upscale_photo_tflite.md).
         window_chunk: 64 windows by default, as ExecuTorch: the default 64 px graph is unchanged (one piece is no
-            piece, ``SwinIR.freeze_shape``); with ``--tiles 64 128`` a W4 128 px tile runs 1.36x / 1.37x as fast
-            as the whole tile at once (paired, 1 / 2 threads, 20 runs, this 2-core host) and the .tflite grows
-            from 1.02 to 1.38 MB (each piece's ops in the graph).
+            piece, ``SwinIR.freeze_shape``); with ``--tiles 64 128`` a W4 128 px tile runs 1.34x / 1.37x as fast
+            as the whole tile at once (paired, 1 / 2 threads, reports/upscale_photo_tflite.md, this 2-core host)
+            and the .tflite grows from 1.02 to 1.37 MB (each piece's ops in the graph).
         bias_tables: the precision of the relative-position bias tables (32,400 values at x4). fp16 by
             default: the build rounds them to fp16 values in the simulation and stores them as FLOAT16
             behind a DEQUANTIZE that the XNNPACK delegate unpacks at load (65 KB less at x4), so the
