@@ -1,15 +1,16 @@
-"""TFLite's relative-position bias tables in fp32 or fp16: bytes, PSNR and latency, to choose ``bias_tables``.
+"""An integer target's relative-position bias tables in fp32 or fp16: bytes, PSNR and latency, to choose ``bias_tables``.
 
     python -m benchmarks.bias_tables --bounds 4=reports/bounds/gpu-h200/x4-w4a4-2dquant.safetensors \\
         3=reports/bounds/gpu-h200/x4-w3a3-2dquant.safetensors 2=reports/bounds/gpu-h200/x4-w2a2-dobi.safetensors \\
-        --out reports/bias_tables.md
+        --out reports/bias_tables.md        # --target executorch --out reports/bias_tables_executorch.md
 
-PSNR is TFLite's PyTorch simulation (int4 codes, int8-per-token Linear inputs, int8 convolutions)
-with the tables as stored: fp32, or rounded to fp16 values (:func:`targets.tflite.fp16_bias_tables`).
-Sizes come from real W4 ``pipeline build`` artifacts (read back and verified; the 2- and 3-bit ones
-ride in the same int4 container, so their files are the same size), each also scored in LiteRT on
-the first set against its own simulation. The fp16-table artifact is timed against the fp32-table
-one (paired, fresh processes, as ``pipeline build`` times an artifact against its baseline).
+PSNR is the target's PyTorch simulation (int4 codes, int8-per-token Linear inputs, its default convolutions)
+with the tables as stored: fp32, or rounded to fp16 values (:func:`targets.base.fp16_bias_tables`).
+Sizes come from real W4 ``pipeline build`` artifacts with the target's default tile sizes (read back
+and verified; the 2- and 3-bit ones ride in the same int4 container, so their files are the same size),
+each also scored in its runtime on the first set against its own simulation. The fp16-table artifact
+is timed against the fp32-table one (paired, fresh processes, as ``pipeline build`` times an artifact
+against its baseline).
 """
 
 from __future__ import annotations
@@ -28,14 +29,15 @@ from calibration.bounds import load_bounds
 from pipeline.build import BuildChecks, build
 from srcore.paths import benchmark_dir
 from srcore.weights import load_model
-from targets import TFLiteConfig, tool_versions
-from targets.config import Precision
+from targets import tool_versions
+from targets.config import CONFIGS, Precision
 from targets.latency import versus_baseline
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--bounds", nargs="+", required=True, metavar="BITS=FILE", help="one bounds file per bit width")
+    parser.add_argument("--target", choices=["tflite", "executorch"], default="tflite")
     parser.add_argument("--sets", nargs="+", default=["Set5", "Set14"])
     parser.add_argument("--tile", type=int, default=64)
     parser.add_argument("--threads", type=int, nargs="*", default=[1, 2],
@@ -49,30 +51,31 @@ def main(argv: list[str] | None = None) -> None:
     tables = sum(m.relative_position_bias_table.numel() for m in model.modules()
                  if hasattr(m, "relative_position_bias_table"))
     precisions = (Precision.FP32, Precision.FP16)
-    configs = {p: TFLiteConfig(tile=args.tile, bias_tables=p) for p in precisions}
+    configs = {p: CONFIGS[args.target](tile=args.tile, bias_tables=p) for p in precisions}
+    runtime = {"tflite": "LiteRT", "executorch": "ExecuTorch"}[args.target]
     scores, built, speed = {}, {}, None
     with tempfile.TemporaryDirectory() as tmp:
         for item in args.bounds:
             bits, path = item.split("=", 1)
             bounds = load_bounds(path)
-            scores[bits] = {p: psnr(simulation("tflite", model, bounds, configs[p]), args.sets) for p in precisions}
+            scores[bits] = {p: psnr(simulation(args.target, model, bounds, configs[p]), args.sets) for p in precisions}
             if bits != "4":
                 continue
             folders = {p: Path(tmp) / f"w4-{p.value}" for p in precisions}
             checks = BuildChecks(score_on=benchmark_dir(args.sets[0]), baseline_cache=Path(tmp) / "baselines")
             built = {p: build(model, bounds, configs[p], folders[p], checks=checks).manifest for p in precisions}
             if args.threads:
-                speed = versus_baseline("tflite", *(folders[p] / built[p]["artifact"] for p in precisions[::-1]),
+                speed = versus_baseline(args.target, *(folders[p] / built[p]["artifact"] for p in precisions[::-1]),
                                         args.tile, args.threads, runs=args.runs)
     lines = [
-        "# TFLite bias tables: fp32 or fp16 (issue 16)",
+        f"# {runtime} bias tables: fp32 or fp16 (issue 16)",
         "",
         f"- Command: `python -m benchmarks.bias_tables {shlex.join(sys.argv[1:] if argv is None else argv)}`",
         f"- Weights: **{info.describe()}**. This model is weak (Set5 29.71 dB FP against the official SwinIR-light's "
         "32.45): costs on the official model may differ; nothing here reproduces the paper.",
         f"- Host: {platform.machine()} {platform.system()}, {os.cpu_count()} cores, no GPU; "
-        + ", ".join(f"{k} {v}" for k, v in sorted(tool_versions(['tflite']).items())),
-        "- PSNR: dB, Y channel, full images, of TFLite's simulation with the relative-position bias tables "
+        + ", ".join(f"{k} {v}" for k, v in sorted(tool_versions([args.target]).items())),
+        f"- PSNR: dB, Y channel, full images, of {runtime}'s simulation with the relative-position bias tables "
         f"({tables:,} values) in fp32 or rounded to fp16; 'cost' is fp32 minus fp16.",
         "",
         "| model | " + " | ".join(f"{s} fp32 | {s} fp16 | {s} cost" for s in args.sets) + " |",
@@ -85,7 +88,8 @@ def main(argv: list[str] | None = None) -> None:
             f"{by_precision[Precision.FP32][s] - by_precision[Precision.FP16][s]:+.4f}" for s in args.sets) + " |")
     lines += ["", f"Largest PSNR cost of fp16 tables (positive: fp16 scores lower): {worst:.4f} dB.", ""]
     if built:
-        lines += [f"W4 artifacts ({args.tile} px tile, `pipeline build`, verified exact; scored in LiteRT on "
+        lines += [f"W4 artifacts (tile sizes {', '.join(map(str, configs[Precision.FP16].sizes))} px, `pipeline build`, "
+                  f"verified exact; scored in {runtime} on "
                   f"{args.sets[0]} against their own simulation):", "",
                   "| bias tables | artifact bytes | bias tables bytes | artifact - simulation dB | max abs diff (of 255) |",
                   "|---|---|---|---|---|"]
@@ -95,7 +99,7 @@ def main(argv: list[str] | None = None) -> None:
                          f"{artifact['psnr_minus_simulation']:+.4f} | "
                          f"{artifact['max_abs_diff_vs_simulation']['max_abs_8bit_levels']:.3f} |")
     if speed:
-        lines += ["", "Latency of one tile, fp16-table artifact against the fp32-table one (runs interleaved in one fresh "
+        lines += ["", f"Latency of one {args.tile} px tile, fp16-table artifact against the fp32-table one (runs interleaved in one fresh "
                   f"process per thread count, median of {args.runs} after warm-up; 'paired' is the median of the "
                   "per-round fp32 / fp16 time ratios, above 1: fp16 is faster):", ""]
         for t in args.threads:

@@ -217,9 +217,9 @@ def cmd_build(args: argparse.Namespace) -> int:
     options |= {"conv_weights": args.conv_weights} if args.conv_weights else {}
     options |= {"int_grid": args.int_grid} if args.int_grid else {}
     if args.bias_tables:
-        if args.target != "tflite":
-            raise ValueError("--bias-tables is a TFLite option (Core ML stores fp16 tables in an fp16 program, "
-                             "ExecuTorch fp32 ones)")
+        if args.target == "coreml":
+            raise ValueError("--bias-tables is an ExecuTorch and TFLite option (Core ML stores fp16 tables in an fp16 "
+                             "program)")
         options["bias_tables"] = args.bias_tables
     if args.window_chunk is not None:
         if args.target == "coreml":
@@ -493,8 +493,9 @@ def build_parser() -> argparse.ArgumentParser:
                          "and TFLite, float for ExecuTorch, where XNNPACK also quantizes their inputs to int8 per tile "
                          "and keeps conv_after_body in fp32; reports/conv_weights.md measures bytes, dB and latency)")
     bu.add_argument("--bias-tables", choices=["fp16", "fp32"], default=None,
-                    help="TFLite: the precision of the relative-position bias tables (default fp16: rounded in the "
-                         "simulation too, 65 KB smaller at x4; reports/bias_tables.md measures bytes, dB and latency)")
+                    help="ExecuTorch, TFLite: the precision of the relative-position bias tables (default fp16: "
+                         "rounded in the simulation too, 65 KB smaller at x4; reports/bias_tables.md and "
+                         "bias_tables_executorch.md measure bytes, dB and latency)")
     bu.add_argument("--window-chunk", type=int, default=None, metavar="WINDOWS",
                     help="ExecuTorch, TFLite: run each Swin block (norms, attention, MLP) over at most this many 8x8 "
                          "windows at a time, one piece after another (default 64: a 64 px tile runs whole, a 128 px one in "

@@ -227,6 +227,15 @@ def mask_from_regions(windows: torch.Tensor, regions: torch.Tensor) -> torch.Ten
     return torch.bmm(windows.reshape(1, nw, k), patterns.reshape(1, k, n * n)).view(nw, 1, n, n)
 
 
+def widened(t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """``t`` in ``x``'s dtype; a no-op (no op in an exported graph) when it is already.
+
+    A backend may store a frozen table narrower than the graph computes (``targets.executorch.export_graph``
+    keeps the one-hots and the bias tables in fp16): the cast is then the graph's first op on it.
+    """
+    return t if t.dtype == x.dtype else t.to(x.dtype)
+
+
 def graph_zero(x: torch.Tensor) -> torch.Tensor:
     """A (1, 1) zero computed from ``x``: added to a constant, it keeps converters from folding what follows.
 
@@ -479,9 +488,11 @@ class SwinIR(nn.Module):
             # graph_zero keeps converters from folding the products back into the (nW, N, N) mask and the
             # blocks x (h, N, N) biases.
             zero = graph_zero(x)
-            mask = mask_from_regions(self.frozen_mask_windows + zero, self.frozen_mask_regions + zero)
+            windows, regions, tables, offsets = (widened(t, x) for t in (
+                self.frozen_mask_windows, self.frozen_mask_regions, self.frozen_bias_tables, self.frozen_offsets))
+            mask = mask_from_regions(windows + zero, regions + zero)
             # Every block's bias in one expansion (a dozen ops instead of a dozen per block), then a slice each.
-            every = expand_relative_position_bias(self.frozen_bias_tables + zero, self.frozen_offsets, ws)
+            every = expand_relative_position_bias(tables + zero, offsets, ws)
             biases = [[every[start:stop] for start, stop in spans] for spans in self.frozen_bias_spans]
         elif any(d > 1 for d in self.config.depths):  # (nW, 1, N, N): broadcast over heads (and batch)
             mask = shifted_window_mask(h, w, ws, ws // 2, x.device)[:, None]

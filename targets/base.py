@@ -34,9 +34,9 @@ from calibration.bounds import Bounds, apply_bounds_
 from calibration.deploy import DeployMode, simulate
 from calibration.primitives import fake_quantize, grid
 from calibration.qmodel import QuantLinear, QuantQKV
-from targets.config import CONFIGS, ConvWeights, TargetConfig
+from targets.config import CONFIGS, ConvWeights, Precision, TargetConfig
 
-__all__ = ["ChannelGrid", "MissingDependency", "PalettizedWeight", "Target", "TargetConfig", "TargetError", "IntegerTarget", "deploy_model", "dynamic_int8_linears",
+__all__ = ["ChannelGrid", "MissingDependency", "PalettizedWeight", "Target", "TargetConfig", "TargetError", "IntegerTarget", "deploy_model", "dynamic_int8_linears", "fp16_bias_tables",
            "OffsetLinear", "export_copy", "int8_convolutions", "match_channel_grids", "match_stored_weights", "offset_rows", "on_integer_grid", "quiet_tools", "tensor_io",
            "with_offset_rows"]
 
@@ -588,8 +588,23 @@ class IntegerTarget(Target):
         if any(w.codes is None for w in weights):
             raise TargetError(f"the {self.name} target needs integer codes (targets.base.on_integer_grid)")
 
+    def as_stored(self, deploy: nn.Module) -> nn.Module:
+        """``deploy`` with its bias tables in the precision the artifact stores them in (``IntegerConfig.bias_tables``)."""
+        return fp16_bias_tables(deploy) if self.config.bias_tables is Precision.FP16 else deploy
+
     def simulate(self, deploy: nn.Module) -> nn.Module:
-        return dynamic_int8_linears(deploy)
+        return dynamic_int8_linears(self.as_stored(deploy))
+
+
+def fp16_bias_tables(deploy: nn.Module) -> nn.Module:
+    """A copy of ``deploy`` whose relative-position bias tables hold fp16 values (float32 tensors), which the
+    artifact then stores in fp16 exactly."""
+    model = copy.deepcopy(deploy)
+    for module in model.modules():
+        table = getattr(module, "relative_position_bias_table", None)
+        if isinstance(table, torch.Tensor):
+            table.data = table.data.half().float()
+    return model
 
 
 def _match_by_content(expected: list[tuple[str, np.ndarray, np.ndarray]], stored: list[tuple[np.ndarray, np.ndarray]],

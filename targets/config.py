@@ -32,7 +32,7 @@ def _check_tile(tile: object, name: str) -> None:
 
 
 class Precision(enum.Enum):
-    """A float precision: Core ML's between ops (activations, convolutions, biases), TFLite's bias tables."""
+    """A float precision: Core ML's between ops (activations, convolutions, biases), integer targets' bias tables."""
 
     FP16 = "fp16"
     FP32 = "fp32"
@@ -149,14 +149,22 @@ class IntegerConfig(TargetConfig):
             many windows at a time, one piece after another (None: the whole tile at once;
             ``SwinIR.freeze_shape``): the same values, but each piece's tensors stay in the CPU's cache.
             Each piece adds its ops to the graph.
+        bias_tables: the precision of the relative-position bias tables (32,400 values at x4). fp16 by
+            default: the build rounds them to fp16 values in the simulation too, so the artifact still equals
+            it, and stores them in fp16, 65 KB less at x4 (TFLite: FLOAT16 behind a DEQUANTIZE that the XNNPACK
+            delegate unpacks at load; ExecuTorch: widened by the portable runtime before the XNNPACK partition,
+            which takes no fp16 constant). reports/bias_tables.md and bias_tables_executorch.md measure bytes,
+            dB and latency.
     """
 
     int_grid: IntGrid = IntGrid.SNAPPED
     window_chunk: int | None = None
+    bias_tables: Precision = Precision.FP16
 
     def __post_init__(self):
         super().__post_init__()
         coerce_enum(self, "int_grid", IntGrid)
+        coerce_enum(self, "bias_tables", Precision)
         if self.window_chunk is not None:
             _check_count(self.window_chunk, "window_chunk")
 
@@ -228,20 +236,11 @@ class TFLiteConfig(IntegerConfig):
             piece, ``SwinIR.freeze_shape``); with ``--tiles 64 128`` a W4 128 px tile runs 1.34x / 1.37x as fast
             as the whole tile at once (paired, 1 / 2 threads, reports/upscale_photo_tflite.md, this 2-core host)
             and the .tflite grows from 1.02 to 1.37 MB (each piece's ops in the graph).
-        bias_tables: the precision of the relative-position bias tables (32,400 values at x4). fp16 by
-            default: the build rounds them to fp16 values in the simulation and stores them as FLOAT16
-            behind a DEQUANTIZE that the XNNPACK delegate unpacks at load (65 KB less at x4), so the
-            artifact still equals its simulation; reports/bias_tables.md measures bytes, dB and latency.
     """
 
     backend: ClassVar[str] = "tflite"
     window_chunk: int | None = WINDOW_CHUNK
     conv_weights: ConvWeights = ConvWeights.INT8
-    bias_tables: Precision = Precision.FP16
-
-    def __post_init__(self):
-        super().__post_init__()
-        coerce_enum(self, "bias_tables", Precision)
 
 
 CONFIGS: dict[str, type[TargetConfig]] = {c.backend: c for c in (CoreMLConfig, ExecuTorchConfig, TFLiteConfig)}

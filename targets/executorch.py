@@ -50,7 +50,7 @@ from targets.base import (
     tensor_io,
     with_offset_rows,
 )
-from targets.config import ConvWeights
+from targets.config import ConvWeights, Precision
 from targets.dependency_bitsets import bitset_dependency_views
 
 __all__ = ["ExecuTorchTarget", "LinearMeanLayerNorm", "export_graph", "fake_quantize_per_image_int8", "stored_constants",
@@ -78,10 +78,24 @@ class LinearMeanLayerNorm(nn.Module):
         return centered * torch.rsqrt(variance + self.eps) * self.weight + self.bias
 
 
-def export_graph(deploy: nn.Module, tile: int, window_chunk: int | None = None) -> nn.Module:
+def export_graph(deploy: nn.Module, tile: int, window_chunk: int | None = None, fp16_tables: bool = False) -> nn.Module:
     """A copy of ``deploy`` for a fixed (1, 3, tile, tile) input that lowers to one XNNPACK partition
-    (``window_chunk``: :class:`targets.config.ExecuTorchConfig`)."""
-    return export_copy(deploy, tile, LinearMeanLayerNorm, window_chunk)
+    (``window_chunk``: :class:`targets.config.ExecuTorchConfig`).
+
+    The shift mask's one-hots are kept in fp16, which holds their zeros and ones exactly, and so are the
+    bias tables with ``fp16_tables`` (their values must be fp16 ones already, :func:`targets.base.fp16_bias_tables`).
+    XNNPACK's partitioner takes no fp16 constant into an fp32 graph, so each is widened by the portable
+    runtime before the partition (:func:`srcore.model.widened`): a few microseconds per run for half the
+    bytes. The bias offsets' one-hot stays fp32, the static weight of a fully connected op (widened, it
+    would turn the op into a batch matmul).
+    """
+    model = export_copy(deploy, tile, LinearMeanLayerNorm, window_chunk)
+    for name in ("frozen_mask_windows", "frozen_mask_regions") + (("frozen_bias_tables",) if fp16_tables else ()):
+        narrow = getattr(model, name).half()
+        if not torch.equal(narrow.float(), getattr(model, name)):
+            raise TargetError(f"{name} is not exact in fp16")
+        setattr(model, name, narrow)
+    return model
 
 
 def _owner(node: torch.fx.Node) -> str:
@@ -319,7 +333,8 @@ def stored_constants(artifact: Path) -> list[StoredConstant]:
 class ExecuTorchTarget(IntegerTarget):
     name = "executorch"
     extension = ".pte"
-    simulation = "PyTorch fp32, weights codes*scale, Linear inputs dynamic int8 per token (XNNPACK qd8)"
+    simulation = ("PyTorch fp32, weights codes*scale, Linear inputs dynamic int8 per token (XNNPACK qd8), "
+                  "bias tables as stored (ExecuTorchConfig.bias_tables)")
     runtime = "ExecuTorch runtime (Python bindings) with the XNNPACK delegate, this host's CPU"
 
     def lower(self, deploy: nn.Module, weights: list[PalettizedWeight], tile: int, artifact: Path,
@@ -343,8 +358,10 @@ class ExecuTorchTarget(IntegerTarget):
                 quantizer.set_module_name(grid.path, get_symmetric_quantization_config(is_per_channel=True,
                                                                                       is_dynamic=True))
             graphs = {}
+            deploy = self.as_stored(deploy)
             for size in self._sizes(tile):
-                model = export_graph(deploy, size, self.config.window_chunk)  # checks the tile first
+                model = export_graph(deploy, size, self.config.window_chunk,  # checks the tile first
+                                     fp16_tables=self.config.bias_tables is Precision.FP16)
                 example = torch.rand(1, 3, size, size)
                 for grid in convs:
                     model.get_submodule(grid.path).register_forward_pre_hook(_channels_last_input)
@@ -356,6 +373,7 @@ class ExecuTorchTarget(IntegerTarget):
         int8_convs = ("; int8 convolutions: dynamic int8 per image x int8 per-channel weights (QC8W)" if convs else "")
         return {"deployment_target": "ExecuTorch 1.5 runtime, XNNPACK delegate (Android/iOS/Linux CPU)",
                 **tensor_io(deploy, tile), **described, "window_chunk": self.config.window_chunk,
+                "bias_tables": self.config.bias_tables.value,
                 "activations": "fp32; quantized Linears: dynamic int8 per token x int4 per-channel weights (QC4W)"
                                + int8_convs,
                 "stored_bits": 4}

@@ -24,7 +24,6 @@ which LiteRT's builtin kernel and XNNPACK delegate run; snapped 2-bit grids and 
 from __future__ import annotations
 
 import collections
-import copy
 import os
 import tempfile
 import time
@@ -52,9 +51,9 @@ from targets.base import (
     tensor_io,
     with_offset_rows,
 )
-from targets.config import IntGrid, Precision
+from targets.config import IntGrid
 
-__all__ = ["TFLiteTarget", "fp16_bias_tables", "pack_codes", "stored_constants", "stored_convolutions", "unpack_codes"]
+__all__ = ["TFLiteTarget", "pack_codes", "stored_constants", "stored_convolutions", "unpack_codes"]
 
 
 def pack_codes(codes: np.ndarray, bits: int) -> np.ndarray:
@@ -476,30 +475,12 @@ def stored_constants(artifact: Path) -> list[StoredConstant]:
     return found
 
 
-def fp16_bias_tables(deploy: nn.Module) -> nn.Module:
-    """A copy of ``deploy`` whose relative-position bias tables hold fp16 values (float32 tensors), which
-    :func:`_with_narrow_constants` then stores as FLOAT16 exactly."""
-    model = copy.deepcopy(deploy)
-    for module in model.modules():
-        table = getattr(module, "relative_position_bias_table", None)
-        if isinstance(table, torch.Tensor):
-            table.data = table.data.half().float()
-    return model
-
-
 class TFLiteTarget(IntegerTarget):
     name = "tflite"
     extension = ".tflite"
     simulation = ("PyTorch fp32, weights codes*scale, Linear inputs dynamic int8 per token (hybrid FULLY_CONNECTED), "
                   "bias tables as stored (TFLiteConfig.bias_tables)")
     runtime = "LiteRT interpreter (ai-edge-litert) with its XNNPACK delegate, this host's CPU"
-
-    def _as_stored(self, deploy: nn.Module) -> nn.Module:
-        """``deploy`` with its bias tables in the precision the artifact stores them in."""
-        return fp16_bias_tables(deploy) if self.config.bias_tables is Precision.FP16 else deploy
-
-    def simulate(self, deploy: nn.Module) -> nn.Module:
-        return super().simulate(self._as_stored(deploy))
 
     def container_for(self, bits: int) -> str:
         """INT2 for 2-bit grids in the exact form, whose codes ``k - 2`` fill [-2, 1] and whose offset rows hold
@@ -510,7 +491,7 @@ class TFLiteTarget(IntegerTarget):
               convs: Sequence[ChannelGrid] = ()) -> dict[str, Any]:
         self.require_codes(weights)
         self.require_convs(convs)
-        deploy = self._as_stored(deploy)
+        deploy = self.as_stored(deploy)
         container = self.container_for(weights[0].bits) if weights else self.container
         models = {size: with_offset_rows(export_copy(deploy, size, UnfoldedLayerNorm, self.config.window_chunk), weights)
                   for size in self._sizes(tile)}
