@@ -154,7 +154,7 @@ def main(argv: list[str] | None = None) -> None:
         "",
         f"## Each tile size alone ({args.threads} threads, one fresh process each)",
         "",
-        f"`{sweep.folder}`: tile sizes {', '.join(map(str, sweep.tiles))} in one .pte of "
+        f"`{sweep.folder}`: tile sizes {', '.join(map(str, sweep.tiles))} in one {Path(sweep.artifact).suffix} of "
         f"{artifact_bytes(sweep.artifact) / 1e6:.2f} MB; the default build above holds {len(new.tiles)} "
         f"({', '.join(map(str, new.tiles))}) in {artifact_bytes(new.artifact) / 1e6:.2f} MB, and the code before issue "
         f"17 wrote {artifact_bytes(old.artifact) / 1e6:.2f} MB for its one 64 px graph. 'ms per output MP' divides the "
