@@ -656,3 +656,16 @@ def test_a_further_tile_size_is_timed_paired_against_the_baseline_at_that_size(b
     r = measure(backend, result.folder / m["artifact"], TILES[backend][1], 1, runs=2, warmup=0,
                 baseline=result.folder / m["baseline"]["artifact"])
     assert r["artifact"]["runs"] == r["fp32_baseline"]["runs"] == 2 and r["paired_speedup_median"] > 0
+
+
+@pytest.mark.parametrize("config", [ExecuTorchConfig, TFLiteConfig])
+@pytest.mark.parametrize("precision", ["fp16", "fp32"])
+def test_simulation_holds_the_bias_tables_as_the_artifact_stores_them(config, precision, tiny):
+    """The artifact stores fp16 tables by default; its simulation must round them the same way, or the two differ."""
+    def tables(model):
+        return [m.relative_position_bias_table for m in model.modules() if hasattr(m, "relative_position_bias_table")]
+
+    simulated = get_target(config(bias_tables=precision)).simulate(tiny)
+    assert any(not torch.equal(t.half().float(), t) for t in tables(tiny))  # rounding shows on these tables
+    for original, held in zip(tables(tiny), tables(simulated), strict=True):
+        assert torch.equal(held, original.half().float() if precision == "fp16" else original)
