@@ -99,8 +99,8 @@ def main(argv: list[str] | None = None) -> None:
                          f"{artifact['psnr_minus_simulation']:+.4f} | "
                          f"{artifact['max_abs_diff_vs_simulation']['max_abs_8bit_levels']:.3f} |")
     if speed:
-        lines += ["", f"Latency of one {args.tile} px tile, fp16-table artifact against the fp32-table one (runs interleaved in one fresh "
-                  f"process per thread count, median of {args.runs} after warm-up; 'paired' is the median of the "
+        lines += ["", f"Latency of one {args.tile} px tile, fp16-table artifact against the fp32-table one (runs "
+                  f"interleaved in one fresh process per thread count, median of {args.runs} after warm-up; 'paired' is the median of the "
                   "per-round fp32 / fp16 time ratios, above 1: fp16 is faster):", ""]
         for t in args.threads:
             entry = speed[f"threads_{t}"]

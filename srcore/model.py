@@ -231,7 +231,7 @@ def widened(t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """``t`` in ``x``'s dtype; a no-op (no op in an exported graph) when it is already.
 
     A backend may store a frozen table narrower than the graph computes (``targets.executorch.export_graph``
-    keeps the one-hots and the bias tables in fp16): the cast is then the graph's first op on it.
+    keeps the shift mask's one-hots and the bias tables in fp16): the cast is then the graph's first op on it.
     """
     return t if t.dtype == x.dtype else t.to(x.dtype)
 

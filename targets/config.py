@@ -186,8 +186,8 @@ class ExecuTorchConfig(IntegerConfig):
             128 px tile then runs 1.33x / 1.30x as fast as the whole tile at once (paired, 1 / 2 threads); the
             .pte was 2.44 MB (1.92 without chunks; 2.37 since the bias tables are fp16) and lowers in 306-350 s,
             peaking at 3.5 GB (the partitioners' reachability sets as bitsets, ``targets.dependency_bitsets``).
-            Pieces of 32 build too (4.8 GB, 673 s,
-            3.34 MB) but ran a 128 px tile only 1.04x / 1.02x as fast as pieces of 64 (paired, 1 / 2 threads).
+            Pieces of 32 build too (4.8 GB, 673 s, 3.34 MB) but ran a 128 px tile only 1.04x / 1.02x as fast as
+            pieces of 64 (paired, 1 / 2 threads).
         conv_weights: float by default. ``int8`` stores int8 per-channel filters whose inputs XNNPACK
             quantizes to int8 per tile at run time (``Convolution (QD8, F32, QC8W)``: XNNPACK has no int8-filter
             convolution with fp32 input), simulated as such. On the shipped x4 model (reports/conv_weights.md,
