@@ -447,8 +447,8 @@ def test_profile_reports_latency_ratio_accuracy_ops_and_writes_chart(built, tmp_
 
 @pytest.mark.parametrize("form", ["snapped", "exact"])
 def test_size_breakdown_meets_the_component_budget(form, built, built_exact, tiny):
-    """Bias tables and mask are stored as small tables (bias tables fp16; TFLite's integer-valued ones INT8, ExecuTorch's mask fp16),
-    linears as int4; every byte is accounted for."""
+    """Bias tables and mask are stored as small tables (bias tables fp16; TFLite's integer-valued ones INT8,
+    ExecuTorch's mask one-hots fp16), linears as int4; every byte is accounted for."""
     from targets.base import SIZE_COMPONENTS, export_copy
 
     backend, result = built_exact if form == "exact" else built
@@ -466,7 +466,7 @@ def test_size_breakdown_meets_the_component_budget(form, built, built_exact, tin
         fp16 = key == "artifact"  # IntegerConfig.bias_tables: fp16 by default; the FP32 baseline's are fp32
         one_hots = backend == "executorch"  # export_graph keeps the mask's one-hots in fp16, in the baseline too
         tables = stored(exports[0].frozen_bias_tables, fp16) + stored(exports[0].frozen_offsets)
-        # Not the blocks x h x N x N expansion (131 KB here), and the tables once for every tile size.
+        # Not the blocks x h x N x N expansion (131 KB here).
         # Every tile size shares the tables (stored once) and adds its own window one-hot to the mask.
         assert tables <= sizes["bias tables"] <= 1.5 * tables, key
         windows = sum(stored(e.frozen_mask_windows, one_hots) for e in exports)
