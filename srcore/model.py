@@ -488,11 +488,11 @@ class SwinIR(nn.Module):
             # graph_zero keeps converters from folding the products back into the (nW, N, N) mask and the
             # blocks x (h, N, N) biases.
             zero = graph_zero(x)
-            windows, regions, tables, offsets = (widened(t, x) for t in (
-                self.frozen_mask_windows, self.frozen_mask_regions, self.frozen_bias_tables, self.frozen_offsets))
+            windows, regions, tables = (widened(t, x) for t in (
+                self.frozen_mask_windows, self.frozen_mask_regions, self.frozen_bias_tables))
             mask = mask_from_regions(windows + zero, regions + zero)
             # Every block's bias in one expansion (a dozen ops instead of a dozen per block), then a slice each.
-            every = expand_relative_position_bias(tables + zero, offsets, ws)
+            every = expand_relative_position_bias(tables + zero, self.frozen_offsets, ws)
             biases = [[every[start:stop] for start, stop in spans] for spans in self.frozen_bias_spans]
         elif any(d > 1 for d in self.config.depths):  # (nW, 1, N, N): broadcast over heads (and batch)
             mask = shifted_window_mask(h, w, ws, ws // 2, x.device)[:, None]
