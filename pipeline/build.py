@@ -120,7 +120,9 @@ def build(model: SwinIR, bounds: Bounds, config: TargetConfig, out: str | os.Pat
         deploy, palettized, integer = on_integer_grid(deploy, palettized, *CONTAINERS[container], exact=exact)
         integer_grid = {"int_grid": config.int_grid.value, "container": container, "snapping": integer_grid, **integer}
     convs, conv_weights = [], {"weights": "float, in the artifact's precision"}
-    if config.conv_weights is ConvWeights.INT8:
+    if config.conv_weights is ConvWeights.FP16:
+        conv_weights = {"weights": "fp16 filters, widened to the graph's fp32 when the runtime loads the program"}
+    elif config.conv_weights is ConvWeights.INT8:
         deploy, convs, conv_weights = int8_convolutions(deploy, keep_float=backend.float_convs)
     tile, tiles = config.tile, config.sizes
 

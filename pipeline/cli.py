@@ -487,11 +487,12 @@ def build_parser() -> argparse.ArgumentParser:
                     help="Core ML: keep these ops in fp32 inside the fp16 program (the build records the fp16 "
                          "headroom of LayerNorm, attention logits and activations on calibration crops and warns "
                          "below 4x)")
-    bu.add_argument("--conv-weights", choices=["float", "int8"], default=None,
-                    help="store the convolutions as floats (fp16 in Core ML, fp32 in TFLite and ExecuTorch) or as int8 "
-                         "codes with one fp16 scale per output channel (default: the target config's, int8 for Core ML "
-                         "and TFLite, float for ExecuTorch, where XNNPACK also quantizes their inputs to int8 per tile "
-                         "and keeps conv_after_body in fp32; reports/conv_weights.md measures bytes, dB and latency)")
+    bu.add_argument("--conv-weights", choices=["float", "fp16", "int8"], default=None,
+                    help="store the convolutions as floats (fp16 in Core ML, fp32 in TFLite and ExecuTorch), as fp16 "
+                         "filters that the runtime widens to fp32 at load (ExecuTorch only) or as int8 codes with one "
+                         "fp16 scale per output channel (default: the target config's, int8 for Core ML and TFLite, fp16 "
+                         "for ExecuTorch, where int8 would also quantize their inputs to int8 per tile and keep "
+                         "conv_after_body in fp32; reports/conv_weights.md measures bytes, dB and latency)")
     bu.add_argument("--bias-tables", choices=["fp16", "fp32"], default=None,
                     help="ExecuTorch, TFLite: the precision of the relative-position bias tables (default fp16: "
                          "rounded in the simulation too, 65 KB smaller at x4; reports/bias_tables.md and "

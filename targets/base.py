@@ -37,7 +37,7 @@ from calibration.qmodel import QuantLinear, QuantQKV
 from targets.config import CONFIGS, ConvWeights, Precision, TargetConfig
 
 __all__ = ["ChannelGrid", "MissingDependency", "PalettizedWeight", "Target", "TargetConfig", "TargetError", "IntegerTarget", "deploy_model", "dynamic_int8_linears", "fp16_bias_tables",
-           "OffsetLinear", "export_copy", "int8_convolutions", "match_channel_grids", "match_stored_weights", "offset_rows", "on_integer_grid", "quiet_tools", "tensor_io",
+           "OffsetLinear", "export_copy", "fp16_convolutions", "int8_convolutions", "match_channel_grids", "match_stored_weights", "offset_rows", "on_integer_grid", "quiet_tools", "tensor_io",
            "with_offset_rows"]
 
 
@@ -594,6 +594,16 @@ class IntegerTarget(Target):
 
     def simulate(self, deploy: nn.Module) -> nn.Module:
         return dynamic_int8_linears(self.as_stored(deploy))
+
+
+def fp16_convolutions(deploy: nn.Module) -> nn.Module:
+    """A copy of ``deploy`` whose convolution filters hold fp16 values (float32 tensors), which an artifact
+    with ``ConvWeights.FP16`` then stores in fp16 exactly (the biases stay fp32)."""
+    model = copy.deepcopy(deploy)
+    for module in model.modules():
+        if isinstance(module, nn.Conv2d):
+            module.weight.data = module.weight.data.half().float()
+    return model
 
 
 def fp16_bias_tables(deploy: nn.Module) -> nn.Module:

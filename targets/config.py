@@ -41,7 +41,10 @@ class Precision(enum.Enum):
 class ConvWeights(enum.Enum):
     """How the convolution weights are stored (they are not 2DQuant-calibrated: 2DQuant quantizes the Linears).
 
-    ``FLOAT``: in the program's precision (fp16 in an fp16 Core ML program). ``INT8``: int8 codes with one
+    ``FLOAT``: in the program's precision (fp16 in an fp16 Core ML program). ``FP16`` (ExecuTorch): fp16
+    filters in the fp32 graph, which XNNPACK's ``f32_f16`` convolution widens to fp32 when the program
+    loads, so the convolution computes exactly what fp32 filters holding fp16 values do, and the
+    simulation holds those values (:func:`targets.base.fp16_convolutions`). ``INT8``: int8 codes with one
     fp16 scale per output channel (:func:`targets.base.int8_convolutions`); the simulation uses the same
     decoded weights, so the cost shows in its score. Core ML and TFLite decode them to floats at load;
     XNNPACK under ExecuTorch has no such convolution, so there they also quantize the input to int8 per
@@ -49,6 +52,7 @@ class ConvWeights(enum.Enum):
     """
 
     FLOAT = "float"
+    FP16 = "fp16"
     INT8 = "int8"
 
 
@@ -79,6 +83,7 @@ class TargetConfig:
     """
 
     backend: ClassVar[str]
+    conv_storage: ClassVar[tuple[ConvWeights, ...]] = (ConvWeights.FLOAT, ConvWeights.INT8)  # what it can store
     tile: int = 64
     tiles: tuple[int, ...] = ()
     conv_weights: ConvWeights = ConvWeights.FLOAT
@@ -86,6 +91,9 @@ class TargetConfig:
     def __post_init__(self):
         _check_tile(self.tile, "tile")
         coerce_enum(self, "conv_weights", ConvWeights)
+        if self.conv_weights not in self.conv_storage:
+            raise ValueError(f"conv_weights={self.conv_weights.value!r} is not a {self.backend} option (it stores "
+                             f"convolutions as {' or '.join(repr(c.value) for c in self.conv_storage)})")
         if isinstance(self.tiles, (int, str)):
             raise ValueError(f"tiles must be a sequence of tile sides, got {self.tiles!r}")
         for tile in self.tiles:
@@ -188,7 +196,10 @@ class ExecuTorchConfig(IntegerConfig):
             peaking at 3.5 GB (the partitioners' reachability sets as bitsets, ``targets.dependency_bitsets``).
             Pieces of 32 build too (4.8 GB, 673 s, 3.34 MB) but ran a 128 px tile only 1.04x / 1.02x as fast as
             pieces of 64 (paired, 1 / 2 threads).
-        conv_weights: float by default. ``int8`` stores int8 per-channel filters whose inputs XNNPACK
+        conv_weights: fp16 by default (``ConvWeights.FP16``): XNNPACK keeps fp16 filters in the .pte and widens
+            them to fp32 when the program loads (``xnn_create_convolution2d_nhwc_f32_f16``), so the convolutions
+            run as with fp32 filters and the artifact follows its simulation (filters rounded to fp16) as
+            closely; MEASURED_FP16. ``float`` keeps fp32 filters. ``int8`` stores int8 per-channel filters whose inputs XNNPACK
             quantizes to int8 per tile at run time (``Convolution (QD8, F32, QC8W)``: XNNPACK has no int8-filter
             convolution with fp32 input), simulated as such. On the shipped x4 model (reports/conv_weights.md,
             64 px tile) it makes the .pte 1705 -> 1239 KB (1.97 -> 1.52 MB with the default 64 + 128 px) and a
@@ -206,6 +217,8 @@ class ExecuTorchConfig(IntegerConfig):
     """
 
     backend: ClassVar[str] = "executorch"
+    conv_storage: ClassVar[tuple[ConvWeights, ...]] = (ConvWeights.FLOAT, ConvWeights.FP16, ConvWeights.INT8)
+    conv_weights: ConvWeights = ConvWeights.FP16
     tiles: tuple[int, ...] = TILES
     window_chunk: int | None = WINDOW_CHUNK
     float_convs: tuple[str, ...] = ("conv_after_body",)

@@ -8,8 +8,8 @@ XNNPACK stores a weight as ``scale * code`` per output channel with zero point 0
 int8 activations per token, 4-bit per-channel weights on every ``nn.Linear``) and its weight codes
 and scales are replaced by ours before lowering, so the kernel is
 ``Fully Connected (NC, QDU8, F32, QC4W)``: int8 per-token activations times the exact grid.
-Convolutions (by default; ``conv_weights="int8"``: qd8 x QC8W, see :class:`targets.config.ExecuTorchConfig`),
-attention matmuls, softmax and the rest run in fp32. 2- and 3-bit grids use the same
+Convolutions (stored as fp16 filters by default, :func:`fp16_conv_filters`; ``conv_weights="int8"``: qd8 x QC8W,
+see :class:`targets.config.ExecuTorchConfig`), attention matmuls, softmax and the rest run in fp32. 2- and 3-bit grids use the same
 4-bit container: XNNPACK has no smaller one, so they cost the same bytes and time as 4 bits.
 
 For one XNNPACK partition the export graph is the deploy model frozen for the tile (``SwinIR.freeze_shape``:
@@ -22,10 +22,11 @@ stored code and scale with the calibrated ones.
 from __future__ import annotations
 
 import collections
+import contextlib
 import json
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,7 @@ from targets.base import (
     StoredConstant,
     TargetError,
     export_copy,
+    fp16_convolutions,
     match_channel_grids,
     match_stored_weights,
     offset_rows,
@@ -53,8 +55,8 @@ from targets.base import (
 from targets.config import ConvWeights, Precision
 from targets.dependency_bitsets import bitset_dependency_views
 
-__all__ = ["ExecuTorchTarget", "LinearMeanLayerNorm", "export_graph", "fake_quantize_per_image_int8", "stored_constants",
-           "stored_weights"]
+__all__ = ["ExecuTorchTarget", "LinearMeanLayerNorm", "conv_filter_types", "export_graph", "fake_quantize_per_image_int8",
+           "fp16_conv_filters", "stored_constants", "stored_weights"]
 
 
 def fake_quantize_per_image_int8(x: torch.Tensor) -> torch.Tensor:
@@ -96,6 +98,55 @@ def export_graph(deploy: nn.Module, tile: int, window_chunk: int | None = None, 
             raise TargetError(f"{name} is not exact in fp16")
         setattr(model, name, narrow)
     return model
+
+
+def _is_conv_filter(node: torch.fx.Node) -> bool:
+    """Whether ``node`` is only ever the filter (second argument) of convolutions."""
+    return bool(node.users) and all("convolution" in str(user.target) and user.args[1] is node for user in node.users)
+
+
+@contextlib.contextmanager
+def fp16_conv_filters() -> Iterator[None]:
+    """While lowering: serialize every float convolution filter as an XNNPACK fp16 static tensor.
+
+    XNNPACK runs an fp32 convolution from fp16 filters (``xnn_create_convolution2d_nhwc_f32_f16`` widens
+    them to fp32 when the program loads; XNNPACK 92a7ad501b, ``src/subgraph/convolution-2d.c``, the fp16
+    filter case of its fp32 output), and ExecuTorch's runtime passes the serialized type through
+    (``XNNCompiler.cpp``, ``getDataType``). But its serializer writes a float convolution's filter as
+    fp32 (``backends/xnnpack/operators/op_conv2d.py``: ``force_fp32=True``) and no fp16 constant can be
+    traced into an fp32 graph, so the serializer is told here. Every filter must hold fp16 values
+    already (:func:`targets.base.fp16_convolutions`), or the lowering fails.
+    """
+    from executorch.backends.xnnpack.operators import node_visitor
+    from executorch.backends.xnnpack.serialization.xnnpack_graph_schema import XNNDatatype
+
+    visitor, get_param = node_visitor.NodeVisitor, node_visitor.get_param_tensor
+    buffer_index, serialized_dtype = visitor.get_serialized_buffer_index, visitor.get_serialized_dtype
+
+    def narrowed(program, node):
+        tensor = get_param(program, node)
+        if not _is_conv_filter(node) or tensor is None or tensor.dtype != torch.float32:
+            return tensor
+        if not torch.equal(tensor.half().float(), tensor):
+            raise TargetError(f"convolution filter {node.name} is not exact in fp16 (targets.base.fp16_convolutions)")
+        return tensor.half()
+
+    def buffer_index_fp16(self, tensor, graph, ids, nhwc, swap, quant_params, force_fp32=False, groups=1):
+        filter_ = quant_params is None and _is_conv_filter(tensor)
+        return buffer_index(self, tensor, graph, ids, nhwc, swap, quant_params, force_fp32 and not filter_, groups)
+
+    def dtype_fp16(self, quant_params, node, force_fp32=False):
+        if quant_params is None and _is_conv_filter(node):
+            return XNNDatatype.xnn_datatype_fp16
+        return serialized_dtype(self, quant_params, node, force_fp32)
+
+    node_visitor.get_param_tensor = narrowed
+    visitor.get_serialized_buffer_index, visitor.get_serialized_dtype = buffer_index_fp16, dtype_fp16
+    try:
+        yield
+    finally:
+        node_visitor.get_param_tensor = get_param
+        visitor.get_serialized_buffer_index, visitor.get_serialized_dtype = buffer_index, serialized_dtype
 
 
 def _owner(node: torch.fx.Node) -> str:
@@ -271,6 +322,22 @@ def stored_weights(artifact: Path) -> dict[str, list[dict[str, Any]]]:
     return found
 
 
+def conv_filter_types(artifact: Path) -> dict[str, list[str]]:
+    """Per method, the XNNPACK datatype of each convolution's filter, in graph order (``xnn_datatype_fp16``, ...)."""
+    from executorch.exir._serialize._program import deserialize_pte_binary
+
+    found = {}
+    for method, graph in _xnnpack_graphs(deserialize_pte_binary(Path(artifact).read_bytes())):
+        types = {}
+        for value in graph["xvalues"]:
+            union = value["xvalue_union"]
+            tensor = union.get("tensor_value", union)
+            types[tensor["id_out"]] = tensor["datatype"]
+        found[method] = [types[node["xnode_union"]["filter_id"]] for node in graph["xnodes"]
+                         if node["xnode_union_type"] == "XNNConv2d"]
+    return found
+
+
 # numpy dtypes of the XNNPACK and ExecuTorch tensor types a float constant can have here.
 _XNN_FLOATS = {"xnn_datatype_fp32": np.float32, "xnn_datatype_fp16": np.float16}
 _ET_FLOATS = {6: np.float32, 5: np.float16}  # executorch ScalarType FLOAT, HALF
@@ -334,7 +401,7 @@ class ExecuTorchTarget(IntegerTarget):
     name = "executorch"
     extension = ".pte"
     simulation = ("PyTorch fp32, weights codes*scale, Linear inputs dynamic int8 per token (XNNPACK qd8), "
-                  "bias tables as stored (ExecuTorchConfig.bias_tables)")
+                  "bias tables and convolution filters as stored (ExecuTorchConfig.bias_tables, conv_weights)")
     runtime = "ExecuTorch runtime (Python bindings) with the XNNPACK delegate, this host's CPU"
 
     def lower(self, deploy: nn.Module, weights: list[PalettizedWeight], tile: int, artifact: Path,
@@ -369,7 +436,8 @@ class ExecuTorchTarget(IntegerTarget):
                 prepared = prepare_pt2e(_with_stacks_on_conv_weights(exported), quantizer)
                 prepared(example)
                 graphs[size] = _with_our_codes(convert_pt2e(prepared), weights, convs)
-            described = _lower_tiles(graphs, artifact)
+            with fp16_conv_filters() if self.config.conv_weights is ConvWeights.FP16 else contextlib.nullcontext():
+                described = _lower_tiles(graphs, artifact)
         int8_convs = ("; int8 convolutions: dynamic int8 per image x int8 per-channel weights (QC8W)" if convs else "")
         return {"deployment_target": "ExecuTorch 1.5 runtime, XNNPACK delegate (Android/iOS/Linux CPU)",
                 **tensor_io(deploy, tile), **described, "window_chunk": self.config.window_chunk,
@@ -385,12 +453,17 @@ class ExecuTorchTarget(IntegerTarget):
 
     def verify(self, artifact: Path, weights: list[PalettizedWeight], convs: Sequence[ChannelGrid] = ()) -> dict[str, Any]:
         with quiet_tools():
-            stored = stored_weights(artifact)
+            stored, filters = stored_weights(artifact), conv_filter_types(artifact)
+        fp16 = self.config.conv_weights is ConvWeights.FP16
         verified = []
         for method in self._methods(artifact):  # every method holds every grid (one shared copy in the file)
             tensors = stored.get(method, [])
             match_stored_weights(weights, [(t["codes"], t["scales"]) for t in tensors if t["codes"].ndim == 2])
             match_channel_grids(convs, [(t["codes"], t["scales"]) for t in tensors if t["codes"].ndim == 4])
+            narrow = filters[method].count("xnn_datatype_fp16")
+            if narrow != (len(filters[method]) - len(convs) if fp16 else 0):
+                raise TargetError(f"{method}: {narrow} of its {len(filters[method])} convolution filters are fp16, but "
+                                  f"the config stores them as {self.config.conv_weights.value!r}")
             verified.append(method)
         return {
             "methods_verified": verified,
@@ -399,6 +472,7 @@ class ExecuTorchTarget(IntegerTarget):
             "index_dtypes": {"qcint4 (codes k+z, zero point 0)": len(weights)},
             "offset_rows": offset_rows(weights),
             "int8_convolutions": len(convs),
+            "convolution_filters": dict(collections.Counter(t.removeprefix("xnn_datatype_") for t in filters[verified[0]])),
             "stored_equals_calibrated": "exact (int4 codes, int8 convolution codes and fp32 channel scales read back "
                                         "from the .pte)",
         }
@@ -406,6 +480,11 @@ class ExecuTorchTarget(IntegerTarget):
     @property
     def float_convs(self) -> tuple[str, ...]:
         return self.config.float_convs
+
+    def as_stored(self, deploy: nn.Module) -> nn.Module:
+        """The integer targets' :meth:`~targets.base.IntegerTarget.as_stored`, and fp16 filters with ``ConvWeights.FP16``."""
+        deploy = super().as_stored(deploy)
+        return fp16_convolutions(deploy) if self.config.conv_weights is ConvWeights.FP16 else deploy
 
     def simulate(self, deploy: nn.Module) -> nn.Module:
         """Linear inputs int8 per token; with int8 convolutions, their inputs int8 per image (XNNPACK ``qd8``)."""

@@ -20,7 +20,7 @@ from calibration.snapping import CONTAINERS, snap_bounds, snap_weight_bounds
 from pipeline.build import BuildChecks, build
 from pipeline.cli import main
 from srcore.model import WindowAttention, build_model
-from targets import ExecuTorchConfig, TargetError, TFLiteConfig, get_target
+from targets import CoreMLConfig, ExecuTorchConfig, TargetError, TFLiteConfig, get_target
 from targets.config import ConvWeights
 from targets.tflite import _MIN_NARROW_ELEMENTS, pack_codes, unpack_codes
 
@@ -472,6 +472,11 @@ def test_size_breakdown_meets_the_component_budget(form, built, built_exact, tin
         windows = sum(stored(e.frozen_mask_windows, one_hots) for e in exports)
         patterns = stored(exports[0].frozen_mask_regions, one_hots)
         assert windows + patterns <= sizes["shift mask"] <= 1.1 * (windows + len(exports) * patterns), key
+        # Convolutions: ExecuTorch fp16 filters (ConvWeights.FP16), TFLite int8 codes plus fp32 channel scales.
+        convs = [m for m in tiny.modules() if isinstance(m, torch.nn.Conv2d)]
+        filters, channels = sum(c.weight.numel() for c in convs), sum(c.out_channels for c in convs)
+        per_weight = 4 if key == "baseline" else {"executorch": 2, "tflite": 1}[backend]
+        assert per_weight * filters <= sizes["convolutions"] <= per_weight * filters + 8 * channels, key
     # A re-folded bias (131 KB here) would land in "other constants" (test_lowered_artifact_has_no_redundant_bytes);
     # each tile size adds its own shape constants.
     other = result.manifest["size_breakdown"]["artifact"]["other constants"]
@@ -656,6 +661,46 @@ def test_a_further_tile_size_is_timed_paired_against_the_baseline_at_that_size(b
     r = measure(backend, result.folder / m["artifact"], TILES[backend][1], 1, runs=2, warmup=0,
                 baseline=result.folder / m["baseline"]["artifact"])
     assert r["artifact"]["runs"] == r["fp32_baseline"]["runs"] == 2 and r["paired_speedup_median"] > 0
+
+
+@pytest.mark.parametrize("conv_weights", ["fp16", "float"])
+def test_executorch_simulation_holds_the_filters_as_the_artifact_stores_them(conv_weights, tiny):
+    """ExecuTorch stores fp16 filters by default; its simulation must hold the same values (fp32 tensors)."""
+    def filters(model):
+        return [m.weight for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+
+    simulated = get_target(ExecuTorchConfig(conv_weights=conv_weights)).simulate(tiny)
+    assert all(not torch.equal(w.half().float(), w) for w in filters(tiny))  # rounding shows on every filter
+    for original, held in zip(filters(tiny), filters(simulated), strict=True):
+        assert held.dtype == torch.float32
+        assert torch.equal(held, original.half().float() if conv_weights == "fp16" else original)
+
+
+@pytest.mark.parametrize("lowered", ["executorch"], indirect=True)
+def test_executorch_verify_reads_back_the_filters_precision(lowered):
+    """The default .pte holds every filter in fp16; a config that stores them in fp32 refuses it, and a filter that
+    fp16 does not hold exactly stops the lowering instead of being rounded silently."""
+    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+    from executorch.exir import to_edge_transform_and_lower
+
+    from targets.executorch import conv_filter_types, fp16_conv_filters
+
+    _, target, artifact, deploy, weights, convs = lowered
+    count = sum(isinstance(m, torch.nn.Conv2d) for m in deploy.modules())
+    assert target.verify(artifact, weights, convs)["convolution_filters"] == {"fp16": count}
+    assert all(types == ["xnn_datatype_fp16"] * count for types in conv_filter_types(artifact).values())
+    with pytest.raises(TargetError, match=f"{count} of its {count} convolution filters are fp16"):
+        get_target(_config("executorch", conv_weights="float")).verify(artifact, weights, convs)
+    conv = torch.nn.Conv2d(3, 4, 3).eval()  # random filters: not fp16 values
+    with fp16_conv_filters(), pytest.raises(TargetError, match="not exact in fp16"):
+        to_edge_transform_and_lower(torch.export.export(conv, (torch.rand(1, 3, 8, 8),)),
+                                    partitioner=[XnnpackPartitioner()])
+
+
+@pytest.mark.parametrize("config", [CoreMLConfig, TFLiteConfig])
+def test_fp16_filters_are_executorch_only(config):
+    with pytest.raises(ValueError, match="conv_weights='fp16' is not a (coreml|tflite) option"):
+        config(conv_weights="fp16")
 
 
 @pytest.mark.parametrize("config", [ExecuTorchConfig, TFLiteConfig])
