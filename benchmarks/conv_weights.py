@@ -1,17 +1,19 @@
-"""Convolutions as floats or int8 per channel, Core ML, TFLite and ExecuTorch: bytes, PSNR and latency cost, to choose ``conv_weights``.
+"""Convolutions as floats, fp16 (ExecuTorch) or int8 per channel, Core ML, TFLite and ExecuTorch: bytes, PSNR and
+latency cost, to choose ``conv_weights``.
 
     python -m benchmarks.conv_weights --bounds 4=reports/bounds/gpu-h200/x4-w4a4-2dquant.safetensors \\
         3=reports/bounds/gpu-h200/x4-w3a3-2dquant.safetensors 2=reports/bounds/gpu-h200/x4-w2a2-dobi.safetensors \\
         --out reports/conv_weights.md
 
 PSNR is each target's PyTorch simulation of the deploy model with its convolutions as stored
-(floats, or :func:`targets.base.int8_convolutions`' int8 codes times fp16 per-channel scales):
+(floats; ExecuTorch's fp16 filters, :func:`targets.base.fp16_convolutions`; or
+:func:`targets.base.int8_convolutions`' int8 codes times fp16 per-channel scales):
 Core ML's fp16 mode (calibrated grids, Linear inputs and outputs rounded to fp16), TFLite's own
 (int4 codes with int8-per-token Linear inputs, bias tables as its config stores them), ExecuTorch's
 (the same Linears; int8 convolutions also quantize their inputs to int8 per image, so it is scored in
 the artifact's tiles). Sizes are real ``pipeline build`` artifacts (read back and verified: tables,
 codes and scales exact), scored against their simulation on Set5 where the runtime runs here.
-TFLite and ExecuTorch W4 int8-filter builds are timed against the float-filter ones (paired, fresh
+TFLite and ExecuTorch W4 builds of each storage are timed against the float-filter ones (paired, fresh
 processes, as ``pipeline build`` does). Core ML cannot run here: on Apple hardware its constexpr
 weights are decompressed by the runtime, whose cost only a device measures (apps/ios/profile_coreml.py).
 """
@@ -111,28 +113,28 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--sets", nargs="+", default=["Set5", "Set14"])
     parser.add_argument("--tile", type=int, default=64)
     parser.add_argument("--threads", type=int, nargs="*", default=[1, 2],
-                        help="thread counts of the TFLite and ExecuTorch W4 int8-vs-float timing (none: no timing)")
+                        help="thread counts of the TFLite and ExecuTorch W4 timing, each storage against float (none: no timing)")
     parser.add_argument("--runs", type=int, default=40, help="timed rounds per thread count")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
     start = time.perf_counter()
     model, info = load_model(None, 4)
     model.eval()
-    modes = list(ConvWeights)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for target in args.targets:
+            modes = CONFIGS[target].conv_storage  # FLOAT first: every other mode is compared with it
             if target == "coreml":
                 rows.append((target, "FP (no quantized Linears)",
                              {m: psnr(simulation(target, model, None, CONFIGS[target](conv_weights=m)), args.sets)
-                              for m in modes}, {}, None))
+                              for m in modes}, {}, {}))
             for item in args.bounds:
                 bits, path = item.split("=", 1)
                 bounds = load_bounds(path)
                 tile = args.tile if target in TILED else None
                 scores = {m: psnr(simulation(target, model, bounds, CONFIGS[target](conv_weights=m)), args.sets, tile)
                           for m in modes}
-                built, speed = {}, None
+                built, speed = {}, {}
                 # ExecuTorch stores every bit width in the same int4 container (reports/artifact_sizes.md): built at W4 only
                 if target != "executorch" or bits == "4":
                     folders = {m: Path(tmp) / f"{target}-w{bits}-{m.value}" for m in modes}
@@ -141,63 +143,68 @@ def main(argv: list[str] | None = None) -> None:
                                          score_on=benchmark_dir("Set5") if target != "coreml" else None)
                     built = {m: build(model, bounds, CONFIGS[target](tile=args.tile, conv_weights=m, **options),
                                       folders[m], checks=checks).manifest for m in modes}
-                    if target != "coreml" and bits == "4" and args.threads:  # int8 against float filters, paired
-                        speed = versus_baseline(target, *(folders[m] / built[m]["artifact"] for m in
-                                                          (ConvWeights.INT8, ConvWeights.FLOAT)),
-                                                args.tile, args.threads, runs=args.runs)
+                    if target != "coreml" and bits == "4" and args.threads:  # each mode against float filters, paired
+                        speed = {m: versus_baseline(target, folders[m] / built[m]["artifact"],
+                                                    folders[ConvWeights.FLOAT] / built[ConvWeights.FLOAT]["artifact"],
+                                                    args.tile, args.threads, runs=args.runs) for m in modes[1:]}
                 rows.append((target, f"W{bits} ({Path(path).name})", scores, built, speed))
     tools = tool_versions(args.targets)
     lines = [
-        "# Convolution weights: floats or int8 per channel (issue 16 goal 3)",
+        "# Convolution weights: floats, fp16 or int8 per channel (issue 16 goal 3)",
         "",
         f"- Command: `python -m benchmarks.conv_weights {shlex.join(sys.argv[1:] if argv is None else argv)}`",
         f"- Weights: **{info.describe()}**. This model is weak (Set5 29.71 dB FP against the official SwinIR-light's "
         "32.45): costs on the official model may differ; nothing here reproduces the paper.",
         f"- Host: {platform.machine()} {platform.system()}, {os.cpu_count()} cores, no GPU; "
         + ", ".join(f"{k} {v}" for k, v in sorted(tools.items())),
-        "- PSNR: dB, Y channel, full images, of each target's simulation with the convolutions as stored (Core ML: "
-        "fp16 weights, or int8; TFLite and ExecuTorch: fp32 weights, or int8). int8: codes -127..127 times one fp16 "
-        "scale per output channel (max |w| / 127), all 7 convolutions but ExecuTorch's `conv_after_body` "
+        "- PSNR: dB, Y channel, full images, of each target's simulation with the convolutions as stored (float: Core "
+        "ML fp16 weights, TFLite and ExecuTorch fp32 ones). fp16 (ExecuTorch): fp16 filters that XNNPACK widens to "
+        "fp32 when the program loads, simulated as fp32 filters holding the fp16 values. int8: codes -127..127 times "
+        "one fp16 scale per output channel (max |w| / 127), all 7 convolutions but ExecuTorch's `conv_after_body` "
         "(`ExecuTorchConfig.float_convs`); ExecuTorch's int8 convolutions also quantize their inputs to int8 per "
-        f"image (XNNPACK qd8), so its rows are scored in {args.tile} px tiles overlapping by {args.tile // 4}, as "
-        "the artifact runs. 'cost' is float minus int8.",
+        f"image (XNNPACK qd8). ExecuTorch rows are scored in {args.tile} px tiles overlapping by {args.tile // 4}, "
+        "as the artifact runs. 'cost' is float minus the row's storage.",
         f"- KB: the `pipeline build` artifact at a {args.tile} px tile (verified exact; ExecuTorch: W4 only, every "
         "bit width is stored in the same int4 container) and its convolution component (`size_breakdown`). "
-        "'artifact - simulation': the build's own score on Set5 tiles of the int8 artifact in its runtime minus its "
+        "'artifact - simulation': the build's own score on Set5 tiles of the artifact in its runtime minus its "
         "simulation, and the largest difference of a pixel in 8-bit levels (TFLite, ExecuTorch). "
-        "Latency (W4, TFLite and ExecuTorch): the int8-filter artifact against the float-filter one, runs "
+        "Latency (W4, TFLite and ExecuTorch): the row's artifact against the float-filter one, runs "
         f"interleaved in one fresh process per thread count, median of {args.runs} after warm-up; 'paired' is the "
-        "median of the per-round float / int8 time ratios (above 1: int8 is faster). Core ML does not run on this host.",
+        "median of the per-round float / row time ratios (above 1: the row's artifact is faster). Core ML does not "
+        "run on this host.",
         "",
-        "| target | model | " + " | ".join(f"{s} float | {s} int8 | {s} cost" for s in args.sets)
-        + " | KB float | KB int8 | convolutions KB float / int8 | int8 artifact - simulation, Set5 (dB; max levels) | "
-        + " | ".join(f"{t} thr ms float / int8 (paired)" for t in args.threads) + " |",
-        "|---|---|" + "---|" * (3 * len(args.sets) + 4 + len(args.threads)),
+        "| target | model | stored as | " + " | ".join(f"{s} float | {s} stored | {s} cost" for s in args.sets)
+        + " | KB float | KB stored | convolutions KB float / stored | artifact - simulation, Set5 (dB; max levels) | "
+        + " | ".join(f"{t} thr ms float / stored (paired)" for t in args.threads) + " |",
+        "|---|---|---|" + "---|" * (3 * len(args.sets) + 4 + len(args.threads)),
     ]
     worst = {}
     for target, label, scores, built, speed in rows:
-        cells = []
-        for s in args.sets:
-            cost = scores[ConvWeights.FLOAT][s] - scores[ConvWeights.INT8][s]
-            worst[target] = max(worst.get(target, cost), cost)
-            cells.append(f"{scores[ConvWeights.FLOAT][s]:.3f} | {scores[ConvWeights.INT8][s]:.3f} | {cost:+.3f}")
-        size_cells, speed_cells = "– | – | – | –", ["–"] * len(args.threads)
-        if built:
-            kb = {m: built[m]["artifact_bytes"] / 1e3 for m in modes}
-            conv = {m: built[m]["size_breakdown"]["artifact"]["convolutions"] / 1e3 for m in modes}
-            ran = built[ConvWeights.INT8]["verification"].get("artifact")
-            versus = (f"{ran['psnr_minus_simulation']:+.4f}; {ran['max_abs_diff_vs_simulation']['max_abs_8bit_levels']:.2f}"
-                      if ran else "–")
-            size_cells = (f"{kb[ConvWeights.FLOAT]:.0f} | {kb[ConvWeights.INT8]:.0f} | "
-                          f"{conv[ConvWeights.FLOAT]:.1f} / {conv[ConvWeights.INT8]:.1f} | {versus}")
-        if speed:
-            speed_cells = [f"{speed[f'threads_{t}']['fp32_baseline']['median_ms']:.1f} / "
-                           f"{speed[f'threads_{t}']['artifact']['median_ms']:.1f} "
-                           f"({speed[f'threads_{t}']['paired_speedup_median']:.3f}x)" for t in args.threads]
-        lines.append(f"| {target} | {label} | " + " | ".join(cells) + f" | {size_cells} | " + " | ".join(speed_cells) + " |")
+        for mode in [m for m in scores if m is not ConvWeights.FLOAT]:
+            cells = []
+            for s in args.sets:
+                cost = scores[ConvWeights.FLOAT][s] - scores[mode][s]
+                worst[target, mode] = max(worst.get((target, mode), cost), cost)
+                cells.append(f"{scores[ConvWeights.FLOAT][s]:.3f} | {scores[mode][s]:.3f} | {cost:+.3f}")
+            size_cells, speed_cells = "– | – | – | –", ["–"] * len(args.threads)
+            if built:
+                kb = {m: built[m]["artifact_bytes"] / 1e3 for m in (ConvWeights.FLOAT, mode)}
+                conv = {m: built[m]["size_breakdown"]["artifact"]["convolutions"] / 1e3 for m in (ConvWeights.FLOAT, mode)}
+                ran = built[mode]["verification"].get("artifact")
+                versus = (f"{ran['psnr_minus_simulation']:+.4f}; {ran['max_abs_diff_vs_simulation']['max_abs_8bit_levels']:.2f}"
+                          if ran else "–")
+                size_cells = (f"{kb[ConvWeights.FLOAT]:.0f} | {kb[mode]:.0f} | "
+                              f"{conv[ConvWeights.FLOAT]:.1f} / {conv[mode]:.1f} | {versus}")
+            if mode in speed:
+                timed = speed[mode]
+                speed_cells = [f"{timed[f'threads_{t}']['fp32_baseline']['median_ms']:.1f} / "
+                               f"{timed[f'threads_{t}']['artifact']['median_ms']:.1f} "
+                               f"({timed[f'threads_{t}']['paired_speedup_median']:.3f}x)" for t in args.threads]
+            lines.append(f"| {target} | {label} | {mode.value} | " + " | ".join(cells) + f" | {size_cells} | "
+                         + " | ".join(speed_cells) + " |")
     crop = (240, 180)
-    lines += ["", "Largest PSNR cost of int8 convolutions (positive: int8 scores lower): "
-              + ", ".join(f"{t} {c:.3f} dB" for t, c in worst.items()) + ".", "",
+    lines += ["", "Largest PSNR cost of each storage against float (positive: it scores lower): "
+              + ", ".join(f"{t} {m.value} {c:.3f} dB" for (t, m), c in worst.items()) + ".", "",
               f"## How the codes are rounded (FP model, convolutions only, {crop[0]}x{crop[1]} crop of `000010.png`, x4)",
               "", "Output minus the float-convolution output, in 8-bit levels; 'pattern': the range of its mean over the "
               "16 positions modulo 4; PNG: the rounded output's bytes.", "",
