@@ -31,7 +31,7 @@ from srcore.checkpoint import file_sha256
 from srcore.weights import load_model
 from targets import CoreMLConfig, ExecuTorchConfig, TFLiteConfig, get_target, tool_versions
 from targets.base import SIZE_COMPONENTS, export_copy, size_breakdown
-from targets.config import ConvWeights, Precision
+from targets.config import Precision
 
 CONFIGS = {"coreml": CoreMLConfig, "executorch": ExecuTorchConfig, "tflite": TFLiteConfig}
 
@@ -78,9 +78,10 @@ def reusable(folder: Path, name: str, bits: str, bounds: str, tile: int) -> dict
     if not path.is_file():
         return None
     m = json.loads(path.read_text())
-    int8 = CONFIGS[name]().conv_weights is ConvWeights.INT8  # what a build with default options stores today
-    stored_int8 = m.get("convolutions", {}).get("weights", "float").startswith("int8")  # no entry: built as floats
-    same = (m["bounds"]["sha256"] == file_sha256(bounds) and m["tile"] == tile and stored_int8 == int8
+    convs = m.get("convolutions") or {}  # no entry: built as floats; no "storage": before fp16 filters, float or int8
+    stored = convs.get("storage", "int8" if convs.get("weights", "float").startswith("int8") else "float")
+    same = (m["bounds"]["sha256"] == file_sha256(bounds) and m["tile"] == tile
+            and stored == CONFIGS[name]().conv_weights.value  # what a build with default options stores today
             and m["tool_versions"] == get_target(name).tool_versions())
     return {**m, "reused": str(path.parent)} if same else None
 

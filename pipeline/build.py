@@ -171,7 +171,7 @@ def build(model: SwinIR, bounds: Bounds, config: TargetConfig, out: str | os.Pat
             "tiles": list(tiles),
             "weight_bits": bits,
             "integer_grid": integer_grid,
-            "convolutions": conv_weights,
+            "convolutions": {"storage": config.conv_weights.value, **conv_weights},
             "latency": latency,
             "tile_speed": tile_speed,
             "bits_per_tensor": {w.path: w.bits for w in palettized},
