@@ -112,10 +112,11 @@ def fp16_conv_filters() -> Iterator[None]:
     XNNPACK runs an fp32 convolution from fp16 filters (``xnn_create_convolution2d_nhwc_f32_f16`` widens
     them to fp32 when the program loads: ``src/subgraph/convolution-2d.c``, the fp16 filter case of its fp32
     output, at 92a7ad501b, the XNNPACK of ExecuTorch's main branch near 1.5; the 1.5.1 wheel runs it, as the
-    tests check), and ExecuTorch's runtime passes the serialized type through (``XNNCompiler.cpp``, ``getDataType``). But its serializer writes a float convolution's filter as
-    fp32 (``backends/xnnpack/operators/op_conv2d.py``: ``force_fp32=True``) and no fp16 constant can be
-    traced into an fp32 graph, so the serializer is told here. Every filter must hold fp16 values
-    already (:func:`targets.base.fp16_convolutions`), or the lowering fails.
+    tests check), and ExecuTorch's runtime passes the serialized type through (``XNNCompiler.cpp``,
+    ``getDataType``). But its serializer writes a float convolution's filter as fp32
+    (``backends/xnnpack/operators/op_conv2d.py``: ``force_fp32=True``) and no fp16 constant can be traced
+    into an fp32 graph, so the serializer is told here. Every filter must hold fp16 values already
+    (:func:`targets.base.fp16_convolutions`), or the lowering fails.
     """
     from executorch.backends.xnnpack.operators import node_visitor
     from executorch.backends.xnnpack.serialization.xnnpack_graph_schema import XNNDatatype
