@@ -113,7 +113,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--sets", nargs="+", default=["Set5", "Set14"])
     parser.add_argument("--tile", type=int, default=64)
     parser.add_argument("--threads", type=int, nargs="*", default=[1, 2],
-                        help="thread counts of the TFLite and ExecuTorch W4 timing, each storage against float (none: no timing)")
+                        help="thread counts of the TFLite and ExecuTorch W4 timing, each storage against float "
+                             "(none: no timing)")
     parser.add_argument("--runs", type=int, default=40, help="timed rounds per thread count")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
