@@ -5,7 +5,7 @@
         --out reports/bias_tables.md        # --target executorch --out reports/bias_tables_executorch.md
 
 PSNR is the target's PyTorch simulation (int4 codes, int8-per-token Linear inputs, its default convolutions)
-with the tables as stored: fp32, or rounded to fp16 values (:func:`targets.base.fp16_bias_tables`).
+with the tables as stored: fp32, or rounded to fp16 values (:func:`targets.base.with_fp16_values`).
 Sizes come from real W4 ``pipeline build`` artifacts with the target's default tile sizes (read back
 and verified; the 2- and 3-bit ones ride in the same int4 container, so their files are the same size),
 each also scored in its runtime on the first set against its own simulation. The fp16-table artifact

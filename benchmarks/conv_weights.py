@@ -6,7 +6,7 @@ latency cost, to choose ``conv_weights``.
         --out reports/conv_weights.md
 
 PSNR is each target's PyTorch simulation of the deploy model with its convolutions as stored
-(floats; ExecuTorch's fp16 filters, :func:`targets.base.fp16_convolutions`; or
+(floats; ExecuTorch's fp16 filters, :func:`targets.base.with_fp16_values`; or
 :func:`targets.base.int8_convolutions`' int8 codes times fp16 per-channel scales):
 Core ML's fp16 mode (calibrated grids, Linear inputs and outputs rounded to fp16), TFLite's own
 (int4 codes with int8-per-token Linear inputs, bias tables as its config stores them), ExecuTorch's

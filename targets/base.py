@@ -36,9 +36,9 @@ from calibration.primitives import fake_quantize, grid
 from calibration.qmodel import QuantLinear, QuantQKV
 from targets.config import CONFIGS, ConvWeights, Precision, TargetConfig
 
-__all__ = ["ChannelGrid", "MissingDependency", "PalettizedWeight", "Target", "TargetConfig", "TargetError", "IntegerTarget", "deploy_model", "dynamic_int8_linears", "fp16_bias_tables",
-           "OffsetLinear", "export_copy", "fp16_convolutions", "int8_convolutions", "match_channel_grids", "match_stored_weights", "offset_rows", "on_integer_grid", "quiet_tools", "tensor_io",
-           "with_offset_rows"]
+__all__ = ["ChannelGrid", "MissingDependency", "PalettizedWeight", "Target", "TargetConfig", "TargetError", "IntegerTarget", "deploy_model", "dynamic_int8_linears",
+           "OffsetLinear", "export_copy", "int8_convolutions", "match_channel_grids", "match_stored_weights", "offset_rows", "on_integer_grid", "quiet_tools", "tensor_io",
+           "with_fp16_values", "with_offset_rows"]
 
 
 # The converters' own loggers and the packages whose warnings they raise: what quiet_tools silences.
@@ -589,31 +589,28 @@ class IntegerTarget(Target):
             raise TargetError(f"the {self.name} target needs integer codes (targets.base.on_integer_grid)")
 
     def as_stored(self, deploy: nn.Module) -> nn.Module:
-        """``deploy`` with its bias tables in the precision the artifact stores them in (``IntegerConfig.bias_tables``)."""
-        return fp16_bias_tables(deploy) if self.config.bias_tables is Precision.FP16 else deploy
+        """``deploy`` with its bias tables and convolution filters in the precision the artifact stores them in
+        (``IntegerConfig.bias_tables``; ``conv_weights``: fp16 filters with ``ConvWeights.FP16``)."""
+        return with_fp16_values(deploy, bias_tables=self.config.bias_tables is Precision.FP16,
+                                conv_filters=self.config.conv_weights is ConvWeights.FP16)
 
     def simulate(self, deploy: nn.Module) -> nn.Module:
         return dynamic_int8_linears(self.as_stored(deploy))
 
 
-def fp16_convolutions(deploy: nn.Module) -> nn.Module:
-    """A copy of ``deploy`` whose convolution filters hold fp16 values (float32 tensors), which an artifact
-    with ``ConvWeights.FP16`` then stores in fp16 exactly (the biases stay fp32)."""
-    model = copy.deepcopy(deploy)
-    for module in model.modules():
-        if isinstance(module, nn.Conv2d):
-            module.weight.data = module.weight.data.half().float()
-    return model
-
-
-def fp16_bias_tables(deploy: nn.Module) -> nn.Module:
-    """A copy of ``deploy`` whose relative-position bias tables hold fp16 values (float32 tensors), which the
-    artifact then stores in fp16 exactly."""
+def with_fp16_values(deploy: nn.Module, bias_tables: bool, conv_filters: bool) -> nn.Module:
+    """``deploy``, or a copy of it whose relative-position bias tables (``bias_tables``) and convolution filters
+    (``conv_filters``; their biases stay fp32) hold fp16 values in float32 tensors, which the artifact then
+    stores in fp16 exactly."""
+    if not (bias_tables or conv_filters):
+        return deploy
     model = copy.deepcopy(deploy)
     for module in model.modules():
         table = getattr(module, "relative_position_bias_table", None)
-        if isinstance(table, torch.Tensor):
+        if bias_tables and isinstance(table, torch.Tensor):
             table.data = table.data.half().float()
+        if conv_filters and isinstance(module, nn.Conv2d):
+            module.weight.data = module.weight.data.half().float()
     return model
 
 

@@ -44,7 +44,7 @@ class ConvWeights(enum.Enum):
     ``FLOAT``: in the program's precision (fp16 in an fp16 Core ML program). ``FP16`` (ExecuTorch): fp16
     filters in the fp32 graph, which XNNPACK's ``f32_f16`` convolution widens to fp32 when the program
     loads, so the convolution computes exactly what fp32 filters holding fp16 values do, and the
-    simulation holds those values (:func:`targets.base.fp16_convolutions`). ``INT8``: int8 codes with one
+    simulation holds those values (:func:`targets.base.with_fp16_values`). ``INT8``: int8 codes with one
     fp16 scale per output channel (:func:`targets.base.int8_convolutions`); the simulation uses the same
     decoded weights, so the cost shows in its score. Core ML and TFLite decode them to floats at load;
     XNNPACK under ExecuTorch has no such convolution, so there they also quantize the input to int8 per

@@ -44,7 +44,6 @@ from targets.base import (
     StoredConstant,
     TargetError,
     export_copy,
-    fp16_convolutions,
     match_channel_grids,
     match_stored_weights,
     offset_rows,
@@ -85,7 +84,7 @@ def export_graph(deploy: nn.Module, tile: int, window_chunk: int | None = None, 
     (``window_chunk``: :class:`targets.config.ExecuTorchConfig`).
 
     The shift mask's one-hots are kept in fp16, which holds their zeros and ones exactly, and so are the
-    bias tables with ``fp16_tables`` (their values must be fp16 ones already, :func:`targets.base.fp16_bias_tables`).
+    bias tables with ``fp16_tables`` (their values must be fp16 ones already, :func:`targets.base.with_fp16_values`).
     XNNPACK's partitioner takes no fp16 constant into an fp32 graph, so each is widened by the portable
     runtime before the partition (:func:`srcore.model.widened`): a few microseconds per run for half the
     bytes. The bias offsets' one-hot stays fp32, the static weight of a fully connected op (widened, it
@@ -116,7 +115,7 @@ def fp16_conv_filters() -> Iterator[None]:
     ``getDataType``). But its serializer writes a float convolution's filter as fp32
     (``backends/xnnpack/operators/op_conv2d.py``: ``force_fp32=True``) and no fp16 constant can be traced
     into an fp32 graph, so the serializer is told here. Every filter must hold fp16 values already
-    (:func:`targets.base.fp16_convolutions`), or the lowering fails.
+    (:func:`targets.base.with_fp16_values`), or the lowering fails.
     """
     from executorch.backends.xnnpack.operators import node_visitor
     from executorch.backends.xnnpack.serialization.xnnpack_graph_schema import XNNDatatype
@@ -129,7 +128,7 @@ def fp16_conv_filters() -> Iterator[None]:
         if not _is_conv_filter(node) or tensor is None or tensor.dtype != torch.float32:
             return tensor
         if not torch.equal(tensor.half().float(), tensor):
-            raise TargetError(f"convolution filter {node.name} is not exact in fp16 (targets.base.fp16_convolutions)")
+            raise TargetError(f"convolution filter {node.name} is not exact in fp16 (targets.base.with_fp16_values)")
         return tensor.half()
 
     def buffer_index_fp16(self, tensor, graph, ids, nhwc, swap, quant_params, force_fp32=False, groups=1):
@@ -288,6 +287,14 @@ def _named_constant(pte, key: str) -> bytes:
     return named.buffers[named.pte_data[key].buffer_index]
 
 
+def _decoded(artifact: Path) -> tuple[Any, list[tuple[str, Any]]]:
+    """The deserialized program of a .pte and its XNNPACK graphs (:func:`_xnnpack_graphs`), read once."""
+    from executorch.exir._serialize._program import deserialize_pte_binary
+
+    pte = deserialize_pte_binary(Path(artifact).read_bytes())
+    return pte, list(_xnnpack_graphs(pte))
+
+
 def stored_weights(artifact: Path) -> dict[str, list[dict[str, Any]]]:
     """Per method, every per-channel integer weight its XNNPACK payloads hold: ``{"codes", "scales": (out,)}``,
     codes int (out, in) for a Linear's 4-bit ones, (out, in, kh, kw) for a convolution's int8 ones.
@@ -296,11 +303,12 @@ def stored_weights(artifact: Path) -> dict[str, list[dict[str, Any]]]:
     data the payload points to. 4-bit codes are stored two per byte, low nibble first, offset by 8
     (XNNPACK's unsigned QC4W layout); convolution filters as int8 in XNNPACK's (out, kh, kw, in) order.
     """
-    from executorch.exir._serialize._program import deserialize_pte_binary
+    return _weights_in(*_decoded(artifact))
 
-    pte = deserialize_pte_binary(Path(artifact).read_bytes())
+
+def _weights_in(pte, graphs: list[tuple[str, Any]]) -> dict[str, list[dict[str, Any]]]:
     found: dict[str, list[dict[str, Any]]] = {}
-    for method, graph in _xnnpack_graphs(pte):
+    for method, graph in graphs:
         for value in graph["xvalues"]:
             tensor = value["xvalue_union"].get("tensor_value", {})
             datatype, dims = tensor.get("datatype"), tensor.get("dims", [])
@@ -325,10 +333,12 @@ def stored_weights(artifact: Path) -> dict[str, list[dict[str, Any]]]:
 
 def conv_filter_types(artifact: Path) -> dict[str, list[str]]:
     """Per method, the XNNPACK datatype of each convolution's filter, in graph order (``xnn_datatype_fp16``, ...)."""
-    from executorch.exir._serialize._program import deserialize_pte_binary
+    return _filter_types_in(_decoded(artifact)[1])
 
+
+def _filter_types_in(graphs: list[tuple[str, Any]]) -> dict[str, list[str]]:
     found = {}
-    for method, graph in _xnnpack_graphs(deserialize_pte_binary(Path(artifact).read_bytes())):
+    for method, graph in graphs:
         types = {}
         for value in graph["xvalues"]:
             union = value["xvalue_union"]
@@ -454,7 +464,8 @@ class ExecuTorchTarget(IntegerTarget):
 
     def verify(self, artifact: Path, weights: list[PalettizedWeight], convs: Sequence[ChannelGrid] = ()) -> dict[str, Any]:
         with quiet_tools():
-            stored, filters = stored_weights(artifact), conv_filter_types(artifact)
+            pte, graphs = _decoded(artifact)
+            stored, filters = _weights_in(pte, graphs), _filter_types_in(graphs)
         fp16 = self.config.conv_weights is ConvWeights.FP16
         verified = []
         for method in self._methods(artifact):  # every method holds every grid (one shared copy in the file)
@@ -481,11 +492,6 @@ class ExecuTorchTarget(IntegerTarget):
     @property
     def float_convs(self) -> tuple[str, ...]:
         return self.config.float_convs
-
-    def as_stored(self, deploy: nn.Module) -> nn.Module:
-        """The integer targets' :meth:`~targets.base.IntegerTarget.as_stored`, and fp16 filters with ``ConvWeights.FP16``."""
-        deploy = super().as_stored(deploy)
-        return fp16_convolutions(deploy) if self.config.conv_weights is ConvWeights.FP16 else deploy
 
     def simulate(self, deploy: nn.Module) -> nn.Module:
         """Linear inputs int8 per token; with int8 convolutions, their inputs int8 per image (XNNPACK ``qd8``)."""
