@@ -29,10 +29,16 @@ BACKENDS = ("executorch", "tflite")
 TILES = {"executorch": (TILE, 24), "tflite": (TILE, 24)}  # one method (ExecuTorch) or signature (TFLite) per tile side
 
 
-WINDOW_CHUNK = 4  # the 24 px graph's 9 windows run in 3 block chunks, the 16 px one's 4 in one
+WINDOW_CHUNK = 5  # the 24 px graph's 9 windows run in 2 block chunks (5 and 4), the 16 px one's 4 in one
 # int32 shape and slice-index vectors (a few elements each) per tile size; each window chunk slices and reshapes its
 # own piece of every block. A re-folded bias or mask (131 KB here) is far above it.
 SHAPE_CONSTANT_BYTES = 2_000
+
+
+
+def _chunks(tile: int) -> int:
+    """How many pieces each Swin block of the ``tile`` px graph runs in (8 px windows, ``WINDOW_CHUNK`` at a time)."""
+    return -(-(tile // 8) ** 2 // WINDOW_CHUNK)
 
 
 def _config(backend: str, **options):
@@ -201,7 +207,7 @@ def test_blocks_run_in_window_chunks(built, tiny):
     (``test_every_tile_size_runs_from_one_artifact_verified_and_scored``)."""
     backend, result = built
     blocks = sum(isinstance(m, WindowAttention) for m in tiny.modules())
-    chunks = sum(-(-(tile // 8) ** 2 // WINDOW_CHUNK) for tile in TILES[backend])  # 1 + 3
+    chunks = sum(_chunks(tile) for tile in TILES[backend])  # 1 + 2
     ops = result.manifest["graph"]["ops"]
     assert result.manifest["window_chunk"] == WINDOW_CHUNK
     # plus, once per graph, two for the shift mask: its patterns from their regions, each window's choice among them
@@ -445,6 +451,18 @@ def test_profile_reports_latency_ratio_accuracy_ops_and_writes_chart(built, tmp_
     assert "speed-up" in paths[1].read_text() and "ms per output MP" in paths[1].read_text()
 
 
+def _stored_bytes(backend: str, t: torch.Tensor, fp16: bool = False) -> int:
+    """Bytes of the constant ``t`` as ``backend`` stores it: TFLite's integer-valued ones (one-hots, mask) INT8."""
+    as_int8 = (backend == "tflite" and t.numel() >= _MIN_NARROW_ELEMENTS and torch.equal(t, t.round())
+               and -128 <= t.min() and t.max() <= 127)
+    return t.numel() * (1 if as_int8 else 2 if fp16 else 4)
+
+
+def _bias_table_bytes(backend: str, export, fp16: bool) -> int:
+    """The relative-position bias tables of a frozen ``export`` (fp16 with ``fp16``) and their offsets' one-hot."""
+    return _stored_bytes(backend, export.frozen_bias_tables, fp16) + _stored_bytes(backend, export.frozen_offsets)
+
+
 @pytest.mark.parametrize("form", ["snapped", "exact"])
 def test_size_breakdown_meets_the_component_budget(form, built, built_exact, tiny):
     """Bias tables and mask are stored as small tables (bias tables fp16; TFLite's integer-valued ones INT8,
@@ -458,14 +476,12 @@ def test_size_breakdown_meets_the_component_budget(form, built, built_exact, tin
         assert list(sizes) == list(SIZE_COMPONENTS) and sum(sizes.values()) == total
         exports = [export_copy(tiny, tile) for tile in result.manifest["tiles"]]  # the baseline has the same sizes
 
-        def stored(t: torch.Tensor, fp16: bool = False) -> int:  # TFLite: integer-valued ones (one-hots, mask) INT8
-            as_int8 = (backend == "tflite" and t.numel() >= _MIN_NARROW_ELEMENTS and torch.equal(t, t.round())
-                       and -128 <= t.min() and t.max() <= 127)
-            return t.numel() * (1 if as_int8 else 2 if fp16 else 4)
+        def stored(t: torch.Tensor, fp16: bool = False) -> int:
+            return _stored_bytes(backend, t, fp16)
 
         fp16 = key == "artifact"  # IntegerConfig.bias_tables: fp16 by default; the FP32 baseline's are fp32
         one_hots = backend == "executorch"  # export_graph keeps the mask's one-hots in fp16, in the baseline too
-        tables = stored(exports[0].frozen_bias_tables, fp16) + stored(exports[0].frozen_offsets)
+        tables = _bias_table_bytes(backend, exports[0], fp16)
         # Not the blocks x h x N x N expansion (131 KB here).
         # Every tile size shares the tables (stored once) and adds its own window one-hot to the mask.
         assert tables <= sizes["bias tables"] <= 1.5 * tables, key
@@ -517,11 +533,18 @@ def test_lowered_artifact_has_no_redundant_bytes(lowered, tiny, tmp_path):
     exports = torch.nn.ModuleList([export_copy(deploy, tile) for tile in TILES[backend]])
     sizes = size_breakdown(artifact.stat().st_size, target.stored_constants(artifact, weights), exports)
     assert sizes["other constants"] < SHAPE_CONSTANT_BYTES * len(TILES[backend]), sizes
+    tables = _bias_table_bytes(backend, exports[0], fp16=True)  # IntegerConfig.bias_tables: fp16 by default
+    assert tables <= sizes["bias tables"] <= 1.5 * tables, sizes
     if backend == "tflite":
         from ai_edge_litert.tools import flatbuffer_utils
 
-        target.lower_baseline(tiny, TILE, baseline := tmp_path / "baseline.tflite")
-        for path in (artifact, baseline):
+        def artifacts():
+            """The artifact, then the baseline, lowered only once the artifact passed (a mutant fails sooner)."""
+            yield artifact
+            target.lower_baseline(tiny, TILE, baseline := tmp_path / "baseline.tflite")
+            yield baseline
+
+        for path in artifacts():
             flatbuffer = flatbuffer_utils.read_model(str(path))
             for graph in flatbuffer.subgraphs:  # one per tile size
                 named = {i for i, t in enumerate(graph.tensors) if t.name}
@@ -597,15 +620,17 @@ def test_executorch_int8_convolutions_are_stored_exactly_and_run_as_simulated(ti
     ``float_convs``, codes read back equal, every method runs like the simulation that quantizes those inputs."""
     from targets.base import int8_convolutions
 
-    config = _config("executorch", conv_weights="int8", window_chunk=None)  # one attention per block: the counts below
+    config = _config("executorch", conv_weights="int8")  # the FP32 baseline of `built`, from the cache
     result = build(tiny, bounds, config, tmp_path / "out", checks=BuildChecks(baseline_cache=baselines))
     m, artifact = result.manifest, result.folder / result.manifest["artifact"]
     convs = {p: mod for p, mod in tiny.named_modules() if isinstance(mod, torch.nn.Conv2d)}
     assert config.float_convs == ("conv_after_body",) and m["convolutions"]["kept_float"] == ["conv_after_body"]
     assert m["convolutions"]["convolutions"] == m["verification"]["int8_convolutions"] == len(convs) - 1
     linears = sum(isinstance(mod, torch.nn.Linear) for mod in tiny.modules())
-    # one XNNPACK convert to int8 in front of each quantized Linear and each int8 convolution, in every method
-    assert m["graph"]["ops"]["XNNConvert"] == (linears + len(convs) - 1) * len(TILES["executorch"])
+    # one XNNPACK convert to int8 in front of each quantized Linear (all in Swin blocks: once per window chunk) and
+    # each int8 convolution, in every method
+    assert m["graph"]["ops"]["XNNConvert"] == sum(linears * _chunks(tile) + len(convs) - 1
+                                                  for tile in TILES["executorch"])
     int8 = [mod for p, mod in convs.items() if p != "conv_after_body"]
     codes, channels = sum(c.weight.numel() for c in int8), sum(c.out_channels for c in int8)
     float_bytes = 4 * convs["conv_after_body"].weight.numel()

@@ -195,3 +195,15 @@ def test_blocks_in_window_chunks_compute_the_same_values():
     for bad in (0, -1, 2.5, True):
         with pytest.raises(ValueError, match="window_chunk"):
             copy.deepcopy(model).freeze_shape(24, 32, window_chunk=bad)
+
+
+@pytest.mark.parametrize("window_chunk", [None, 2])
+def test_frozen_graph_has_no_tensor_above_rank_4(window_chunk):
+    """What every target lowers, the frozen model exported and decomposed to core ATen as the converters see it,
+    holds no value above rank 4: window partition and reverse, shift mask and pixel shuffle in 4-D (GPU delegates
+    and NPUs reject higher ranks). The built artifacts are checked too (``test_no_tensor_above_rank_4``)."""
+    model = build_model("tiny", 2).eval().freeze_shape(16, 16, window_chunk)
+    program = torch.export.export(model, (torch.rand(1, 3, 16, 16),)).run_decompositions()
+    ranks = {node.name: node.meta["val"].dim() for node in program.graph.nodes
+             if isinstance(node.meta.get("val"), torch.Tensor)}
+    assert len(ranks) > 100 and max(ranks.values()) <= 4, {name: rank for name, rank in ranks.items() if rank > 4}
