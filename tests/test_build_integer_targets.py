@@ -35,7 +35,6 @@ WINDOW_CHUNK = 5  # the 24 px graph's 9 windows run in 2 block chunks (5 and 4),
 SHAPE_CONSTANT_BYTES = 2_000
 
 
-
 def _chunks(tile: int) -> int:
     """How many pieces each Swin block of the ``tile`` px graph runs in (8 px windows, ``WINDOW_CHUNK`` at a time)."""
     return -(-(tile // 8) ** 2 // WINDOW_CHUNK)
@@ -476,17 +475,14 @@ def test_size_breakdown_meets_the_component_budget(form, built, built_exact, tin
         assert list(sizes) == list(SIZE_COMPONENTS) and sum(sizes.values()) == total
         exports = [export_copy(tiny, tile) for tile in result.manifest["tiles"]]  # the baseline has the same sizes
 
-        def stored(t: torch.Tensor, fp16: bool = False) -> int:
-            return _stored_bytes(backend, t, fp16)
-
         fp16 = key == "artifact"  # IntegerConfig.bias_tables: fp16 by default; the FP32 baseline's are fp32
         one_hots = backend == "executorch"  # export_graph keeps the mask's one-hots in fp16, in the baseline too
         tables = _bias_table_bytes(backend, exports[0], fp16)
         # Not the blocks x h x N x N expansion (131 KB here).
         # Every tile size shares the tables (stored once) and adds its own window one-hot to the mask.
         assert tables <= sizes["bias tables"] <= 1.5 * tables, key
-        windows = sum(stored(e.frozen_mask_windows, one_hots) for e in exports)
-        patterns = stored(exports[0].frozen_mask_regions, one_hots)
+        windows = sum(_stored_bytes(backend, e.frozen_mask_windows, one_hots) for e in exports)
+        patterns = _stored_bytes(backend, exports[0].frozen_mask_regions, one_hots)
         assert windows + patterns <= sizes["shift mask"] <= 1.1 * (windows + len(exports) * patterns), key
         # Convolutions: ExecuTorch fp16 filters (ConvWeights.FP16), TFLite int8 codes plus fp32 channel scales.
         convs = [m for m in tiny.modules() if isinstance(m, torch.nn.Conv2d)]
