@@ -193,7 +193,8 @@ class ExecuTorchConfig(IntegerConfig):
             and a 128 px one in 4 pieces. On the shipped x4 W4 build (reports/upscale_photo.md, this 2-core host) a
             128 px tile then runs 1.33x / 1.30x as fast as the whole tile at once (paired, 1 / 2 threads); the
             .pte was 2.44 MB (1.92 without chunks; 2.37 since the bias tables are fp16, 1.99 since the filters are
-            too) and lowers in 306-350 s, peaking at 3.5 GB (the partitioners' reachability sets as bitsets, ``targets.dependency_bitsets``).
+            too) and lowers in 306-350 s, peaking at 3.5 GB (the partitioners' reachability sets as bitsets,
+            ``targets.dependency_bitsets``).
             Pieces of 32 build too (4.8 GB, 673 s, 3.34 MB) but ran a 128 px tile only 1.04x / 1.02x as fast as
             pieces of 64 (paired, 1 / 2 threads).
         conv_weights: fp16 by default (``ConvWeights.FP16``): XNNPACK keeps fp16 filters in the .pte and widens

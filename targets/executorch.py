@@ -362,9 +362,7 @@ def stored_constants(artifact: Path) -> list[StoredConstant]:
     program's constant buffers hold what XNNPACK takes as a run-time input (e.g. the bias tables
     that ``0 * x`` keeps in the graph).
     """
-    from executorch.exir._serialize._program import deserialize_pte_binary
-
-    pte = deserialize_pte_binary(Path(artifact).read_bytes())
+    pte, graphs = _decoded(artifact)
     found, seen = [], set()
 
     def add(key: str, component: str | None, dtype=None, count: int = 0) -> None:
@@ -375,7 +373,7 @@ def stored_constants(artifact: Path) -> list[StoredConstant]:
         values = None if component else np.frombuffer(data, dtype=dtype)[:count]
         found.append(StoredConstant(len(data), values, component))
 
-    for _, graph in _xnnpack_graphs(pte):
+    for _, graph in graphs:
         for value in graph["xvalues"]:
             union = value["xvalue_union"]
             tensor = union.get("tensor_value", union)
@@ -564,10 +562,8 @@ class ExecuTorchTarget(IntegerTarget):
     def graph_summary(self, artifact: Path) -> dict[str, Any]:
         """XNNPACK nodes by type over every method (``graphs``: one XNNPACK partition per method), the highest
         rank of any XNNPACK value, and the nodes that read or write a tensor above rank 4, by type."""
-        from executorch.exir._serialize._program import deserialize_pte_binary
-
         with quiet_tools():
-            graphs = [graph for _, graph in _xnnpack_graphs(deserialize_pte_binary(Path(artifact).read_bytes()))]
+            graphs = [graph for _, graph in _decoded(artifact)[1]]
         ops, above = collections.Counter(), collections.Counter()
         ranks = []
         for graph in graphs:
