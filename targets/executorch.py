@@ -24,6 +24,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import json
+import re
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
@@ -53,6 +54,7 @@ from targets.base import (
 )
 from targets.config import ConvWeights, Precision
 from targets.dependency_bitsets import bitset_dependency_views
+from targets.xnnpack_payloads import compact_xnnpack_payloads
 
 __all__ = ["ExecuTorchTarget", "LinearMeanLayerNorm", "conv_filter_types", "export_graph", "fake_quantize_per_image_int8",
            "fp16_conv_filters", "stored_constants", "stored_weights"]
@@ -228,7 +230,8 @@ def method_name(tile: int, primary: int) -> str:
 def _lower(methods: dict[str, tuple[nn.Module, torch.Tensor]], artifact: Path) -> dict[str, Any]:
     """Export each ``name: (graph, example input)`` as one method, lower all to XNNPACK in one program, write ``artifact``.
 
-    XNNPACK stores constants under the sha256 of their bytes, so the methods share one copy of every weight.
+    XNNPACK stores constants under the sha256 of their bytes, so the methods share one copy of every weight; its
+    graphs are written compactly (:func:`targets.xnnpack_payloads.compact_xnnpack_payloads`).
     """
     from executorch.backends.xnnpack.partition.xnnpack_partitioner import (
         XnnpackPartitioner,
@@ -237,7 +240,8 @@ def _lower(methods: dict[str, tuple[nn.Module, torch.Tensor]], artifact: Path) -
 
     start = time.perf_counter()
     programs = {name: torch.export.export(model, (example,)) for name, (model, example) in methods.items()}
-    with bitset_dependency_views():  # the partitioners' node sets grow as the square of the graph
+    # The partitioners' node sets grow as the square of the graph: bitset_dependency_views.
+    with bitset_dependency_views(), compact_xnnpack_payloads():
         lowered = to_edge_transform_and_lower(programs, partitioner=[XnnpackPartitioner()])
     partitions, outside = {}, collections.Counter()
     for name in programs:
@@ -279,7 +283,9 @@ def _xnnpack_graphs(pte) -> Any:
                 schema.write_bytes(_get_schema_bytes())
                 payload.write_bytes(blob[header.flatbuffer_offset: header.flatbuffer_offset + header.flatbuffer_size])
                 _flatc_decompile(tmp, str(schema), str(payload), ["--raw-binary"])
-                yield plan.name, json.loads(Path(tmp, "graph.json").read_text())
+                # flatc writes infinite floats (an unbounded clamp's output_max) bare, as JSON has no literal for them.
+                text = re.sub(r"(?<=[:\[,\s])(-?)inf\b", r"\1Infinity", Path(tmp, "graph.json").read_text())
+                yield plan.name, json.loads(text)
 
 
 def _named_constant(pte, key: str) -> bytes:

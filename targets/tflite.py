@@ -52,6 +52,7 @@ from targets.base import (
     with_offset_rows,
 )
 from targets.config import IntGrid
+from targets.flatbuffer_sharing import packed
 
 __all__ = ["TFLiteTarget", "pack_codes", "stored_constants", "stored_convolutions", "unpack_codes"]
 
@@ -181,33 +182,16 @@ def _lower_flatbuffer(models: dict[int, nn.Module], artifact: Path, weights: lis
 
 
 def _write(flatbuffer, path: Path) -> None:
-    """Write the model object to ``path`` as ``flatbuffer_utils.write_model`` does, but each distinct vector once.
-
-    A FlatBuffer may reference one vector from many tables; the generated ``Pack`` code just never
-    does. Sharing them makes the per-channel zero points (int64, all 0) of every INT4 weight and the
-    tensors' equal shapes one vector each (81 KB of the x4 W4 file), and a further signature's row
-    scales the first one's. The runtime reads the same values: the interpreter's output is unchanged.
+    """Write the model object to ``path`` as ``flatbuffer_utils.write_model`` does, but each distinct vector once
+    (:func:`targets.flatbuffer_sharing.packed`): the per-channel zero points (int64, all 0) of every INT4 weight
+    and the tensors' equal shapes become one vector each (81 KB of the x4 W4 file), and a further signature's
+    row scales the first one's. The interpreter's output is unchanged.
     """
     import sys
 
-    import flatbuffers
-
-    class SharingBuilder(flatbuffers.Builder):
-        def __init__(self, initial: int):
-            super().__init__(initial)
-            self.written: dict[tuple[str, bytes], int] = {}
-
-        def CreateNumpyVector(self, x: np.ndarray) -> int:  # noqa: N802 (flatbuffers' name)
-            key = (x.dtype.str, x.tobytes())
-            if key not in self.written:
-                self.written[key] = super().CreateNumpyVector(x)
-            return self.written[key]
-
     if sys.byteorder != "little":
         raise TargetError("writing a .tflite needs a little-endian host (TFLite's byte order)")
-    builder = SharingBuilder(1024)
-    builder.Finish(flatbuffer.Pack(builder), file_identifier=b"TFL3")
-    path.write_bytes(builder.Output())
+    path.write_bytes(packed(flatbuffer, b"TFL3"))
 
 
 def _fully_connected_weights(graph, flatbuffer):

@@ -1,0 +1,102 @@
+"""Compact XNNPACK payloads (targets.xnnpack_payloads): the same graph in fewer bytes, run to the same outputs."""
+
+import contextlib
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from targets.executorch import _decoded
+from targets.xnnpack_payloads import KEY_DIGITS, compact_xnnpack_payloads
+
+pytest.importorskip("executorch")
+
+
+class Windows(nn.Module):
+    """A 4-bit Linear between reshapes and transposes of one shape, as the Swin blocks have them."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.first, self.second = nn.Linear(8, 16), nn.Linear(16, 8)
+
+    def forward(self, x):
+        y = self.first(x.reshape(-1, 4, 8)).transpose(1, 2).reshape(-1, 4, 16)
+        z = self.second(y).reshape(-1, 4, 8).transpose(1, 2).reshape(x.shape)
+        return torch.relu(z) + x
+
+
+def _lowered(compact: bool, folder: Path) -> Path:
+    """Windows with 4-bit dynamic Linears, lowered to XNNPACK as two methods (two input sizes) in one .pte."""
+    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
+        XNNPACKQuantizer,
+        get_symmetric_quantization_config,
+    )
+    from executorch.exir import to_edge_transform_and_lower
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+
+    quantizer = XNNPACKQuantizer().set_global(get_symmetric_quantization_config(
+        is_per_channel=True, is_dynamic=True, weight_qmin=-8, weight_qmax=7))
+    programs = {}
+    for name, rows in (("forward", 8), ("tile_16", 16)):
+        example = torch.rand(rows, 4, 8)
+        prepared = prepare_pt2e(torch.export.export(Windows().eval(), (example,)).module(), quantizer)
+        prepared(example)
+        programs[name] = torch.export.export(convert_pt2e(prepared), (example,))
+    with compact_xnnpack_payloads() if compact else contextlib.nullcontext():
+        lowered = to_edge_transform_and_lower(programs, partitioner=[XnnpackPartitioner()])
+    path = folder / f"{'compact' if compact else 'plain'}.pte"
+    path.write_bytes(lowered.to_executorch().buffer)
+    return path
+
+
+def _outputs(path: Path) -> list[torch.Tensor]:
+    from executorch.runtime import Runtime
+
+    program = Runtime.get().load_program(path)
+    torch.manual_seed(1)
+    return [program.load_method(name).execute([torch.rand(rows, 4, 8)])[0] for name, rows in (("forward", 8), ("tile_16", 16))]
+
+
+def test_compact_payload_is_the_same_graph_in_fewer_bytes(tmp_path):
+    plain, compact = _lowered(False, tmp_path), _lowered(True, tmp_path)
+    (plain_pte, plain_graphs), (compact_pte, compact_graphs) = _decoded(plain), _decoded(compact)
+
+    assert [name for name, _ in plain_graphs] == [name for name, _ in compact_graphs] == ["forward", "tile_16"]
+    keys = {}
+    for (_, ours), (_, theirs) in zip(compact_graphs, plain_graphs):
+        for short, full in zip(ours["constant_data"], theirs["constant_data"]):
+            keys[full["named_key"]] = short["named_key"]
+        assert json.dumps(ours).count("named_key") == json.dumps(theirs).count("named_key")
+        renamed = json.loads(json.dumps(theirs), object_hook=lambda d: {**d, "named_key": keys[d["named_key"]]}
+                             if "named_key" in d else d)
+        assert ours == renamed  # every node, value, shape and parameter as ExecuTorch wrote it
+    assert any(k.startswith("scale_") for k in keys)  # the int4 Linears' scales are named too
+    assert keys.pop("") == ""  # ExecuTorch's placeholder entry 0
+    for full, short in keys.items():
+        prefix = "scale_" if full.startswith("scale_") else ""
+        assert short == full[:len(prefix) + KEY_DIGITS] and len(full) == len(prefix) + 64
+    assert sorted(compact_pte.named_data.pte_data) == sorted(keys[k] for k in plain_pte.named_data.pte_data)
+    assert len(compact_pte.named_data.buffers) == len(plain_pte.named_data.buffers)  # still one copy per weight
+
+    def graph_bytes(pte):
+        return sum(len(blob.data) for blob in pte.program.backend_delegate_data)
+
+    assert graph_bytes(compact_pte) < 0.85 * graph_bytes(plain_pte)
+    assert compact.stat().st_size < plain.stat().st_size - 0.15 * graph_bytes(plain_pte)
+    for ours, theirs in zip(_outputs(compact), _outputs(plain)):
+        assert torch.equal(ours, theirs)
+
+
+def test_the_patch_applies_only_inside_the_context():
+    from executorch.backends.xnnpack.operators import node_visitor
+    from executorch.backends.xnnpack.serialization import xnnpack_graph_serialize as serialize
+
+    before = (serialize.convert_to_flatbuffer, node_visitor.hashlib)
+    with pytest.raises(RuntimeError), compact_xnnpack_payloads():
+        assert node_visitor.hashlib.sha256(b"x").hexdigest() == "2d711642b726b044"
+        raise RuntimeError("a failed lowering")
+    assert (serialize.convert_to_flatbuffer, node_visitor.hashlib) == before
