@@ -184,17 +184,18 @@ class ExecuTorchConfig(IntegerConfig):
     Args:
         tiles: further LR tile sides the same .pte runs, one method each (``forward`` runs ``tile``,
             ``tile_<n>`` the others). XNNPACK keys its weights by content, so the methods share one
-            copy, but each size adds its own XNNPACK graph: 0.56 MB at x4 for 128 px in window
-            chunks (each piece adds its ops; reports/artifact_sizes.md). Default 64 and 128: without window chunks, 96, 128 and 192 px cost 16%, 19% and 15% less
-            time per output pixel than 64 with the 16 px overlap a photo needs (a bigger tile recomputes less
-            overlap, but its memory-bound ops slowed down per pixel), so one extra size, 128, took the most of
-            the gain for one graph; with them, 128 px costs 39% less (reports/upscale_photo.md, 2 threads).
+            copy, but each size adds its own XNNPACK graph: 0.56 MB at x4 for 128 px in window chunks (each
+            piece adds its ops; reports/artifact_sizes.md). Default 64 and 128: without window chunks, 96, 128
+            and 192 px cost 16%, 19% and 15% less time per output pixel than 64 with the 16 px overlap a photo
+            needs (a bigger tile recomputes less overlap, but its memory-bound ops slowed down per pixel), so one
+            extra size, 128, took the most of the gain for one graph; with them, 128 px costs 39% less
+            (reports/upscale_photo.md, 2 threads).
         window_chunk: 64 windows by default, a 64 px tile's count, so the 64 px graph runs each block whole
             and a 128 px one in 4 pieces. On the shipped x4 W4 build (reports/upscale_photo.md, this 2-core host) a
             128 px tile then runs 1.33x / 1.30x as fast as the whole tile at once (paired, 1 / 2 threads); the
             .pte was 2.44 MB (1.92 without chunks; 2.37 since the bias tables are fp16, 1.99 since the filters are
-            too, 1.69 since the XNNPACK graphs are compact) and lowers in 306-350 s, peaking at 3.5 GB (the partitioners' reachability sets as bitsets,
-            ``targets.dependency_bitsets``).
+            too, 1.69 since the XNNPACK graphs are compact) and lowers in 306-350 s, peaking at 3.5 GB (the
+            partitioners' reachability sets as bitsets, ``targets.dependency_bitsets``).
             Pieces of 32 build too (4.8 GB, 673 s, 3.34 MB) but ran a 128 px tile only 1.04x / 1.02x as fast as
             pieces of 64 (paired, 1 / 2 threads).
         conv_weights: fp16 by default (``ConvWeights.FP16``): XNNPACK keeps fp16 filters in the .pte and widens

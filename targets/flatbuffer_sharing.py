@@ -39,7 +39,7 @@ def _sharing_builder(initial: int):
 
 
 def packed(table: Any, identifier: bytes) -> bytes:
-    """The FlatBuffer of an object-API ``table`` (a generated ``...T`` instance), each distinct vector and string once."""
+    """The FlatBuffer of an object-API ``table`` (a generated ``...T`` instance), each equal vector and string once."""
     builder = _sharing_builder(1024)
     builder.Finish(table.Pack(builder), file_identifier=identifier)
     return bytes(builder.Output())

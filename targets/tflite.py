@@ -182,8 +182,8 @@ def _lower_flatbuffer(models: dict[int, nn.Module], artifact: Path, weights: lis
 
 
 def _write(flatbuffer, path: Path) -> None:
-    """Write the model object to ``path`` as ``flatbuffer_utils.write_model`` does, but each distinct vector once
-    (:func:`targets.flatbuffer_sharing.packed`): the per-channel zero points (int64, all 0) of every INT4 weight
+    """Write the model object to ``path`` as ``flatbuffer_utils.write_model`` does, but each distinct vector and
+    string once (:func:`targets.flatbuffer_sharing.packed`): the per-channel zero points (int64, all 0) of every INT4 weight
     and the tensors' equal shapes become one vector each (81 KB of the x4 W4 file), and a further signature's
     row scales the first one's. The interpreter's output is unchanged.
     """

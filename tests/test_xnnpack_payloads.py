@@ -58,7 +58,8 @@ def _outputs(path: Path) -> list[torch.Tensor]:
 
     program = Runtime.get().load_program(path)
     torch.manual_seed(1)
-    return [program.load_method(name).execute([torch.rand(rows, 4, 8)])[0] for name, rows in (("forward", 8), ("tile_16", 16))]
+    return [program.load_method(name).execute([torch.rand(rows, 4, 8)])[0]
+            for name, rows in (("forward", 8), ("tile_16", 16))]
 
 
 def test_compact_payload_is_the_same_graph_in_fewer_bytes(tmp_path):
