@@ -98,6 +98,9 @@ MUTANTS = [
      "tests/test_xnnpack_payloads.py::test_compact_payload_is_the_same_graph_in_fewer_bytes"),
     ("targets/xnnpack_payloads.py", "    node_visitor.hashlib = _ShortDigests()\n", "",
      "tests/test_xnnpack_payloads.py::test_the_patch_applies_only_inside_the_context"),
+    ("targets/executorch.py", "    with bitset_dependency_views(), compact_xnnpack_payloads():",
+     "    with bitset_dependency_views():",
+     "tests/test_xnnpack_payloads.py::test_compact_payload_is_the_same_graph_in_fewer_bytes"),
     # int8 convolution codes keep each kernel's sum (nearest rounding darkens the output and lays a 4x4 pattern on it).
     ("targets/base.py", "_sum_preserving_round(exact) if keep_sums else torch.round(exact)", "torch.round(exact)",
      "tests/test_build_coreml.py::test_channel_grid_is_int8_with_fp16_scales_and_idempotent"),

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from targets.executorch import _decoded
+import targets.executorch as executorch_target
 from targets.xnnpack_payloads import KEY_DIGITS, compact_xnnpack_payloads
 
 pytest.importorskip("executorch")
@@ -28,28 +28,28 @@ class Windows(nn.Module):
         return torch.relu(z) + x
 
 
-def _lowered(compact: bool, folder: Path) -> Path:
-    """Windows with 4-bit dynamic Linears, lowered to XNNPACK as two methods (two input sizes) in one .pte."""
-    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+def _lowered(compact: bool, folder: Path, monkeypatch) -> Path:
+    """Windows with 4-bit dynamic Linears as two methods (two input sizes) in one .pte, by the target's own
+    ``_lower``; without ``compact``, with its compaction turned off."""
     from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
         XNNPACKQuantizer,
         get_symmetric_quantization_config,
     )
-    from executorch.exir import to_edge_transform_and_lower
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
     quantizer = XNNPACKQuantizer().set_global(get_symmetric_quantization_config(
         is_per_channel=True, is_dynamic=True, weight_qmin=-8, weight_qmax=7))
-    programs = {}
+    methods = {}
     for name, rows in (("forward", 8), ("tile_16", 16)):
         example = torch.rand(rows, 4, 8)
         prepared = prepare_pt2e(torch.export.export(Windows().eval(), (example,)).module(), quantizer)
         prepared(example)
-        programs[name] = torch.export.export(convert_pt2e(prepared), (example,))
-    with compact_xnnpack_payloads() if compact else contextlib.nullcontext():
-        lowered = to_edge_transform_and_lower(programs, partitioner=[XnnpackPartitioner()])
+        methods[name] = (convert_pt2e(prepared), example)
     path = folder / f"{'compact' if compact else 'plain'}.pte"
-    path.write_bytes(lowered.to_executorch().buffer)
+    with monkeypatch.context() as patch:
+        if not compact:
+            patch.setattr(executorch_target, "compact_xnnpack_payloads", contextlib.nullcontext)
+        executorch_target._lower(methods, path)
     return path
 
 
@@ -62,9 +62,10 @@ def _outputs(path: Path) -> list[torch.Tensor]:
             for name, rows in (("forward", 8), ("tile_16", 16))]
 
 
-def test_compact_payload_is_the_same_graph_in_fewer_bytes(tmp_path):
-    plain, compact = _lowered(False, tmp_path), _lowered(True, tmp_path)
-    (plain_pte, plain_graphs), (compact_pte, compact_graphs) = _decoded(plain), _decoded(compact)
+def test_compact_payload_is_the_same_graph_in_fewer_bytes(tmp_path, monkeypatch):
+    plain, compact = _lowered(False, tmp_path, monkeypatch), _lowered(True, tmp_path, monkeypatch)
+    (plain_pte, plain_graphs), (compact_pte, compact_graphs) = (executorch_target._decoded(plain),
+                                                                executorch_target._decoded(compact))
 
     assert [name for name, _ in plain_graphs] == [name for name, _ in compact_graphs] == ["forward", "tile_16"]
     keys = {}
