@@ -213,10 +213,14 @@ def _baseline(backend, model: SwinIR, tile: int, path: Path, cache: str | os.Pat
     """Lower the FP32 baseline into ``path``, or copy it from ``cache`` when the same one was lowered before."""
     if cache is None:
         return backend.lower_baseline(model, tile, path)
+    # The export and lowering code: the model and every module of the targets package (a backend lowers through
+    # its helpers, e.g. ExecuTorch's XNNPACK payload compaction and piecewise partitioner).
+    code = [inspect.getfile(SwinIR), *sorted(str(p) for p in Path(inspect.getfile(get_target)).parent.glob("*.py"))]
     key = hashlib.sha256(json.dumps({
         "target": backend.name, "tools": backend.tool_versions(), "weights": weights_sha256(model), "tile": tile,
         "tiles": list(backend.config.sizes), "window_chunk": getattr(backend.config, "window_chunk", None),
-        "code": [file_sha256(inspect.getfile(m)) for m in (type(backend), SwinIR)],
+        "shared_pieces": getattr(backend.config, "shared_pieces", False),
+        "code": [file_sha256(path) for path in code],
     }, sort_keys=True).encode()).hexdigest()[:20]
     cached = Path(cache) / f"baseline-{backend.name}-{key}{backend.extension}"
     described = cached.with_suffix(".json")

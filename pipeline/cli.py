@@ -225,6 +225,10 @@ def cmd_build(args: argparse.Namespace) -> int:
         if args.target == "coreml":
             raise ValueError("--window-chunk is an ExecuTorch and TFLite option")
         options["window_chunk"] = args.window_chunk or None
+    if args.shared_pieces is not None:
+        if args.target != "executorch":
+            raise ValueError("--shared-pieces is an ExecuTorch option")
+        options["shared_pieces"] = args.shared_pieces
     if args.tiles is not None:
         options["tiles"] = tuple(args.tiles)
     config = CONFIGS[args.target](tile=args.tile, **options)
@@ -503,6 +507,10 @@ def build_parser() -> argparse.ArgumentParser:
                          "4 pieces; 0: the whole tile at once). Same values; tiles run faster because each piece's "
                          "tensors stay in the CPU cache, but each piece adds graph bytes and lowering time "
                          "(reports/upscale_photo.md)")
+    bu.add_argument("--shared-pieces", action=argparse.BooleanOptionalAction, default=None,
+                    help="ExecuTorch: lower each Swin-block piece of --window-chunk windows as an XNNPACK graph of its "
+                         "own (a 64 px tile as one piece too), so that the .pte stores each distinct piece once, "
+                         "whichever tile sizes and pieces run it (default: the config's)")
     bu.add_argument("--int-grid", choices=["exact", "snapped"], default=None,
                     help="ExecuTorch/TFLite: store each 2DQuant grid snapped to an integer offset (the default: no "
                          "extra work, but a moved grid) or exactly (int4 codes plus one extra output row per grid for "

@@ -329,6 +329,20 @@ class WindowAttention(nn.Module):
         return self.proj(x.view(bn, heads, n, c // heads).transpose(1, 2).reshape(bn, n, c))
 
 
+class WindowPiece(nn.Module):
+    """One piece of a Swin block in window order (norms, attention, MLP, residuals), as a module call of its own.
+
+    It holds nothing: its calls mark the pieces in an exported graph (``nn_module_stack``), so that a backend
+    can lower each piece as a graph of its own, stored once wherever the same piece repeats
+    (:mod:`targets.xnnpack_pieces`).
+    """
+
+    def forward(self, block: SwinTransformerBlock, x: torch.Tensor, mask: torch.Tensor | None,
+                bias: torch.Tensor | None) -> torch.Tensor:
+        x = x + block.attn(block.norm1(x), mask, bias)
+        return x + block.mlp(block.norm2(x))
+
+
 class SwinTransformerBlock(nn.Module):
     """LN -> (shifted) window attention -> residual -> LN -> MLP -> residual, on (B, L, C)."""
 
@@ -339,6 +353,7 @@ class SwinTransformerBlock(nn.Module):
         self.attn = WindowAttention(dim, window_size, num_heads)
         self.norm2 = nn.LayerNorm(dim)
         self.mlp = Mlp(dim, int(dim * mlp_ratio))
+        self.piece = WindowPiece()
         self.window_chunk: int | None = None  # set for export graphs by SwinIR.freeze_shape
 
     def forward(self, x: torch.Tensor, hw: tuple[int, int], mask: torch.Tensor | None,
@@ -371,11 +386,11 @@ class SwinTransformerBlock(nn.Module):
         if self.shift:
             y = cyclic_shift(y, -self.shift)
         windows = window_partition(y, ws)  # nW, N, C
-        pieces = []
-        for start in range(0, len(windows), step):
-            piece = windows[start : start + step]
-            piece = piece + self.attn(self.norm1(piece), None if mask is None else mask[start : start + step], bias)
-            pieces.append(piece + self.mlp(self.norm2(piece)))
+        if step >= len(windows):  # one piece (SwinIR.freeze_shape with always_pieces)
+            pieces = [self.piece(self, windows, mask, bias)]
+        else:
+            pieces = [self.piece(self, windows[start : start + step], None if mask is None else mask[start : start + step],
+                                 bias) for start in range(0, len(windows), step)]
         y = window_reverse(torch.cat(pieces) if len(pieces) > 1 else pieces[0], ws, h, w)
         if self.shift:
             y = cyclic_shift(y, self.shift)
@@ -516,7 +531,7 @@ class SwinIR(nn.Module):
         return x
 
     @torch.no_grad()
-    def freeze_shape(self, h: int, w: int, window_chunk: int | None = None) -> SwinIR:
+    def freeze_shape(self, h: int, w: int, window_chunk: int | None = None, always_pieces: bool = False) -> SwinIR:
         """Precompute, for (h, w) inputs, the small tables from which the graph rebuilds the shift mask and the biases.
 
         For export at one fixed size (deployment targets): the ``arange`` comparisons and the bias-table
@@ -530,7 +545,9 @@ class SwinIR(nn.Module):
         ``window_chunk``: each Swin block runs over at most that many windows at a time
         (``SwinTransformerBlock._forward_in_window_chunks``: faster on CPUs once a tile's tensors outgrow
         the cache; None: the whole image at once, also when it has no more windows than that, since one
-        piece would only add slices: 7.6 KB of TFLite graph at 64 px).
+        piece would only add slices: 7.6 KB of TFLite graph at 64 px). ``always_pieces``: such an image
+        runs as one piece too, in window order, so that its pieces are the same graphs as a larger tile's
+        (:mod:`targets.xnnpack_pieces`).
         """
         ws = self.config.window_size
         if h % ws or w % ws:
@@ -538,7 +555,7 @@ class SwinIR(nn.Module):
         if window_chunk is not None and (isinstance(window_chunk, bool) or not isinstance(window_chunk, int)
                                          or window_chunk < 1):
             raise ValueError(f"window_chunk must be a positive number of windows or None, got {window_chunk!r}")
-        split = window_chunk if window_chunk and (h // ws) * (w // ws) > window_chunk else None
+        split = window_chunk if window_chunk and ((h // ws) * (w // ws) > window_chunk or always_pieces) else None
         for block in self.modules():
             if isinstance(block, SwinTransformerBlock):
                 block.window_chunk = split

@@ -360,11 +360,12 @@ def with_offset_rows(model: nn.Module, weights: list[PalettizedWeight]) -> nn.Mo
 
 
 def export_copy(deploy: nn.Module, tile: int, norm: type[nn.Module] | None = None,
-                window_chunk: int | None = None) -> nn.Module:
+                window_chunk: int | None = None, always_pieces: bool = False) -> nn.Module:
     """A copy of ``deploy`` for one fixed (1, 3, tile, tile) input: constants frozen, LayerNorms optionally rewritten.
 
     ``norm`` wraps each ``nn.LayerNorm`` (``norm(layer_norm)``) for backends that need another form of it;
-    ``window_chunk`` splits the attention into runs of that many windows (``SwinIR.freeze_shape``).
+    ``window_chunk`` splits the attention into runs of that many windows, ``always_pieces`` also a tile of no
+    more windows (``SwinIR.freeze_shape``).
 
     Raises:
         TargetError: ``tile`` is not a multiple of the window size (the export has no padding).
@@ -372,7 +373,7 @@ def export_copy(deploy: nn.Module, tile: int, norm: type[nn.Module] | None = Non
     window = deploy.config.window_size
     if tile % window:
         raise TargetError(f"the tile must be a multiple of the window size {window}, got {tile}")
-    model = copy.deepcopy(deploy).eval().freeze_shape(tile, tile, window_chunk)
+    model = copy.deepcopy(deploy).eval().freeze_shape(tile, tile, window_chunk, always_pieces)
     if norm is not None:
         for parent in list(model.modules()):
             for name, child in list(parent.named_children()):

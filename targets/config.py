@@ -213,6 +213,9 @@ class ExecuTorchConfig(IntegerConfig):
             rounding step, and one step is range / 255 of a whole tile, so the largest pixel difference grows to
             2.45 levels of 255 (1.5 with ``upsample.0`` in fp32 too, 4.6 with no convolution in fp32, measured by
             hand). Hence opt-in.
+        shared_pieces: lower every Swin-block piece as an XNNPACK graph of its own (a 64 px tile as one piece
+            too), so that the .pte stores each distinct piece once: the 128 px method's 4 pieces of a block
+            and the 64 px method's block are one graph (:mod:`targets.xnnpack_pieces`). Needs ``window_chunk``.
         float_convs: the convolutions (module paths) that stay fp32 when ``conv_weights`` is int8.
             ``conv_after_body`` reads the final LayerNorm's output, whose channel peaks differ 6.6x (the
             others' 1.1-5.4x), so one int8 scale per tile costs it the most: with the shipped x4 model's W4
@@ -225,10 +228,15 @@ class ExecuTorchConfig(IntegerConfig):
     conv_weights: ConvWeights = ConvWeights.FP16
     tiles: tuple[int, ...] = TILES
     window_chunk: int | None = WINDOW_CHUNK
+    shared_pieces: bool = False
     float_convs: tuple[str, ...] = ("conv_after_body",)
 
     def __post_init__(self):
         super().__post_init__()
+        if not isinstance(self.shared_pieces, bool):
+            raise ValueError(f"shared_pieces must be True or False, got {self.shared_pieces!r}")
+        if self.shared_pieces and self.window_chunk is None:
+            raise ValueError("shared_pieces needs window_chunk: the pieces are window_chunk windows each")
         if isinstance(self.float_convs, str):
             raise ValueError(f"float_convs must be a sequence of module paths, got {self.float_convs!r}")
         object.__setattr__(self, "float_convs", tuple(self.float_convs))

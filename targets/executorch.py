@@ -55,6 +55,7 @@ from targets.base import (
 from targets.config import ConvWeights, Precision
 from targets.dependency_bitsets import bitset_dependency_views
 from targets.xnnpack_payloads import compact_xnnpack_payloads
+from targets.xnnpack_pieces import one_constant_per_piece, piecewise_xnnpack_partitioner
 
 __all__ = ["ExecuTorchTarget", "LinearMeanLayerNorm", "conv_filter_types", "export_graph", "fake_quantize_per_image_int8",
            "fp16_conv_filters", "stored_constants", "stored_weights"]
@@ -81,9 +82,11 @@ class LinearMeanLayerNorm(nn.Module):
         return centered * torch.rsqrt(variance + self.eps) * self.weight + self.bias
 
 
-def export_graph(deploy: nn.Module, tile: int, window_chunk: int | None = None, fp16_tables: bool = False) -> nn.Module:
-    """A copy of ``deploy`` for a fixed (1, 3, tile, tile) input that lowers to one XNNPACK partition
-    (``window_chunk``: :class:`targets.config.ExecuTorchConfig`).
+def export_graph(deploy: nn.Module, tile: int, window_chunk: int | None = None, fp16_tables: bool = False,
+                 shared_pieces: bool = False) -> nn.Module:
+    """A copy of ``deploy`` for a fixed (1, 3, tile, tile) input that lowers to XNNPACK, one partition or, with
+    ``shared_pieces``, one per Swin-block piece and stage between them (``window_chunk``, ``shared_pieces``:
+    :class:`targets.config.ExecuTorchConfig`).
 
     The shift mask's one-hots are kept in fp16, which holds their zeros and ones exactly, and so are the
     bias tables with ``fp16_tables`` (their values must be fp16 ones already, :func:`targets.base.with_fp16_values`).
@@ -92,7 +95,7 @@ def export_graph(deploy: nn.Module, tile: int, window_chunk: int | None = None, 
     bytes. The bias offsets' one-hot stays fp32, the static weight of a fully connected op (widened, it
     would turn the op into a batch matmul).
     """
-    model = export_copy(deploy, tile, LinearMeanLayerNorm, window_chunk)
+    model = export_copy(deploy, tile, LinearMeanLayerNorm, window_chunk, always_pieces=shared_pieces)
     for name in ("frozen_mask_windows", "frozen_mask_regions") + (("frozen_bias_tables",) if fp16_tables else ()):
         narrow = getattr(model, name).half()
         if not torch.equal(narrow.float(), getattr(model, name)):
@@ -227,11 +230,12 @@ def method_name(tile: int, primary: int) -> str:
     return "forward" if tile == primary else f"tile_{tile}"
 
 
-def _lower(methods: dict[str, tuple[nn.Module, torch.Tensor]], artifact: Path) -> dict[str, Any]:
+def _lower(methods: dict[str, tuple[nn.Module, torch.Tensor]], artifact: Path, pieces: bool = False) -> dict[str, Any]:
     """Export each ``name: (graph, example input)`` as one method, lower all to XNNPACK in one program, write ``artifact``.
 
     XNNPACK stores constants under the sha256 of their bytes, so the methods share one copy of every weight; its
-    graphs are written compactly (:func:`targets.xnnpack_payloads.compact_xnnpack_payloads`).
+    graphs are written compactly (:func:`targets.xnnpack_payloads.compact_xnnpack_payloads`). ``pieces``: one
+    partition per Swin-block piece, equal ones stored once (:mod:`targets.xnnpack_pieces`).
     """
     from executorch.backends.xnnpack.partition.xnnpack_partitioner import (
         XnnpackPartitioner,
@@ -240,25 +244,30 @@ def _lower(methods: dict[str, tuple[nn.Module, torch.Tensor]], artifact: Path) -
 
     start = time.perf_counter()
     programs = {name: torch.export.export(model, (example,)) for name, (model, example) in methods.items()}
+    if pieces:
+        programs = {name: one_constant_per_piece(program) for name, program in programs.items()}
     # The partitioners' node sets grow as the square of the graph: bitset_dependency_views.
     with bitset_dependency_views(), compact_xnnpack_payloads():
-        lowered = to_edge_transform_and_lower(programs, partitioner=[XnnpackPartitioner()])
+        lowered = to_edge_transform_and_lower(programs, partitioner=[
+            piecewise_xnnpack_partitioner() if pieces else XnnpackPartitioner()])
     partitions, outside = {}, collections.Counter()
     for name in programs:
         calls = [n for n in lowered.exported_program(name).graph_module.graph.nodes if n.op == "call_function"]
         partitions[name] = sum("executorch_call_delegate" in str(n.target) for n in calls)
         outside.update(str(n.target).replace("<EdgeOpOverload: ", "").split(">")[0].split(":")[0] for n in calls
                        if "executorch_call_delegate" not in str(n.target) and "getitem" not in str(n.target))
-    artifact.write_bytes(lowered.to_executorch().buffer)
+    program = lowered.to_executorch()
+    artifact.write_bytes(program.buffer)
     return {"xnnpack_partitions": max(partitions.values()),  # in any one method
+            "xnnpack_graphs_stored": len(program.executorch_program.backend_delegate_data),  # equal ones once
             "ops_outside_xnnpack": dict(outside), "lowering_seconds": round(time.perf_counter() - start, 1)}
 
 
-def _lower_tiles(graphs: dict[int, nn.Module], artifact: Path) -> dict[str, Any]:
+def _lower_tiles(graphs: dict[int, nn.Module], artifact: Path, pieces: bool = False) -> dict[str, Any]:
     """:func:`_lower` of tile side -> graph (the build's own tile first), one method per side, named by :func:`method_name`."""
     primary = next(iter(graphs))
     methods = {method_name(tile, primary): (graph, torch.rand(1, 3, tile, tile)) for tile, graph in graphs.items()}
-    return {"methods": {str(tile): method_name(tile, primary) for tile in graphs}, **_lower(methods, artifact)}
+    return {"methods": {str(tile): method_name(tile, primary) for tile in graphs}, **_lower(methods, artifact, pieces)}
 
 
 def _xnnpack_graphs(pte) -> Any:
@@ -443,7 +452,8 @@ class ExecuTorchTarget(IntegerTarget):
             deploy = self.as_stored(deploy)
             for size in self._sizes(tile):
                 model = export_graph(deploy, size, self.config.window_chunk,  # checks the tile first
-                                     fp16_tables=self.config.bias_tables is Precision.FP16)
+                                     fp16_tables=self.config.bias_tables is Precision.FP16,
+                                     shared_pieces=self.config.shared_pieces)
                 example = torch.rand(1, 3, size, size)
                 for grid in convs:
                     model.get_submodule(grid.path).register_forward_pre_hook(_channels_last_input)
@@ -452,10 +462,11 @@ class ExecuTorchTarget(IntegerTarget):
                 prepared(example)
                 graphs[size] = _with_our_codes(convert_pt2e(prepared), weights, convs)
             with fp16_conv_filters() if self.config.conv_weights is ConvWeights.FP16 else contextlib.nullcontext():
-                described = _lower_tiles(graphs, artifact)
+                described = _lower_tiles(graphs, artifact, self.config.shared_pieces)
         int8_convs = ("; int8 convolutions: dynamic int8 per image x int8 per-channel weights (QC8W)" if convs else "")
         return {"deployment_target": "ExecuTorch 1.5 runtime, XNNPACK delegate (Android/iOS/Linux CPU)",
                 **tensor_io(deploy, tile), **described, "window_chunk": self.config.window_chunk,
+                "shared_pieces": self.config.shared_pieces,
                 "bias_tables": self.config.bias_tables.value,
                 "activations": "fp32; quantized Linears: dynamic int8 per token x int4 per-channel weights (QC4W)"
                                + int8_convs,
@@ -463,8 +474,9 @@ class ExecuTorchTarget(IntegerTarget):
 
     def lower_baseline(self, deploy: nn.Module, tile: int, artifact: Path) -> dict[str, Any]:
         with quiet_tools():  # the same methods as the artifact, so that their sizes compare like with like
-            return _lower_tiles({size: export_graph(deploy, size, self.config.window_chunk) for size in self._sizes(tile)},
-                                artifact)
+            pieces = self.config.shared_pieces
+            return _lower_tiles({size: export_graph(deploy, size, self.config.window_chunk, shared_pieces=pieces)
+                                 for size in self._sizes(tile)}, artifact, pieces)
 
     def verify(self, artifact: Path, weights: list[PalettizedWeight], convs: Sequence[ChannelGrid] = ()) -> dict[str, Any]:
         with quiet_tools():

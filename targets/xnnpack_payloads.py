@@ -58,11 +58,21 @@ def _graph_api() -> ModuleType:
 
 
 def compacted(payload: bytes) -> bytes:
-    """An XNNGraph flatbuffer re-packed with each distinct vector and string once (same tables, same values)."""
+    """An XNNGraph flatbuffer re-packed with each distinct vector and string once (same tables, same values), its
+    nodes' debug handles counted from its first node's.
+
+    A debug handle numbers a node of the whole method; counted from the graph's first, the graphs of equal
+    pieces (:mod:`targets.xnnpack_pieces`) are equal bytes, which ExecuTorch then stores once. Only profiling
+    reads them, to tell the nodes of one graph apart.
+    """
     api = _graph_api()
     if not api.XNNGraph.XNNGraphBufferHasIdentifier(payload, 0):
         raise ValueError("not an XNNPACK graph flatbuffer (no XN01 identifier)")
-    return packed(api.XNNGraphT.InitFromObj(api.XNNGraph.GetRootAs(payload, 0)), bytes(payload[4:8]))
+    graph = api.XNNGraphT.InitFromObj(api.XNNGraph.GetRootAs(payload, 0))
+    first = min((node.debugHandle for node in graph.xnodes or ()), default=0)
+    for node in graph.xnodes or ():
+        node.debugHandle -= first
+    return packed(graph, bytes(payload[4:8]))
 
 
 class _ShortDigests:

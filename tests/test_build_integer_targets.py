@@ -6,6 +6,7 @@ checks of what it stored, what it measured and how it fails.
 
 from __future__ import annotations
 
+import collections
 import json
 
 import numpy as np
@@ -19,7 +20,7 @@ from calibration.quantizer import Role
 from calibration.snapping import CONTAINERS, snap_bounds, snap_weight_bounds
 from pipeline.build import BuildChecks, build
 from pipeline.cli import main
-from srcore.model import WindowAttention, build_model
+from srcore.model import SwinTransformerBlock, WindowAttention, build_model
 from targets import CoreMLConfig, ExecuTorchConfig, TargetError, TFLiteConfig, get_target
 from targets.config import ConvWeights
 from targets.tflite import _MIN_NARROW_ELEMENTS, pack_codes, unpack_codes
@@ -503,6 +504,39 @@ def test_size_breakdown_meets_the_component_budget(form, built, built_exact, tin
     assert sizes["linear scales and tables"] > 0
 
 
+def test_executorch_shared_pieces_are_stored_once_and_run_as_simulated(tiny, bounds, tmp_path):
+    """``shared_pieces``: each Swin-block piece is an XNNPACK graph of its own; the 32 px method's 4 pieces of a
+    block and the 16 px method's one piece are the same bytes, stored once, and both methods run like the
+    simulation (the same values as one partition per method)."""
+    from targets.executorch import _decoded
+
+    config = ExecuTorchConfig(tile=TILE, tiles=(32,), window_chunk=4, shared_pieces=True)  # 4 and 16 windows
+    deploy, weights = _deploy(tiny, bounds, "snapped")
+    target, artifact = get_target(config), tmp_path / "model.pte"
+    described = target.lower(deploy, weights, TILE, artifact)
+    target.verify(artifact, weights)
+    pte, graphs = _decoded(artifact)
+    graphs = iter(graphs)  # one per delegate call, in plan order
+    pieces = collections.defaultdict(list)  # method -> payload of each delegate call that holds a piece
+    for plan in pte.program.execution_plan:
+        for delegate in plan.delegates:
+            name, graph = next(graphs)
+            assert name == plan.name
+            if any(node["xnode_union_type"] == "XNNSoftmax" for node in graph["xnodes"]):
+                pieces[name].append(pte.program.backend_delegate_data[delegate.processed.index].data)
+    blocks = sum(isinstance(m, SwinTransformerBlock) for m in tiny.modules())
+    assert len(pieces["forward"]) == len(set(pieces["forward"])) == blocks  # one piece per block, distinct weights
+    assert len(pieces["tile_32"]) == 4 * blocks and set(pieces["tile_32"]) == set(pieces["forward"])
+    calls = sum(len(plan.delegates) for plan in pte.program.execution_plan)
+    assert described["xnnpack_graphs_stored"] <= calls - 4 * blocks
+    with torch.no_grad():
+        for tile in (TILE, 32):
+            x = torch.rand(1, 3, tile, tile, generator=torch.Generator().manual_seed(5))
+            assert (target.runner(artifact, tile=tile)(x) - target.simulate(deploy)(x)).abs().max().item() < 1e-4
+    with pytest.raises(ValueError, match="shared_pieces needs window_chunk"):
+        ExecuTorchConfig(window_chunk=None, shared_pieces=True)
+
+
 @pytest.fixture(scope="module", params=BACKENDS)
 def lowered(request, tiny, bounds, tmp_path_factory):
     """One lowering at every tile size, no build around it (no baseline, scoring or timing): what the cheap
@@ -670,6 +704,26 @@ def test_tflite_exact_2_bit_grids_are_stored_as_int2_and_run_as_simulated(tiny, 
     with torch.no_grad():
         assert (target.runner(artifact)(x) - target.simulate(deploy)(x)).abs().max().item() < 1e-4
     assert get_target(TFLiteConfig(tile=TILE)).container_for(2) == "int4"  # snapped: the grid would move
+
+
+def test_baseline_cache_is_keyed_by_what_shapes_the_baseline(tiny, tmp_path, monkeypatch):
+    """The FP32 baseline cache reuses a baseline only for the same graph layout: ``shared_pieces`` or
+    ``window_chunk`` changed lowers again, another ``conv_weights`` (artifact only) does not."""
+    from pipeline.build import _baseline
+
+    lowered = []
+
+    def lower_baseline(self, model, tile, path):
+        lowered.append(self.config)
+        path.write_bytes(b"pte")
+        return {"lowered": len(lowered)}
+
+    monkeypatch.setattr(type(get_target("executorch")), "lower_baseline", lower_baseline)
+    configs = [_config("executorch"), _config("executorch", conv_weights="float"),
+               _config("executorch", shared_pieces=True), _config("executorch", window_chunk=4)]
+    for config in configs:
+        _baseline(get_target(config), tiny, TILE, tmp_path / "baseline.pte", tmp_path / "cache")
+    assert lowered == [configs[0], configs[2], configs[3]]
 
 
 def test_a_further_tile_size_is_timed_paired_against_the_baseline_at_that_size(built):

@@ -189,6 +189,10 @@ def test_blocks_in_window_chunks_compute_the_same_values():
             split = chunk if chunk < 12 else None
             assert {m.window_chunk for m in chunked.modules() if isinstance(m, SwinTransformerBlock)} == {split}
             assert torch.equal(chunked(x), whole), chunk
+        for chunk in (12, 100):  # always_pieces: a tile of no more windows runs as one piece, in window order
+            piece = copy.deepcopy(model).freeze_shape(24, 32, window_chunk=chunk, always_pieces=True).double()
+            assert {m.window_chunk for m in piece.modules() if isinstance(m, SwinTransformerBlock)} == {chunk}
+            assert torch.equal(piece(x), whole), chunk
         batch = torch.rand(2, 3, 24, 32)
         chunked = copy.deepcopy(model).freeze_shape(24, 32, window_chunk=5)
         assert torch.equal(chunked(batch), model(batch))

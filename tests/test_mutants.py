@@ -96,6 +96,15 @@ MUTANTS = [
     # The .pte's XNNPACK graphs: equal vectors and strings written once, constants under short names.
     ("targets/flatbuffer_sharing.py", "            if key not in self.written:", "            if True:",
      "tests/test_xnnpack_payloads.py::test_compact_payload_is_the_same_graph_in_fewer_bytes"),
+    # The FP32 baseline cache must miss when the graph layout changes.
+    ("pipeline/build.py", '        "shared_pieces": getattr(backend.config, "shared_pieces", False),\n', "",
+     "tests/test_build_integer_targets.py::test_baseline_cache_is_keyed_by_what_shapes_the_baseline"),
+    # Shared pieces: equal pieces are equal bytes only with debug handles counted per graph and constants per piece.
+    ("targets/xnnpack_payloads.py", "        node.debugHandle -= first\n", "        pass\n",
+     "tests/test_build_integer_targets.py::test_executorch_shared_pieces_are_stored_once_and_run_as_simulated"),
+    ("targets/executorch.py", "        programs = {name: one_constant_per_piece(program) for name, program in programs.items()}",
+     "        pass",
+     "tests/test_build_integer_targets.py::test_executorch_shared_pieces_are_stored_once_and_run_as_simulated"),
     ("targets/xnnpack_payloads.py", "    node_visitor.hashlib = _ShortDigests()\n", "",
      "tests/test_xnnpack_payloads.py::test_the_patch_applies_only_inside_the_context"),
     ("targets/executorch.py", "    with bitset_dependency_views(), compact_xnnpack_payloads():",
