@@ -505,12 +505,13 @@ def test_size_breakdown_meets_the_component_budget(form, built, built_exact, tin
 
 
 def test_executorch_shared_pieces_are_stored_once_and_run_as_simulated(tiny, bounds, tmp_path):
-    """``shared_pieces``: each Swin-block piece is an XNNPACK graph of its own; the 32 px method's 4 pieces of a
-    block and the 16 px method's one piece are the same bytes, stored once, and both methods run like the
-    simulation (the same values as one partition per method)."""
+    """``shared_pieces``: each Swin-block piece is an XNNPACK graph of its own; the 24 px method's first two
+    pieces of a block (4 windows each) and the 16 px method's one piece are the same bytes, stored once, its third
+    piece (1 window) another graph, and both methods run like the simulation (the same values as one partition
+    per method)."""
     from targets.executorch import _decoded
 
-    config = ExecuTorchConfig(tile=TILE, tiles=(32,), window_chunk=4, shared_pieces=True)  # 4 and 16 windows
+    config = ExecuTorchConfig(tile=TILE, tiles=(24,), window_chunk=4, shared_pieces=True)  # 4 and 9 windows
     deploy, weights = _deploy(tiny, bounds, "snapped")
     target, artifact = get_target(config), tmp_path / "model.pte"
     described = target.lower(deploy, weights, TILE, artifact)
@@ -526,11 +527,12 @@ def test_executorch_shared_pieces_are_stored_once_and_run_as_simulated(tiny, bou
                 pieces[name].append(pte.program.backend_delegate_data[delegate.processed.index].data)
     blocks = sum(isinstance(m, SwinTransformerBlock) for m in tiny.modules())
     assert len(pieces["forward"]) == len(set(pieces["forward"])) == blocks  # one piece per block, distinct weights
-    assert len(pieces["tile_32"]) == 4 * blocks and set(pieces["tile_32"]) == set(pieces["forward"])
+    assert len(pieces["tile_24"]) == 3 * blocks and len(set(pieces["tile_24"])) == 2 * blocks
+    assert set(pieces["tile_24"]) > set(pieces["forward"])
     calls = sum(len(plan.delegates) for plan in pte.program.execution_plan)
-    assert described["xnnpack_graphs_stored"] <= calls - 4 * blocks
+    assert described["xnnpack_graphs_stored"] <= calls - 2 * blocks
     with torch.no_grad():
-        for tile in (TILE, 32):
+        for tile in (TILE, 24):
             x = torch.rand(1, 3, tile, tile, generator=torch.Generator().manual_seed(5))
             assert (target.runner(artifact, tile=tile)(x) - target.simulate(deploy)(x)).abs().max().item() < 1e-4
     with pytest.raises(ValueError, match="shared_pieces needs window_chunk"):

@@ -101,7 +101,7 @@ MUTANTS = [
      "tests/test_build_integer_targets.py::test_baseline_cache_is_keyed_by_what_shapes_the_baseline"),
     # Shared pieces: equal pieces are equal bytes only with debug handles counted per graph and constants per piece.
     ("targets/xnnpack_payloads.py", "        node.debugHandle -= first\n", "        pass\n",
-     "tests/test_build_integer_targets.py::test_executorch_shared_pieces_are_stored_once_and_run_as_simulated"),
+     "tests/test_xnnpack_payloads.py::test_compact_payload_is_the_same_graph_in_fewer_bytes"),
     ("targets/executorch.py", "        programs = {name: one_constant_per_piece(program) for name, program in programs.items()}",
      "        pass",
      "tests/test_build_integer_targets.py::test_executorch_shared_pieces_are_stored_once_and_run_as_simulated"),
