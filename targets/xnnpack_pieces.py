@@ -39,8 +39,8 @@ def piece_of(node: torch.fx.Node) -> str | None:
     stack = node.meta.get("nn_module_stack")
     if not stack or any(op in str(node.target) for op in _INSERTED):
         return None
-    for key, (_, kind) in stack.items():
-        if kind is WindowPiece or (isinstance(kind, str) and kind.endswith(_PIECE_TYPE)):
+    for key, (_, kind) in stack.items():  # kind: the module's qualified class name
+        if kind == _PIECE_TYPE:
             return key
     return ""
 
