@@ -217,9 +217,9 @@ class ExecuTorchConfig(IntegerConfig):
             too), so that the .pte stores each distinct piece once: the 128 px method's 4 pieces of a block
             and the 64 px method's block are one graph (:mod:`targets.xnnpack_pieces`). Needs ``window_chunk``.
             Shipped x4 W4, 64 + 128 px: 1,691,456 -> 1,267,392 bytes (graph and metadata 788 -> 364 KB), the
-            same values; paired against one partition per method a 64 px tile runs 0.95-0.97x / 0.98-1.00x as
-            fast at 1 / 2 threads and a 128 px tile 1.01x / 0.99x, for 44-57 MB more peak memory (README,
-            issue 16 row). Opt-in until the size report is regenerated with it.
+            same values; paired against one partition per method a 64 px tile runs 0.94x / 1.01x as fast at
+            1 / 2 threads and a 128 px tile 1.02x / 0.98x, for 44-57 MB more peak memory
+            (reports/shared_pieces.md). Opt-in until the size report is regenerated with it.
         float_convs: the convolutions (module paths) that stay fp32 when ``conv_weights`` is int8.
             ``conv_after_body`` reads the final LayerNorm's output, whose channel peaks differ 6.6x (the
             others' 1.1-5.4x), so one int8 scale per tile costs it the most: with the shipped x4 model's W4
