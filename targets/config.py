@@ -215,11 +215,12 @@ class ExecuTorchConfig(IntegerConfig):
             hand). Hence opt-in.
         shared_pieces: lower every Swin-block piece as an XNNPACK graph of its own (a 64 px tile as one piece
             too), so that the .pte stores each distinct piece once: the 128 px method's 4 pieces of a block
-            and the 64 px method's block are one graph (:mod:`targets.xnnpack_pieces`). Needs ``window_chunk``.
-            Shipped x4 W4, 64 + 128 px: 1,691,456 -> 1,267,392 bytes (graph and metadata 788 -> 364 KB), the
-            same values; paired against one partition per method a 64 px tile runs 0.94x / 1.01x as fast at
-            1 / 2 threads and a 128 px tile 1.02x / 0.98x, for 44-57 MB more peak memory
-            (reports/shared_pieces.md). Opt-in until the size report is regenerated with it.
+            and the 64 px method's block are one graph (:mod:`targets.xnnpack_pieces`). Default (None): on
+            wherever there are pieces (``window_chunk`` set); True needs ``window_chunk``. Shipped x4 W4, 64 + 128
+            px: 1,687,872 -> 1,255,744 bytes (graph and metadata 785 -> 352 KB), the same values; paired against
+            one partition per method a 64 px tile runs 0.97x / 0.97x as fast at 1 / 2 threads (49 XNNPACK calls
+            instead of one) and a 128 px tile, the one a photo runs, 1.01x / 1.00x; peak RSS 404 instead of
+            388 MB at 64 px and 420 instead of 422 at 128 px (reports/shared_pieces.md).
         float_convs: the convolutions (module paths) that stay fp32 when ``conv_weights`` is int8.
             ``conv_after_body`` reads the final LayerNorm's output, whose channel peaks differ 6.6x (the
             others' 1.1-5.4x), so one int8 scale per tile costs it the most: with the shipped x4 model's W4
@@ -232,13 +233,15 @@ class ExecuTorchConfig(IntegerConfig):
     conv_weights: ConvWeights = ConvWeights.FP16
     tiles: tuple[int, ...] = TILES
     window_chunk: int | None = WINDOW_CHUNK
-    shared_pieces: bool = False
+    shared_pieces: bool | None = None
     float_convs: tuple[str, ...] = ("conv_after_body",)
 
     def __post_init__(self):
         super().__post_init__()
+        if self.shared_pieces is None:  # the default: on wherever there are pieces
+            object.__setattr__(self, "shared_pieces", self.window_chunk is not None)
         if not isinstance(self.shared_pieces, bool):
-            raise ValueError(f"shared_pieces must be True or False, got {self.shared_pieces!r}")
+            raise ValueError(f"shared_pieces must be True, False or None (default), got {self.shared_pieces!r}")
         if self.shared_pieces and self.window_chunk is None:
             raise ValueError("shared_pieces needs window_chunk: the pieces are window_chunk windows each")
         if isinstance(self.float_convs, str):

@@ -235,15 +235,21 @@ def _lower(methods: dict[str, tuple[nn.Module, torch.Tensor]], artifact: Path, p
 
     XNNPACK stores constants under the sha256 of their bytes, so the methods share one copy of every weight; its
     graphs are written compactly (:func:`targets.xnnpack_payloads.compact_xnnpack_payloads`). ``pieces``: one
-    partition per Swin-block piece, equal ones stored once (:mod:`targets.xnnpack_pieces`).
+    partition per Swin-block piece, equal ones stored once (:mod:`targets.xnnpack_pieces`). Equal ops run once
+    (ExecuTorch's ``CSEPass``): each shifted block slices the same pieces of the shift mask, and with pieces
+    each slice is a tensor of ExecuTorch's planned memory, all made before the first block (the 128 px
+    method's plan: 65 -> 24 MB, peak RSS 463 -> 420 MB).
     """
     from executorch.backends.xnnpack.partition.xnnpack_partitioner import (
         XnnpackPartitioner,
     )
     from executorch.exir import to_edge_transform_and_lower
+    from executorch.exir.passes.cse_pass import CSEPass
 
     start = time.perf_counter()
     programs = {name: torch.export.export(model, (example,)) for name, (model, example) in methods.items()}
+    for program in programs.values():  # equal ops once: the shifted blocks' equal slices of the mask (44 at 128 px)
+        CSEPass()(program.graph_module)
     if pieces:
         programs = {name: one_constant_per_piece(program) for name, program in programs.items()}
     # The partitioners' node sets grow as the square of the graph: bitset_dependency_views.
@@ -359,8 +365,8 @@ def _filter_types_in(graphs: list[tuple[str, Any]]) -> dict[str, list[str]]:
             union = value["xvalue_union"]
             tensor = union.get("tensor_value", union)
             types[tensor["id_out"]] = tensor["datatype"]
-        found[method] = [types[node["xnode_union"]["filter_id"]] for node in graph["xnodes"]
-                         if node["xnode_union_type"] == "XNNConv2d"]
+        found.setdefault(method, []).extend(types[node["xnode_union"]["filter_id"]] for node in graph["xnodes"]
+                                            if node["xnode_union_type"] == "XNNConv2d")  # a method's graphs in order
     return found
 
 
@@ -578,7 +584,7 @@ class ExecuTorchTarget(IntegerTarget):
         return sorted(kinds.values(), key=lambda e: -e["median_ms"])
 
     def graph_summary(self, artifact: Path) -> dict[str, Any]:
-        """XNNPACK nodes by type over every method (``graphs``: one XNNPACK partition per method), the highest
+        """XNNPACK nodes by type over every delegate call of every method (``graphs``: the calls), the highest
         rank of any XNNPACK value, and the nodes that read or write a tensor above rank 4, by type."""
         with quiet_tools():
             graphs = [graph for _, graph in _decoded(artifact)[1]]

@@ -217,9 +217,9 @@ def test_blocks_run_in_window_chunks(built, tiny):
 def test_every_linear_runs_in_the_backends_int4_kernel(built, tiny):
     backend, result = built
     m, linears = result.manifest, sum(isinstance(x, torch.nn.Linear) for x in tiny.modules())
-    if backend == "executorch":  # one XNNPACK partition: nothing but the fp16 tables' widening runs outside it
+    if backend == "executorch":  # XNNPACK partitions: nothing but the fp16 tables' widening runs outside them
         widened = 3 * len(TILES[backend])  # per method: the mask's two one-hots and the bias tables (export_graph)
-        assert m["xnnpack_partitions"] == 1
+        assert m["shared_pieces"] and m["xnnpack_partitions"] > 1  # the default: a partition per piece and stage
         assert m["ops_outside_xnnpack"] == {"dim_order_ops._to_dim_order_copy.default": widened}
     else:  # every Linear's FULLY_CONNECTED holds INT4 codes; the float ones expand all blocks' bias tables
         assert m["packed_fully_connected"] == linears
@@ -308,6 +308,7 @@ def test_cli_rejects_corrupt_bounds_and_unsupported_bits(tmp_path, capsys):
         with pytest.raises(ValueError, match="window_chunk must be a positive integer"):
             ExecuTorchConfig(window_chunk=bad)
     assert ExecuTorchConfig(window_chunk=None).window_chunk is None and TFLiteConfig(window_chunk=None).window_chunk is None
+    assert ExecuTorchConfig().shared_pieces and not ExecuTorchConfig(window_chunk=None).shared_pieces  # with pieces
     assert ExecuTorchConfig().window_chunk == TFLiteConfig().window_chunk == 64
     with pytest.raises(ValueError, match="bias_tables must be one of"):
         TFLiteConfig(bias_tables="bf16")
@@ -531,6 +532,13 @@ def test_executorch_shared_pieces_are_stored_once_and_run_as_simulated(tiny, bou
     assert set(pieces["tile_24"]) > set(pieces["forward"])
     calls = sum(len(plan.delegates) for plan in pte.program.execution_plan)
     assert described["xnnpack_graphs_stored"] <= calls - 2 * blocks
+    # Each piece's slice of the shift mask (windows, 1, N, N) is made once for all shifted blocks (CSEPass),
+    # not once per block: each is a value of ExecuTorch's planned memory between partitions.
+    plan = next(plan for plan in pte.program.execution_plan if plan.name == "tile_24")
+    tokens = tiny.config.window_size ** 2
+    mask_pieces = [value.val.sizes[0] for value in plan.values if type(value.val).__name__ == "Tensor"
+                   and list(value.val.sizes[1:]) == [1, tokens, tokens] and value.val.sizes[0] < 9]
+    assert sorted(mask_pieces) == [1, 4, 4]
     with torch.no_grad():
         for tile in (TILE, 24):
             x = torch.rand(1, 3, tile, tile, generator=torch.Generator().manual_seed(5))
@@ -722,7 +730,7 @@ def test_baseline_cache_is_keyed_by_what_shapes_the_baseline(tiny, tmp_path, mon
 
     monkeypatch.setattr(type(get_target("executorch")), "lower_baseline", lower_baseline)
     configs = [_config("executorch"), _config("executorch", conv_weights="float"),
-               _config("executorch", shared_pieces=True), _config("executorch", window_chunk=4)]
+               _config("executorch", shared_pieces=False), _config("executorch", window_chunk=4)]
     for config in configs:
         _baseline(get_target(config), tiny, TILE, tmp_path / "baseline.pte", tmp_path / "cache")
     assert lowered == [configs[0], configs[2], configs[3]]
