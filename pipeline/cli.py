@@ -510,8 +510,9 @@ def build_parser() -> argparse.ArgumentParser:
     bu.add_argument("--shared-pieces", action=argparse.BooleanOptionalAction, default=None,
                     help="ExecuTorch: lower each Swin-block piece of --window-chunk windows as an XNNPACK graph of its "
                          "own (a 64 px tile as one piece too), so that the .pte stores each distinct piece once, "
-                         "whichever tile sizes and pieces run it (default: on, off with --window-chunk 0; --no-shared-pieces: one "
-                         "partition per method, 0.43 MB larger at W4, a 64 px tile 3%% faster; reports/shared_pieces.md)")
+                         "whichever tile sizes and pieces run it (default: on, off with --window-chunk 0; "
+                         "--no-shared-pieces: one partition per method, 0.43 MB larger at W4, a 64 px tile 3%% "
+                         "faster; reports/shared_pieces.md)")
     bu.add_argument("--int-grid", choices=["exact", "snapped"], default=None,
                     help="ExecuTorch/TFLite: store each 2DQuant grid snapped to an integer offset (the default: no "
                          "extra work, but a moved grid) or exactly (int4 codes plus one extra output row per grid for "
