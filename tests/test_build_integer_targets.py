@@ -505,18 +505,16 @@ def test_size_breakdown_meets_the_component_budget(form, built, built_exact, tin
     assert sizes["linear scales and tables"] > 0
 
 
-def test_executorch_shared_pieces_are_stored_once_and_run_as_simulated(tiny, bounds, tmp_path):
-    """``shared_pieces``: each Swin-block piece is an XNNPACK graph of its own; the 24 px method's first two
-    pieces of a block (4 windows each) and the 16 px method's one piece are the same bytes, stored once, its third
-    piece (1 window) another graph, and both methods run like the simulation (the same values as one partition
-    per method)."""
+@pytest.mark.parametrize("lowered", ["executorch"], indirect=True)
+def test_executorch_shared_pieces_are_stored_once_and_run_as_simulated(lowered, tiny):
+    """Shared pieces (the default): each Swin-block piece is an XNNPACK graph of its own; the 24 px method's second
+    piece of a block (windows 5-8) and the 16 px method's one piece (4 windows) are the same bytes, stored once, its
+    first piece (5 windows) another graph, and both methods run like the simulation (the same values as one
+    partition per method)."""
     from targets.executorch import _decoded
 
-    config = ExecuTorchConfig(tile=TILE, tiles=(24,), window_chunk=4, shared_pieces=True)  # 4 and 9 windows
-    deploy, weights = _deploy(tiny, bounds, "snapped")
-    target, artifact = get_target(config), tmp_path / "model.pte"
-    described = target.lower(deploy, weights, TILE, artifact)
-    target.verify(artifact, weights)
+    _, target, artifact, deploy, _, _ = lowered
+    assert target.config.shared_pieces and target.config.window_chunk == WINDOW_CHUNK == 5  # 4 and 9 windows
     pte, graphs = _decoded(artifact)
     graphs = iter(graphs)  # one per delegate call, in plan order
     pieces = collections.defaultdict(list)  # method -> payload of each delegate call that holds a piece
@@ -528,19 +526,20 @@ def test_executorch_shared_pieces_are_stored_once_and_run_as_simulated(tiny, bou
                 pieces[name].append(pte.program.backend_delegate_data[delegate.processed.index].data)
     blocks = sum(isinstance(m, SwinTransformerBlock) for m in tiny.modules())
     assert len(pieces["forward"]) == len(set(pieces["forward"])) == blocks  # one piece per block, distinct weights
-    assert len(pieces["tile_24"]) == 3 * blocks and len(set(pieces["tile_24"])) == 2 * blocks
+    assert len(pieces["tile_24"]) == len(set(pieces["tile_24"])) == 2 * blocks
     assert set(pieces["tile_24"]) > set(pieces["forward"])
     calls = sum(len(plan.delegates) for plan in pte.program.execution_plan)
-    assert described["xnnpack_graphs_stored"] <= calls - 2 * blocks
+    # ExecuTorch writes each distinct payload once (``_extract_delegate_payloads``; read back, one per call)
+    assert len({bytes(data.data) for data in pte.program.backend_delegate_data}) <= calls - blocks
     # Each piece's slice of the shift mask (windows, 1, N, N) is made once for all shifted blocks (CSEPass),
     # not once per block: each is a value of ExecuTorch's planned memory between partitions.
     plan = next(plan for plan in pte.program.execution_plan if plan.name == "tile_24")
     tokens = tiny.config.window_size ** 2
     mask_pieces = [value.val.sizes[0] for value in plan.values if type(value.val).__name__ == "Tensor"
                    and list(value.val.sizes[1:]) == [1, tokens, tokens] and value.val.sizes[0] < 9]
-    assert sorted(mask_pieces) == [1, 4, 4]
+    assert sorted(mask_pieces) == [4, 5]
     with torch.no_grad():
-        for tile in (TILE, 24):
+        for tile in TILES["executorch"]:
             x = torch.rand(1, 3, tile, tile, generator=torch.Generator().manual_seed(5))
             assert (target.runner(artifact, tile=tile)(x) - target.simulate(deploy)(x)).abs().max().item() < 1e-4
     with pytest.raises(ValueError, match="shared_pieces needs window_chunk"):
