@@ -66,6 +66,12 @@ def _pieces(nodes: list[torch.fx.Node]) -> dict[torch.fx.Node, str]:
     return known
 
 
+def _constant_placeholders(program: Any) -> list[torch.fx.Node]:
+    """The placeholders of ``program`` (an ``ExportedProgram``) that hold constants: all but the user inputs."""
+    inputs = set(program.graph_signature.user_inputs)
+    return [n for n in program.graph_module.graph.nodes if n.op == "placeholder" and n.name not in inputs]
+
+
 def one_constant_per_piece(program: Any) -> Any:
     """``program`` (an ``ExportedProgram``, changed in place) with its own placeholder of each constant per piece
     that reads it (and one for the reads between pieces).
@@ -81,7 +87,7 @@ def one_constant_per_piece(program: Any) -> Any:
     graph, signature = program.graph_module.graph, program.graph_signature
     piece = _pieces([n for n in graph.nodes if n.op == "call_function"])
     specs = {spec.arg.name: spec for spec in signature.input_specs}
-    for node in [n for n in graph.nodes if n.op == "placeholder" and specs[n.name].kind is not InputKind.USER_INPUT]:
+    for node in _constant_placeholders(program):
         by_piece: dict[str, list[torch.fx.Node]] = {}
         for user in node.users:
             by_piece.setdefault(piece.get(user, ""), []).append(user)
@@ -130,8 +136,7 @@ def _partitioner_class() -> type:
             # An op on constants alone used only between pieces (an int8 convolution's weight dequantization)
             # goes to its users' stage: in stage 0 it would leave the convolution it feeds without the quantized
             # weight XNNPACK needs. Those that pieces read (slices of the shift mask) stay in stage 0.
-            inputs = set(result.tagged_exported_program.graph_signature.user_inputs)
-            constant = {n for n in graph.nodes if n.op == "placeholder" and n.name not in inputs}
+            constant = set(_constant_placeholders(result.tagged_exported_program))
             for node in graph.nodes:
                 if node.op == "call_function" and node.all_input_nodes and constant.issuperset(node.all_input_nodes):
                     constant.add(node)
