@@ -10,8 +10,7 @@ PSNR is each target's PyTorch simulation of the deploy model with its convolutio
 :func:`targets.base.int8_convolutions`' int8 codes times fp16 per-channel scales):
 Core ML's fp16 mode (calibrated grids, Linear inputs and outputs rounded to fp16), TFLite's own
 (int4 codes with int8-per-token Linear inputs, bias tables as its config stores them), ExecuTorch's
-(the same Linears; int8 convolutions also quantize their inputs to int8 per image, so it is scored in
-the artifact's tiles). Sizes are real ``pipeline build`` artifacts (read back and verified: tables,
+(the same Linears). Sizes are real ``pipeline build`` artifacts (read back and verified: tables,
 codes and scales exact), scored against their simulation on Set5 where the runtime runs here.
 TFLite and ExecuTorch W4 builds of each storage are timed against the float-filter ones (paired, fresh
 processes, as ``pipeline build`` does). Core ML cannot run here: on Apple hardware its constexpr
@@ -39,7 +38,7 @@ from calibration.bounds import load_bounds
 from calibration.deploy import DeployMode, simulate
 from calibration.snapping import CONTAINERS, snap_weight_bounds
 from pipeline.build import BuildChecks, build
-from pipeline.evaluate import evaluate, fixed_shape_upscaler, model_upscaler
+from pipeline.evaluate import evaluate, model_upscaler
 from srcore.paths import benchmark_dir, data_root
 from srcore.weights import load_model
 from targets import CoreMLConfig, ExecuTorchConfig, TFLiteConfig, get_target, tool_versions
@@ -48,17 +47,12 @@ from targets.config import ConvWeights, TargetConfig
 from targets.latency import versus_baseline
 
 CONFIGS = {"coreml": CoreMLConfig, "tflite": TFLiteConfig, "executorch": ExecuTorchConfig}
-TILED = {"executorch"}  # its int8 convolutions quantize their inputs per image: scored in the artifact's own tiles
 
 
-def psnr(model: torch.nn.Module, sets: list[str], tile: int | None = None) -> dict[str, float]:
-    """PSNR (Y, full images, as pipeline evaluate) of ``model`` on each benchmark set; with ``tile``, run in
-    ``tile`` px tiles overlapping by a quarter, as ``pipeline build`` scores an artifact."""
-    run = model_upscaler(model.eval())
-    options = {} if tile is None else {"tile": tile, "overlap": tile // 4}
+def psnr(model: torch.nn.Module, sets: list[str]) -> dict[str, float]:
+    """PSNR (Y, full images, as pipeline evaluate) of ``model`` on each benchmark set."""
     with torch.no_grad():
-        results = evaluate(run if tile is None else fixed_shape_upscaler(run, tile, 4), [benchmark_dir(s) for s in sets],
-                           4, progress=False, **options)
+        results = evaluate(model_upscaler(model.eval()), [benchmark_dir(s) for s in sets], 4, progress=False)
     return {r.dataset: r.psnr for r in results}
 
 
@@ -73,7 +67,7 @@ def simulation(target: str, model: torch.nn.Module, bounds, config: TargetConfig
             deploy, _, _ = on_integer_grid(deploy, weights, *CONTAINERS["int4"])
     backend = get_target(config)
     if config.conv_weights is ConvWeights.INT8:
-        deploy, _, _ = int8_convolutions(deploy, keep_float=backend.float_convs)
+        deploy, _, _ = int8_convolutions(deploy)
     return simulate(deploy, DeployMode.FP16) if target == "coreml" else backend.simulate(deploy)
 
 
@@ -132,8 +126,7 @@ def main(argv: list[str] | None = None) -> None:
             for item in args.bounds:
                 bits, path = item.split("=", 1)
                 bounds = load_bounds(path)
-                tile = args.tile if target in TILED else None
-                scores = {m: psnr(simulation(target, model, bounds, CONFIGS[target](conv_weights=m)), args.sets, tile)
+                scores = {m: psnr(simulation(target, model, bounds, CONFIGS[target](conv_weights=m)), args.sets)
                           for m in modes}
                 built, speed = {}, {}
                 # ExecuTorch stores every bit width in the same int4 container (reports/artifact_sizes.md): built at W4 only
@@ -161,10 +154,9 @@ def main(argv: list[str] | None = None) -> None:
         "- PSNR: dB, Y channel, full images, of each target's simulation with the convolutions as stored (float: Core "
         "ML fp16 weights, TFLite and ExecuTorch fp32 ones). fp16 (ExecuTorch): fp16 filters that XNNPACK widens to "
         "fp32 when the program loads, simulated as fp32 filters holding the fp16 values. int8: codes -127..127 times "
-        "one fp16 scale per output channel (max |w| / 127), all 7 convolutions but ExecuTorch's `conv_after_body` "
-        "(`ExecuTorchConfig.float_convs`); ExecuTorch's int8 convolutions also quantize their inputs to int8 per "
-        f"image (XNNPACK qd8). ExecuTorch rows are scored in {args.tile} px tiles overlapping by {args.tile // 4}, "
-        "as the artifact runs. 'cost' is float minus the row's storage.",
+        "one fp16 scale per output channel (max |w| / 127), all 7 convolutions; ExecuTorch runs them on fp32 inputs as "
+        "3x3 patches times XNNPACK's f32 x qc8w fully connected op (`targets.xnnpack_convs`). 'cost' is float minus "
+        "the row's storage.",
         f"- KB: the `pipeline build` artifact at a {args.tile} px tile (verified exact; ExecuTorch: W4 only, every "
         "bit width is stored in the same int4 container) and its convolution component (`size_breakdown`). "
         "'artifact - simulation': the build's own score on Set5 tiles of the artifact in its runtime minus its "

@@ -123,7 +123,7 @@ def build(model: SwinIR, bounds: Bounds, config: TargetConfig, out: str | os.Pat
     if config.conv_weights is ConvWeights.FP16:
         conv_weights = {"weights": "fp16 filters, widened to the graph's fp32 when the runtime loads the program"}
     elif config.conv_weights is ConvWeights.INT8:
-        deploy, convs, conv_weights = int8_convolutions(deploy, keep_float=backend.float_convs)
+        deploy, convs, conv_weights = int8_convolutions(deploy)
     tile, tiles = config.tile, config.sizes
 
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -284,9 +284,8 @@ def channel_grid(path: str, weight: torch.Tensor, keep_sums: bool = True) -> Cha
     return ChannelGrid(path, codes, scales)
 
 
-def int8_convolutions(deploy: nn.Module, keep_float: Sequence[str] = ()) -> tuple[nn.Module, list[ChannelGrid], dict[str, Any]]:
-    """A copy of ``deploy`` whose every ``nn.Conv2d`` weight but those named in ``keep_float`` is on its int8
-    per-channel grid (:func:`channel_grid`).
+def int8_convolutions(deploy: nn.Module) -> tuple[nn.Module, list[ChannelGrid], dict[str, Any]]:
+    """A copy of ``deploy`` whose every ``nn.Conv2d`` weight is on its int8 per-channel grid (:func:`channel_grid`).
 
     The copy is the simulation of an artifact that stores its convolutions in int8: scored against
     the artifact, and the source of the codes the backend stores and :meth:`Target.verify` checks.
@@ -294,18 +293,11 @@ def int8_convolutions(deploy: nn.Module, keep_float: Sequence[str] = ()) -> tupl
     Returns:
         ``(deploy', grids, report)``: one :class:`ChannelGrid` per int8 convolution in model order; the
         report counts them and gives the largest change of a weight in units of its channel's step.
-
-    Raises:
-        TargetError: a path in ``keep_float`` names no convolution of ``deploy``.
     """
-    convs = {path: m for path, m in deploy.named_modules() if isinstance(m, nn.Conv2d)}
-    unknown = sorted(set(keep_float) - set(convs))
-    if unknown:
-        raise TargetError(f"{', '.join(unknown)}: no such convolution in the model (its convolutions: {', '.join(convs)})")
     deploy = copy.deepcopy(deploy)
     grids, worst = [], 0.0
     for path, module in deploy.named_modules():
-        if isinstance(module, nn.Conv2d) and path not in keep_float:
+        if isinstance(module, nn.Conv2d):
             g = channel_grid(path, module.weight)
             worst = max(worst, ((g.weight - module.weight.detach()).abs() / g.scales.view(-1, 1, 1, 1)).max().item())
             with torch.no_grad():
@@ -313,7 +305,7 @@ def int8_convolutions(deploy: nn.Module, keep_float: Sequence[str] = ()) -> tupl
             grids.append(g)
     return deploy, grids, {"weights": "int8 per output channel, symmetric (codes -127..127, fp16 scales)",
                            "convolutions": len(grids), "weights_count": sum(g.codes.numel() for g in grids),
-                           "kept_float": list(keep_float), "max_change_in_steps": round(worst, 4)}
+                           "max_change_in_steps": round(worst, 4)}
 
 
 def offset_rows(weights: list[PalettizedWeight]) -> int:
@@ -509,11 +501,6 @@ class Target(abc.ABC):
     @abc.abstractmethod
     def verify(self, artifact: Path, weights: list[PalettizedWeight], convs: Sequence[ChannelGrid] = ()) -> dict[str, Any]:
         """Read the artifact back and check every stored weight against ``weights`` and ``convs``; raise if one differs."""
-
-    @property
-    def float_convs(self) -> tuple[str, ...]:
-        """Convolutions (module paths) that stay float when the config stores the others in int8 (default none)."""
-        return ()
 
     def require_convs(self, convs: Sequence[ChannelGrid]) -> None:
         """Refuse int8 grids the config does not store, or their absence where it does (a silent float copy)."""

@@ -204,15 +204,17 @@ class ExecuTorchConfig(IntegerConfig):
             (reports/conv_weights_executorch.md, 64 px tile) the .pte goes from 1594 to 1215 KB, PSNR moves by at
             most 0.001 dB on Set5 and Set14 at W4, W3 and W2, the artifact stays within 0.14 levels of 255 of its
             simulation (0.11 with fp32 filters) and a W4 tile runs paired 1.004x / 0.993x as fast as with fp32
-            filters (1 / 2 threads). ``float`` keeps fp32 filters. ``int8`` stores int8 per-channel filters whose
-            inputs XNNPACK quantizes to int8 per tile at run time (``Convolution (QD8, F32, QC8W)``: XNNPACK has no
-            int8-filter convolution with fp32 input), simulated as such: against fp32 filters, 1594 -> 1128 KB and a
-            W4 tile 1.04x as fast (paired, 1 and 2 threads) for 0.007-0.009 dB on Set5 and 0.003 on Set14 at W4, W3
-            and W2, but the artifact no longer follows its simulation pixel for pixel: the float ops around a
-            per-tile int8 scale differ by ulps between PyTorch and XNNPACK, which moves some inputs across a
-            rounding step, and one step is range / 255 of a whole tile, so the largest pixel difference grows to
-            2.45 levels of 255 (1.5 with ``upsample.0`` in fp32 too, 4.6 with no convolution in fp32, measured by
-            hand). Hence opt-in.
+            filters (1 / 2 threads). ``float`` keeps fp32 filters. ``int8`` stores int8 per-channel filters
+            that run on fp32 inputs, each 3x3 convolution as its patches times XNNPACK's ``f32 x qc8w`` fully
+            connected op (:mod:`targets.xnnpack_convs`: XNNPACK's convolution takes int8 filters only with
+            int8 inputs), so the artifact still equals its simulation: on the shipped x4 model at a 64 px tile
+            (reports/conv_weights_executorch.md) the .pte goes from 1152 KB (fp16 filters) to 975 KB
+            (convolutions 379 -> 191 KB), PSNR moves by at most 0.001 dB against fp32 filters on Set5 and Set14 at
+            W4, W3 and W2 and the artifact stays within 0.10 levels of 255 of its simulation, but a W4 tile runs
+            paired 0.96x / 0.93x as fast as with fp32 filters (1 / 2 threads): the nine shifted views are copies
+            a convolution does not make. Hence opt-in (the size goal's latency condition). It replaced
+            ``Convolution (QD8, F32, QC8W)``, which quantized each tile's input to int8 and followed its
+            simulation only to 2.45 levels of 255.
         shared_pieces: lower every Swin-block piece as an XNNPACK graph of its own (a 64 px tile as one piece
             too), so that the .pte stores each distinct piece once: the 128 px method's 4 pieces of a block
             and the 64 px method's block are one graph (:mod:`targets.xnnpack_pieces`). Default (None): on
@@ -221,11 +223,6 @@ class ExecuTorchConfig(IntegerConfig):
             one partition per method a 64 px tile runs 0.97x / 0.97x as fast at 1 / 2 threads (49 XNNPACK calls
             instead of one) and a 128 px tile, the one a photo runs, 1.01x / 1.00x; peak RSS 404 instead of
             388 MB at 64 px and 420 instead of 422 at 128 px (reports/shared_pieces.md).
-        float_convs: the convolutions (module paths) that stay fp32 when ``conv_weights`` is int8.
-            ``conv_after_body`` reads the final LayerNorm's output, whose channel peaks differ 6.6x (the
-            others' 1.1-5.4x), so one int8 scale per tile costs it the most: with the shipped x4 model's W4
-            grids and int8 filters, its int8 input alone cost 0.023 dB on Set5, each other convolution's at most
-            0.003 (64 px tiles, measured by hand for this choice).
     """
 
     backend: ClassVar[str] = "executorch"
@@ -234,7 +231,6 @@ class ExecuTorchConfig(IntegerConfig):
     tiles: tuple[int, ...] = TILES
     window_chunk: int | None = WINDOW_CHUNK
     shared_pieces: bool | None = None
-    float_convs: tuple[str, ...] = ("conv_after_body",)
 
     def __post_init__(self):
         super().__post_init__()
@@ -244,9 +240,6 @@ class ExecuTorchConfig(IntegerConfig):
             raise ValueError(f"shared_pieces must be True, False or None (default), got {self.shared_pieces!r}")
         if self.shared_pieces and self.window_chunk is None:
             raise ValueError("shared_pieces needs window_chunk: the pieces are window_chunk windows each")
-        if isinstance(self.float_convs, str):
-            raise ValueError(f"float_convs must be a sequence of module paths, got {self.float_convs!r}")
-        object.__setattr__(self, "float_convs", tuple(self.float_convs))
 
 
 @dataclass(frozen=True)

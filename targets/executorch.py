@@ -8,9 +8,10 @@ XNNPACK stores a weight as ``scale * code`` per output channel with zero point 0
 int8 activations per token, 4-bit per-channel weights on every ``nn.Linear``) and its weight codes
 and scales are replaced by ours before lowering, so the kernel is
 ``Fully Connected (NC, QDU8, F32, QC4W)``: int8 per-token activations times the exact grid.
-Convolutions (stored as fp16 filters by default, :func:`fp16_conv_filters`; ``conv_weights="int8"``: qd8 x QC8W,
-see :class:`targets.config.ExecuTorchConfig`), attention matmuls, softmax and the rest run in fp32. 2- and 3-bit grids use the same
-4-bit container: XNNPACK has no smaller one, so they cost the same bytes and time as 4 bits.
+Convolutions (stored as fp16 filters by default, :func:`fp16_conv_filters`; ``conv_weights="int8"``: int8
+filters on fp32 inputs, as patches times a fully connected op, :mod:`targets.xnnpack_convs`), attention
+matmuls, softmax and the rest run in fp32. 2- and 3-bit grids use the same 4-bit container: XNNPACK has no
+smaller one, so they cost the same bytes and time as 4 bits.
 
 For one XNNPACK partition the export graph is the deploy model frozen for the tile (``SwinIR.freeze_shape``:
 mask and biases expanded in the graph from small tables by matmuls XNNPACK runs, no gather) and LayerNorm written with two ``F.linear`` reductions
@@ -37,7 +38,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from calibration.primitives import fake_quantize_per_token_int8
 from targets.base import (
     ChannelGrid,
     IntegerTarget,
@@ -54,17 +54,12 @@ from targets.base import (
 )
 from targets.config import ConvWeights, Precision
 from targets.dependency_bitsets import bitset_dependency_views
+from targets.xnnpack_convs import PatchConv, int8_patch_filters
 from targets.xnnpack_payloads import compact_xnnpack_payloads
 from targets.xnnpack_pieces import one_constant_per_piece, piecewise_xnnpack_partitioner
 
-__all__ = ["ExecuTorchTarget", "LinearMeanLayerNorm", "conv_filter_types", "export_graph", "fake_quantize_per_image_int8",
+__all__ = ["ExecuTorchTarget", "LinearMeanLayerNorm", "conv_filter_types", "export_graph",
            "fp16_conv_filters", "stored_constants", "stored_weights"]
-
-
-def fake_quantize_per_image_int8(x: torch.Tensor) -> torch.Tensor:
-    """Dynamic asymmetric int8 with one scale and zero point per image, as XNNPACK quantizes a ``qd8``
-    convolution's input (ExecuTorch serializes it with three non-batch dims: H, W, C)."""
-    return fake_quantize_per_token_int8(x.reshape(len(x), -1)).view_as(x)
 
 
 class LinearMeanLayerNorm(nn.Module):
@@ -163,38 +158,9 @@ def _owner(node: torch.fx.Node) -> str:
     raise TargetError(f"cannot tell which module uses {node.name}")
 
 
-def _channels_last_input(_: nn.Module, args: tuple) -> tuple:
-    """Forward pre-hook of an int8 convolution: its input in NHWC (a no-op in value), made in the graph.
-
-    Works around ExecuTorch 1.5.1's channels-last pass: for a dynamically quantized input it walks
-    ``args[0]`` back to the first node without one and puts its NHWC copy there
-    (``backends/xnnpack/_passes/channels_last_tagged_reshape_pass.py``, ``input_to_nhwc``), past
-    the op that made the input, so the convolution gets an NCHW tensor and XNNPACK refuses the graph at
-    run time ("Propagating input shapes failed"). The copy here is what that pass sees instead.
-    """
-    return (args[0].to(memory_format=torch.channels_last, copy=True),)
-
-
-def _with_stacks_on_conv_weights(graph_module: torch.fx.GraphModule) -> torch.fx.GraphModule:
-    """Give each convolution's weight and bias nodes the convolution's module stack, in place.
-
-    The XNNPACK quantizer's ``set_module_name`` filter checks every node of a conv's pattern, weight and
-    bias included, by their ``nn_module_stack``; the unlifted graph's ``get_attr`` nodes carry none, so no
-    convolution would match its name.
-    """
-    for node in graph_module.graph.nodes:
-        if node.target == torch.ops.aten.conv2d.default and "nn_module_stack" in node.meta:
-            for arg in node.args[1:3]:
-                if isinstance(arg, torch.fx.Node) and arg.op == "get_attr":
-                    arg.meta.setdefault("nn_module_stack", node.meta["nn_module_stack"])
-    return graph_module
-
-
-def _with_our_codes(graph_module: torch.fx.GraphModule, weights: list[PalettizedWeight],
-                    convs: Sequence[ChannelGrid] = ()) -> torch.fx.GraphModule:
-    """Point every ``dequantize_per_channel`` of a weight (Linear or int8 convolution) at our codes, channel
-    scales and zero points 0."""
-    by_path = {w.path: w.stored() for w in weights} | {g.path: (g.codes, g.scales) for g in convs}
+def _with_our_codes(graph_module: torch.fx.GraphModule, weights: list[PalettizedWeight]) -> torch.fx.GraphModule:
+    """Point every ``dequantize_per_channel`` of a Linear's weight at our codes, channel scales and zero points 0."""
+    by_path = {w.path: w.stored() for w in weights}
     graph, replaced, replaced_getters = graph_module.graph, set(), set()
     nodes = [n for n in graph.nodes if n.target == torch.ops.quantized_decomposed.dequantize_per_channel.default]
     for i, node in enumerate(nodes):
@@ -213,8 +179,8 @@ def _with_our_codes(graph_module: torch.fx.GraphModule, weights: list[Palettized
         node.args = (*getters, *node.args[3:])
         replaced.add(owner)
     if replaced != set(by_path):
-        raise TargetError(f"{len(by_path) - len(replaced)} calibrated Linears or convolutions were not quantized by "
-                          f"the XNNPACK quantizer")
+        raise TargetError(f"{len(by_path) - len(replaced)} calibrated Linears were not quantized by the XNNPACK "
+                          f"quantizer")
     graph.eliminate_dead_code()
     # The quantizer's own codes, scales and zero points are unused now, but export would still lift every
     # attribute the module holds into the program as a constant (691 KB of int8 codes at x4): drop them.
@@ -322,7 +288,7 @@ def stored_weights(artifact: Path) -> dict[str, list[dict[str, Any]]]:
 
     Reads the program, each XnnpackBackend payload (:func:`_xnnpack_graphs`) and the named constant
     data the payload points to. 4-bit codes are stored two per byte, low nibble first, offset by 8
-    (XNNPACK's unsigned QC4W layout); convolution filters as int8 in XNNPACK's (out, kh, kw, in) order.
+    (XNNPACK's unsigned QC4W layout); convolution filters as int8 patch filters, (out, kh * kw * in).
     """
     return _weights_in(*_decoded(artifact))
 
@@ -342,8 +308,9 @@ def _weights_in(pte, graphs: list[tuple[str, Any]]) -> dict[str, list[dict[str, 
                 packed = np.frombuffer(raw, dtype=np.uint8)[: data["size"]]
                 codes = np.stack([packed & 0xF, packed >> 4], axis=1).reshape(-1)[: int(np.prod(dims))]
                 codes = codes.astype(np.int16).reshape(dims) - 8
-            else:
-                codes = np.frombuffer(raw, dtype=np.int8)[: int(np.prod(dims))].astype(np.int16).reshape(dims)
+            else:  # a 3x3 convolution's (out, kh * kw * in) patch filter (targets.xnnpack_convs.PatchConv)
+                out, patch = dims
+                codes = np.frombuffer(raw, dtype=np.int8)[: out * patch].astype(np.int16).reshape(out, 3, 3, patch // 9)
                 codes = codes.transpose(0, 3, 1, 2)  # (out, kh, kw, in) -> PyTorch's (out, in, kh, kw)
             scale_data = graph["constant_data"][params["scale_buffer_idx"]]
             scales = np.frombuffer(_named_constant(pte, scale_data["named_key"]), dtype=np.float32)[: params["num_scales"]]
@@ -451,9 +418,6 @@ class ExecuTorchTarget(IntegerTarget):
             quantizer = XNNPACKQuantizer()
             quantizer.set_module_type(nn.Linear, get_symmetric_quantization_config(
                 is_per_channel=True, is_dynamic=True, weight_qmin=-8, weight_qmax=7))
-            for grid in convs:  # qd8 x qc8w: int8 per image x int8 per output channel
-                quantizer.set_module_name(grid.path, get_symmetric_quantization_config(is_per_channel=True,
-                                                                                      is_dynamic=True))
             graphs = {}
             deploy = self.as_stored(deploy)
             for size in self._sizes(tile):
@@ -461,15 +425,17 @@ class ExecuTorchTarget(IntegerTarget):
                                      fp16_tables=self.config.bias_tables is Precision.FP16,
                                      shared_pieces=self.config.shared_pieces)
                 example = torch.rand(1, 3, size, size)
-                for grid in convs:
-                    model.get_submodule(grid.path).register_forward_pre_hook(_channels_last_input)
+                for grid in convs:  # a module of no Linear type: the quantizer leaves it in fp32
+                    model.set_submodule(grid.path, PatchConv(model.get_submodule(grid.path)))
                 exported = torch.export.export(with_offset_rows(model, weights), (example,)).module()
-                prepared = prepare_pt2e(_with_stacks_on_conv_weights(exported), quantizer)
+                prepared = prepare_pt2e(exported, quantizer)
                 prepared(example)
-                graphs[size] = _with_our_codes(convert_pt2e(prepared), weights, convs)
-            with fp16_conv_filters() if self.config.conv_weights is ConvWeights.FP16 else contextlib.nullcontext():
+                graphs[size] = _with_our_codes(convert_pt2e(prepared), weights)
+            filters = {ConvWeights.FP16: fp16_conv_filters(), ConvWeights.INT8: int8_patch_filters(convs)}
+            with filters.get(self.config.conv_weights, contextlib.nullcontext()):
                 described = _lower_tiles(graphs, artifact, self.config.shared_pieces)
-        int8_convs = ("; int8 convolutions: dynamic int8 per image x int8 per-channel weights (QC8W)" if convs else "")
+        int8_convs = ("; int8 convolutions: fp32 inputs x int8 per-channel filters, over 3x3 patches "
+                      "(Fully Connected (NC, F32, QC8W))" if convs else "")
         return {"deployment_target": "ExecuTorch 1.5 runtime, XNNPACK delegate (Android/iOS/Linux CPU)",
                 **tensor_io(deploy, tile), **described, "window_chunk": self.config.window_chunk,
                 "shared_pieces": self.config.shared_pieces,
@@ -495,7 +461,7 @@ class ExecuTorchTarget(IntegerTarget):
             match_stored_weights(weights, [(t["codes"], t["scales"]) for t in tensors if t["codes"].ndim == 2])
             match_channel_grids(convs, [(t["codes"], t["scales"]) for t in tensors if t["codes"].ndim == 4])
             narrow = filters[method].count("xnn_datatype_fp16")
-            if narrow != (len(filters[method]) - len(convs) if fp16 else 0):
+            if narrow != (len(filters[method]) if fp16 else 0) or (convs and filters[method]):
                 raise TargetError(f"{method}: {narrow} of its {len(filters[method])} convolution filters are fp16, but "
                                   f"the config stores them as {self.config.conv_weights.value!r}")
             verified.append(method)
@@ -510,19 +476,6 @@ class ExecuTorchTarget(IntegerTarget):
             "stored_equals_calibrated": "exact (int4 codes, int8 convolution codes and fp32 channel scales read back "
                                         "from the .pte)",
         }
-
-    @property
-    def float_convs(self) -> tuple[str, ...]:
-        return self.config.float_convs
-
-    def simulate(self, deploy: nn.Module) -> nn.Module:
-        """Linear inputs int8 per token; with int8 convolutions, their inputs int8 per image (XNNPACK ``qd8``)."""
-        simulation = super().simulate(deploy)
-        if self.config.conv_weights is ConvWeights.INT8:
-            for path, module in simulation.named_modules():
-                if isinstance(module, nn.Conv2d) and path not in self.float_convs:
-                    module.register_forward_pre_hook(lambda _, args: (fake_quantize_per_image_int8(args[0]),))
-        return simulation
 
     def stored_constants(self, artifact: Path, weights: list[PalettizedWeight]) -> list[StoredConstant]:
         with quiet_tools():

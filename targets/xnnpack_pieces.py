@@ -118,8 +118,7 @@ def _partitioner_class() -> type:
     class PiecewiseXnnpackPartitioner(XnnpackPartitioner):
         """``XnnpackPartitioner`` whose partitions are split into one per piece and one per stage between pieces.
 
-        A node between pieces goes to stage ``s``: the largest number of pieces on any path to it (an op on
-        constants alone that only stages read: its users' lowest stage). Each stage is convex (a path that
+        A node between pieces goes to stage ``s``: the largest number of pieces on any path to it. Each stage is convex (a path that
         leaves stage ``s`` through a piece only reaches stages above ``s``), and so is each piece (a module
         call's nodes; its inputs never depend on its outputs).
         """
@@ -133,17 +132,6 @@ def _partitioner_class() -> type:
             for node in graph.nodes:  # topological order
                 stage[node] = max((stage[p] + (1 if piece.get(p) and piece.get(p) != piece.get(node) else 0)
                                    for p in node.all_input_nodes), default=0)
-            # An op on constants alone used only between pieces (an int8 convolution's weight dequantization)
-            # goes to its users' stage: in stage 0 it would leave the convolution it feeds without the quantized
-            # weight XNNPACK needs. Those that pieces read (slices of the shift mask) stay in stage 0.
-            constant = set(_constant_placeholders(result.tagged_exported_program))
-            for node in graph.nodes:
-                if node.op == "call_function" and node.all_input_nodes and constant.issuperset(node.all_input_nodes):
-                    constant.add(node)
-            for node in reversed(graph.nodes):
-                if (node in constant and node.op == "call_function" and node.users
-                        and not any(piece.get(n) for n in (node, *node.users))):
-                    stage[node] = min(stage[u] for u in node.users)
             tags = {}
             for node in calls:
                 tag = node.meta["delegation_tag"]

@@ -655,40 +655,50 @@ def test_tflite_int8_convolutions_are_stored_exactly_and_run_as_simulated(tiny, 
 
 
 def test_executorch_int8_convolutions_are_stored_exactly_and_run_as_simulated(tiny, bounds, baselines, tmp_path):
-    """``conv_weights="int8"`` in ExecuTorch: qd8 x qc8w convolutions (inputs int8 per image) but for
-    ``float_convs``, codes read back equal, every method runs like the simulation that quantizes those inputs."""
+    """``conv_weights="int8"`` in ExecuTorch: every convolution an f32 x qc8w fully connected op over its 3x3
+    patches (no XNNPACK convolution left, no input quantized), codes read back equal, every method equal to the
+    simulation with the int8 filters and away from the one with float filters."""
     from targets.base import int8_convolutions
 
     config = _config("executorch", conv_weights="int8")  # the FP32 baseline of `built`, from the cache
     result = build(tiny, bounds, config, tmp_path / "out", checks=BuildChecks(baseline_cache=baselines))
     m, artifact = result.manifest, result.folder / result.manifest["artifact"]
-    convs = {p: mod for p, mod in tiny.named_modules() if isinstance(mod, torch.nn.Conv2d)}
-    assert config.float_convs == ("conv_after_body",) and m["convolutions"]["kept_float"] == ["conv_after_body"]
-    assert m["convolutions"]["convolutions"] == m["verification"]["int8_convolutions"] == len(convs) - 1
+    convs = [mod for mod in tiny.modules() if isinstance(mod, torch.nn.Conv2d)]
+    assert m["convolutions"]["convolutions"] == m["verification"]["int8_convolutions"] == len(convs)
+    assert "XNNConv2d" not in m["graph"]["ops"] and m["verification"]["convolution_filters"] == {}
     linears = sum(isinstance(mod, torch.nn.Linear) for mod in tiny.modules())
-    # one XNNPACK convert to int8 in front of each quantized Linear (all in Swin blocks: once per window chunk) and
-    # each int8 convolution, in every method
-    assert m["graph"]["ops"]["XNNConvert"] == sum(linears * _chunks(tile) + len(convs) - 1
-                                                  for tile in TILES["executorch"])
-    int8 = [mod for p, mod in convs.items() if p != "conv_after_body"]
-    codes, channels = sum(c.weight.numel() for c in int8), sum(c.out_channels for c in int8)
-    float_bytes = 4 * convs["conv_after_body"].weight.numel()
-    assert codes + 4 * channels + float_bytes <= m["size_breakdown"]["artifact"]["convolutions"] <= (
-        codes + 8 * channels + float_bytes)
+    # one XNNPACK convert to int8 in front of each quantized Linear (once per window chunk), none for the convolutions
+    assert m["graph"]["ops"]["XNNConvert"] == sum(linears * _chunks(tile) for tile in TILES["executorch"])
+    codes, channels = sum(c.weight.numel() for c in convs), sum(c.out_channels for c in convs)
+    assert codes + 4 * channels <= m["size_breakdown"]["artifact"]["convolutions"] <= codes + 8 * channels
     deploy, weights = _deploy(tiny, bounds, "snapped")
-    deploy, grids, _ = int8_convolutions(deploy, keep_float=config.float_convs)
-    target, plain = get_target(config), get_target(_config("executorch"))
+    deploy, grids, _ = int8_convolutions(deploy)
+    target = get_target(config)
+    float_filters = target.simulate(_deploy(tiny, bounds, "snapped")[0])
     with torch.no_grad():
         for tile in TILES["executorch"]:
             x = torch.rand(1, 3, tile, tile, generator=torch.Generator().manual_seed(4))
             out = target.runner(artifact, tile=tile)(x)
             assert (out - target.simulate(deploy)(x)).abs().max().item() < 1e-4
-            assert (out - plain.simulate(deploy)(x)).abs().max().item() > 1e-3  # the int8 inputs are what runs
+            assert (out - float_filters(x)).abs().max().item() > 1e-3  # the int8 filters are what runs
     assert_verify_checks_conv_grids(target, artifact, weights, grids)
-    with pytest.raises(TargetError, match="no such convolution in the model"):
-        int8_convolutions(deploy, keep_float=("conv_after_bdy",))
-    with pytest.raises(ValueError, match="float_convs must be a sequence"):
-        ExecuTorchConfig(float_convs="conv_after_body")
+
+
+def test_patch_convolution_equals_the_convolution_in_float64():
+    """:class:`targets.xnnpack_convs.PatchConv` computes the 3x3 convolution it replaces (float64, odd sizes, no
+    bias too) and refuses the convolutions it cannot write as patches."""
+    from targets.xnnpack_convs import PatchConv, patch_codes
+
+    torch.manual_seed(0)
+    for bias in (True, False):
+        conv = torch.nn.Conv2d(5, 7, 3, 1, 1, bias=bias).double()
+        x = torch.randn(1, 5, 9, 13, dtype=torch.float64)
+        assert (PatchConv(conv)(x) - conv(x)).abs().max().item() < 1e-12
+    codes = torch.arange(7 * 5 * 9).reshape(7, 5, 3, 3)
+    assert torch.equal(patch_codes(codes).reshape(7, 3, 3, 5).permute(0, 3, 1, 2), codes)
+    for odd in (torch.nn.Conv2d(5, 7, 1), torch.nn.Conv2d(5, 7, 3, 2, 1), torch.nn.Conv2d(6, 6, 3, 1, 1, groups=2)):
+        with pytest.raises(TargetError, match="only 3x3 convolutions of stride 1, padding 1"):
+            PatchConv(odd)
 
 
 def test_tflite_exact_2_bit_grids_are_stored_as_int2_and_run_as_simulated(tiny, baselines, tmp_path):
