@@ -250,7 +250,7 @@ class TFLiteConfig(IntegerConfig):
         conv_weights: int8 by default (INT8 filters behind a DEQUANTIZE that LiteRT's XNNPACK delegate unpacks
             once, at load): on the shipped x4 model the .tflite shrinks from 1449 to 883 KB for at most
             0.001 dB of PSNR on Set5 and Set14 at W4, W3 and W2, and a W4 tile runs as fast as the fp32-filter
-            one (paired 1.002x at 1 thread, 0.994x at 2; reports/conv_weights.md; 1.004x and 0.998x in the run
+            one (paired 0.998x at 1 thread, 1.004x at 2; reports/conv_weights.md; 0.971x and 1.019x in the run
             before). Against the FP32 baseline the int4 artifacts measure 0.97-1.01x at 1 and 2 threads
             (reports/integer_targets.md; the same in the run before); ``conv_weights="float"`` would cost 566 KB.
         tiles: none further by default (one signature, ``tile``): each further size, a ``tile_<n>``
