@@ -496,7 +496,7 @@ def build_parser() -> argparse.ArgumentParser:
                          "filters that the runtime widens to fp32 at load (ExecuTorch only) or as int8 codes with one "
                          "fp16 scale per output channel (default: the target config's, int8 for Core ML and TFLite, fp16 "
                          "for ExecuTorch, whose int8 convolutions run as 3x3 patches times an int8 fully connected "
-                         "op: 0.18 MB smaller at x4, a tile 0.93-0.96x as fast; reports/conv_weights.md and "
+                         "op: 0.18 MB smaller at x4, a tile 0.91-0.96x as fast; reports/conv_weights.md and "
                          "conv_weights_executorch.md measure bytes, dB and latency)")
     bu.add_argument("--bias-tables", choices=["fp16", "fp32"], default=None,
                     help="ExecuTorch, TFLite: the precision of the relative-position bias tables (default fp16: "
