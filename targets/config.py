@@ -212,9 +212,9 @@ class ExecuTorchConfig(IntegerConfig):
             (convolutions 379 -> 191 KB), PSNR moves by at most 0.001 dB against fp32 filters on Set5 and Set14 at
             W4, W3 and W2 and the artifact stays within 0.10 levels of 255 of its simulation, but a W4 tile runs
             paired 0.96x / 0.93x as fast as with fp32 filters (1 / 2 threads; in the default 64 + 128 px .pte a
-            128 px tile 0.91x, peak RSS +55 MB): the nine shifted views are copies a convolution does not make. Hence opt-in (the size goal's latency condition). It replaced
-            ``Convolution (QD8, F32, QC8W)``, which quantized each tile's input to int8 and followed its
-            simulation only to 2.45 levels of 255.
+            128 px tile 0.91x, peak RSS +55 MB): the nine shifted views are copies a convolution does not make.
+            Hence opt-in (the size goal's latency condition). It replaced ``Convolution (QD8, F32, QC8W)``, which
+            quantized each tile's input to int8 and followed its simulation only to 2.45 levels of 255.
         shared_pieces: lower every Swin-block piece as an XNNPACK graph of its own (a 64 px tile as one piece
             too), so that the .pte stores each distinct piece once: the 128 px method's 4 pieces of a block
             and the 64 px method's block are one graph (:mod:`targets.xnnpack_pieces`). Default (None): on

@@ -9,7 +9,8 @@ convolution is written as its patches (the input in NHWC, padded, its nine shift
 filter as a (out, 9 * in) matrix (:class:`PatchConv`, rank 4 throughout), and the serializer stores that matrix
 as int8 codes with the grid's channel scales (:func:`int8_patch_filters`): ExecuTorch's partitioner takes no
 Linear whose weight alone is quantized (``backends/xnnpack/partition/config/gemm_configs.py``: a dequantized
-weight needs a dequantized input). The nine views cost copies a convolution does not make (reports/conv_weights_executorch.md).
+weight needs a dequantized input). The nine views cost copies a convolution does not make
+(reports/conv_weights_executorch.md).
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ __all__ = ["PatchConv", "int8_patch_filters", "patch_codes"]
 
 
 class PatchConv(nn.Module):
-    """A 3x3, stride 1, padding 1 ``nn.Conv2d`` as ``F.linear`` over its input's patches: the same values, NCHW in and out."""
+    """A 3x3, stride 1, padding 1 ``nn.Conv2d`` as ``F.linear`` over its input's patches: the same values, NCHW in
+    and out."""
 
     def __init__(self, conv: nn.Conv2d):
         super().__init__()

@@ -118,9 +118,9 @@ def _partitioner_class() -> type:
     class PiecewiseXnnpackPartitioner(XnnpackPartitioner):
         """``XnnpackPartitioner`` whose partitions are split into one per piece and one per stage between pieces.
 
-        A node between pieces goes to stage ``s``: the largest number of pieces on any path to it. Each stage is convex (a path that
-        leaves stage ``s`` through a piece only reaches stages above ``s``), and so is each piece (a module
-        call's nodes; its inputs never depend on its outputs).
+        A node between pieces goes to stage ``s``: the largest number of pieces on any path to it. Each stage
+        is convex (a path that leaves stage ``s`` through a piece only reaches stages above ``s``), and so is
+        each piece (a module call's nodes; its inputs never depend on its outputs).
         """
 
         def partition(self, exported_program):
