@@ -54,7 +54,7 @@ from targets.base import (
 )
 from targets.config import ConvWeights, Precision
 from targets.dependency_bitsets import bitset_dependency_views
-from targets.xnnpack_convs import PatchConv, int8_patch_filters
+from targets.xnnpack_convs import PatchConv, conv_codes, int8_patch_filters
 from targets.xnnpack_payloads import compact_xnnpack_payloads
 from targets.xnnpack_pieces import one_constant_per_piece, piecewise_xnnpack_partitioner
 
@@ -308,10 +308,8 @@ def _weights_in(pte, graphs: list[tuple[str, Any]]) -> dict[str, list[dict[str, 
                 packed = np.frombuffer(raw, dtype=np.uint8)[: data["size"]]
                 codes = np.stack([packed & 0xF, packed >> 4], axis=1).reshape(-1)[: int(np.prod(dims))]
                 codes = codes.astype(np.int16).reshape(dims) - 8
-            else:  # a 3x3 convolution's (out, kh * kw * in) patch filter (targets.xnnpack_convs.PatchConv)
-                out, patch = dims
-                codes = np.frombuffer(raw, dtype=np.int8)[: out * patch].astype(np.int16).reshape(out, 3, 3, patch // 9)
-                codes = codes.transpose(0, 3, 1, 2)  # (out, kh, kw, in) -> PyTorch's (out, in, kh, kw)
+            else:  # a 3x3 convolution's patch filter (targets.xnnpack_convs.PatchConv)
+                codes = conv_codes(np.frombuffer(raw, dtype=np.int8)[: int(np.prod(dims))].astype(np.int16).reshape(dims))
             scale_data = graph["constant_data"][params["scale_buffer_idx"]]
             scales = np.frombuffer(_named_constant(pte, scale_data["named_key"]), dtype=np.float32)[: params["num_scales"]]
             found.setdefault(method, []).append({"codes": codes, "scales": scales.copy(),

@@ -18,13 +18,14 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator, Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from targets.base import ChannelGrid, TargetError
 
-__all__ = ["PatchConv", "int8_patch_filters", "patch_codes"]
+__all__ = ["PatchConv", "conv_codes", "int8_patch_filters", "patch_codes"]
 
 
 class PatchConv(nn.Module):
@@ -50,6 +51,12 @@ class PatchConv(nn.Module):
 def patch_codes(codes: torch.Tensor) -> torch.Tensor:
     """A convolution's (out, in, kh, kw) codes in :class:`PatchConv`'s (out, kh * kw * in) order."""
     return codes.permute(0, 2, 3, 1).reshape(len(codes), -1)
+
+
+def conv_codes(patches: np.ndarray) -> np.ndarray:
+    """:func:`patch_codes` undone, on the codes read back from a .pte: (out, kh * kw * in) -> (out, in, kh, kw)."""
+    out, patch = patches.shape
+    return patches.reshape(out, 3, 3, patch // 9).transpose(0, 3, 1, 2)
 
 
 @contextlib.contextmanager

@@ -687,7 +687,7 @@ def test_executorch_int8_convolutions_are_stored_exactly_and_run_as_simulated(ti
 def test_patch_convolution_equals_the_convolution_in_float64():
     """:class:`targets.xnnpack_convs.PatchConv` computes the 3x3 convolution it replaces (float64, odd sizes, no
     bias too) and refuses the convolutions it cannot write as patches."""
-    from targets.xnnpack_convs import PatchConv, patch_codes
+    from targets.xnnpack_convs import PatchConv, conv_codes, patch_codes
 
     torch.manual_seed(0)
     for bias in (True, False):
@@ -696,6 +696,7 @@ def test_patch_convolution_equals_the_convolution_in_float64():
         assert (PatchConv(conv)(x) - conv(x)).abs().max().item() < 1e-12
     codes = torch.arange(7 * 5 * 9).reshape(7, 5, 3, 3)
     assert torch.equal(patch_codes(codes).reshape(7, 3, 3, 5).permute(0, 3, 1, 2), codes)
+    assert np.array_equal(conv_codes(patch_codes(codes).numpy()), codes.numpy())  # the read-back's inverse
     for odd in (torch.nn.Conv2d(5, 7, 1), torch.nn.Conv2d(5, 7, 3, 2, 1), torch.nn.Conv2d(6, 6, 3, 1, 1, groups=2)):
         with pytest.raises(TargetError, match="only 3x3 convolutions of stride 1, padding 1"):
             PatchConv(odd)
