@@ -19,6 +19,7 @@ import torch
 from pipeline.evaluate import Upscaler, fixed_shape_upscaler
 from pipeline.tile_choice import TileSizes, measured_threads
 from targets import get_target
+from targets.tile_workers import TileWorkers, artifact_runner, runtime_preload
 
 __all__ = ["Artifact", "BuildFolderError", "artifact_bytes", "load_build"]
 
@@ -87,18 +88,36 @@ class Artifact:
             raise BuildFolderError(f"{self.target} artifacts cannot run on this host")
         return fixed_shape_upscaler(backend.runner(path, threads=threads, tile=tile), tile, self.scale)
 
-    def tile_sizes(self, threads: int | None = None) -> TileSizes:
-        """Every tile size with an upscaler each and the speeds the build measured with ``threads`` (or the most threads).
+    def tile_sizes(self, threads: int | None = None, workers: int | None = None) -> TileSizes:
+        """Every tile size with an upscaler each and the speeds the build measured with ``threads`` (or the most
+        threads): in this process and, where the build measured them, in as many worker processes of one thread.
 
-        ``pipeline upscale`` picks from these per photo (:func:`pipeline.tile_choice.choose_tile`).
+        ``workers``: None offers both modes; 1 only this process; n > 1 only n worker processes (with speeds
+        where the build measured n). ``pipeline upscale`` picks from these per photo
+        (:func:`pipeline.tile_choice.choose_tile`).
         """
+        if workers is not None and (not isinstance(workers, int) or workers < 1):
+            raise ValueError(f"workers must be an int >= 1, got {workers!r}")
         measured = self.manifest.get("tile_speed")
-        speeds, where = None, ""
+        speeds, where, worker_speeds = None, "", {}
         if measured:
             count = measured_threads(measured, threads)
-            speeds = measured[f"threads_{count}"]
             where = f"speeds measured by the build with {count} thread(s)"
-        return TileSizes(functools.cache(lambda tile: self.upscaler(threads, tile=tile)), speeds, self.tile, where)
+            n = count if workers is None else workers
+            if n > 1 and f"workers_{n}" in measured:
+                worker_speeds = {n: measured[f"workers_{n}"]}
+                where += f" and with {n} processes of 1 thread"
+            if workers is None or workers == 1:
+                speeds = measured[f"threads_{count}"]
+        return TileSizes(functools.cache(lambda tile: self.upscaler(threads, tile=tile)), speeds, self.tile, where,
+                         self.workers, worker_speeds, workers)
+
+    def workers(self, tile: int, count: int) -> TileWorkers:
+        """``count`` worker processes, each running the artifact at ``tile`` on one thread (tiles up to that size)."""
+        if tile not in self.tiles:
+            raise BuildFolderError(f"{self.folder} runs LR tiles of {', '.join(map(str, self.tiles))} px, not {tile}")
+        factory = functools.partial(_fixed_shape_runner, self.target, str(self.artifact), tile, self.scale)
+        return TileWorkers(factory, count, runtime_preload(self.target))
 
     def run(self, lr: torch.Tensor) -> torch.Tensor:
         """One (1, 3, h, w) LR image in [0, 1], h and w at most ``tile``, through the artifact's runtime -> SR image.
@@ -108,6 +127,11 @@ class Artifact:
         if self._run is None:
             object.__setattr__(self, "_run", self.upscaler())
         return self._run(lr)
+
+
+def _fixed_shape_runner(target: str, artifact: str, tile: int, scale: int) -> Upscaler:
+    """What each worker process of :meth:`Artifact.workers` runs: the artifact on one thread, any tile up to ``tile``."""
+    return fixed_shape_upscaler(artifact_runner(target, artifact, tile, threads=1), tile, scale)
 
 
 def load_build(folder: str | os.PathLike) -> Artifact:

@@ -56,8 +56,8 @@ class BuildChecks:
         threads, runs: for a backend with an FP32 baseline (ExecuTorch, TFLite), the artifact and
             the baseline are timed (median of ``runs`` after warm-up) with each thread count, each in
             a fresh process; ``threads=()`` skips timing. Then every tile size alone, per thread count
-            (``tile_speed``: ms per tile and per output megapixel, peak memory; what ``pipeline upscale``
-            chooses a tile size from).
+            and, for each count n > 1, in n worker processes of one thread (``tile_speed``: ms per tile
+            and per output megapixel, peak memory; what ``pipeline upscale`` chooses a tile size and way from).
         baseline_cache: a folder where FP32 baselines are kept and reused (keyed by backend, tool
             versions, the export code, weights and tile); None lowers the baseline every time.
         probe_on: a folder of LR calibration images; ``probe_crops`` seeded crops of the tile size

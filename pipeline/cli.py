@@ -275,11 +275,13 @@ def cmd_upscale(args: argparse.Namespace) -> int:
         from pipeline.artifacts import load_build
 
         build = load_build(args.artifact)
-        upscaler, scale, tile = build.tile_sizes(threads=args.threads), build.scale, args.tile
+        upscaler, scale, tile = build.tile_sizes(threads=args.threads, workers=args.workers), build.scale, args.tile
         if tile not in (None, *build.tiles):
             raise ValueError(f"the artifact runs {', '.join(map(str, build.tiles))} px tiles; --tile {tile} is not one")
         what = f"{build.target} artifact {build.artifact} (W{build.bits}, {build.manifest['weights']['name']})"
     else:
+        if args.workers not in (None, 1):
+            raise ValueError("--workers applies to an --artifact; the PyTorch path runs in this process (--threads)")
         from pipeline.evaluate import model_upscaler
         from srcore.weights import load_model
 
@@ -311,8 +313,8 @@ def cmd_upscale(args: argparse.Namespace) -> int:
                           config=config)
     print(f"wrote {args.output}: {report.input_size[1]}x{report.input_size[0]} -> {report.output_size[1]}x"
           f"{report.output_size[0]} in {report.seconds:.1f} s, {report.tiles} tiles of {report.tile} px (overlap "
-          f"{report.overlap}), "
-          f"peak RSS {report.peak_rss_mb:.0f} MB; {what}")
+          f"{report.overlap}{f', {report.workers} processes' if report.workers > 1 else ''}), "
+          f"peak {'memory (PSS)' if report.workers > 1 else 'RSS'} {report.peak_rss_mb:.0f} MB; {what}")
     return 0
 
 
@@ -485,7 +487,8 @@ def build_parser() -> argparse.ArgumentParser:
     bu.add_argument("--score-on", type=Path, default=None, help="benchmark folder for --score (default <data>/benchmark/Set5)")
     bu.add_argument("--threads", type=int, nargs="*", default=[1, 2],
                     help="thread counts to time the artifact and its FP32 baseline with (ExecuTorch, TFLite; default "
-                         "1 2; none: no timing)")
+                         "1 2; none: no timing); then each tile size alone with each count, and with n worker "
+                         "processes of one thread for each count n > 1 (what `pipeline upscale` chooses from)")
     bu.add_argument("--runs", type=int, default=10, help="timed runs per latency, after 3 warm-up runs (default 10)")
     bu.add_argument("--fp32-ops", nargs="+", choices=["layer_norm", "softmax"], default=[],
                     help="Core ML: keep these ops in fp32 inside the fp16 program (the build records the fp16 "
@@ -554,6 +557,12 @@ def build_parser() -> argparse.ArgumentParser:
                          "seams under 1/255, reports/upscale_photo.md); tiles start on the model's 8 px window grid, "
                          "so tile - overlap is rounded down to a multiple of 8")
     up.add_argument("--threads", type=int, default=None, help="runtime threads (default: the runtime's choice)")
+    up.add_argument("--workers", type=int, default=None, metavar="N",
+                    help="with --artifact: run tiles in N processes of one runtime thread each at once (1: in this "
+                         "process with --threads). Default: whichever of the two the build measured faster for the "
+                         "photo within --max-memory, N being the measured thread count (printed); the build "
+                         "measures both (tile_speed in its manifest). Two workers took about 250 MB more than one "
+                         "process at 128 px (reports/upscale_photo.md)")
     up.add_argument("--alpha", choices=("bicubic", "model"), default="bicubic",
                     help="how the alpha channel of a transparent image is upscaled: MATLAB bicubic (default) or the "
                          "model run on the alpha replicated to RGB; either way, fully transparent and fully opaque "

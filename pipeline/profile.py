@@ -108,13 +108,16 @@ def to_markdown(report: dict[str, Any], command: str) -> str:
                          f"**{entry['speedup_vs_fp32']:.2f}x** ({entry['paired_speedup_median']:.2f}x) | {flops['grid_bits']:.2f}x / {flops['stored_bits']:.2f}x | "
                          f"{a['peak_rss_mb']:.0f} ({b['peak_rss_mb']:.0f}) | {scores} |")
     lines += ["", "Per tile size, artifact alone (ms per output MP: per tile over the output it adds past its overlap "
-              "with the tiles before it, as in a large photo; peak RSS of a process running that size):", "",
+              "with the tiles before it, as in a large photo; peak RSS of a process running that size; 'n processes "
+              "of 1': n worker processes of one thread each at once, per tile of their throughput, peak PSS of all):",
+              "",
               "| build | threads | tile px (overlap) | median ms per tile | ms per output MP | peak RSS MB |",
               "|---|---|---|---|---|---|"]
     for p in report["profiles"]:
         for key, rows in p["tile_speed"].items():
-            if key.startswith("threads_"):
-                lines += [f"| {Path(p['build']).name} | {key.split('_')[1]} | {tile} ({r['overlap']}) | "
+            if key.startswith(("threads_", "workers_")):
+                how = key.split("_")[1] + (" processes of 1" if key.startswith("workers_") else "")
+                lines += [f"| {Path(p['build']).name} | {how} | {tile} ({r['overlap']}) | "
                           f"{r['median_ms']:.1f} | {r['ms_per_output_mp']:.0f} | {r['peak_rss_mb']:.0f} |"
                           for tile, r in rows.items()]
     for p in report["profiles"]:
@@ -157,9 +160,10 @@ def plot_profile(report: dict[str, Any], path: Path) -> Path:
         right.legend(fontsize=7)
     for p, label in zip(profiles, labels):
         for key, rows in p["tile_speed"].items():
-            if key.startswith("threads_"):
+            if key.startswith(("threads_", "workers_")):
+                how = f"{key.split('_')[1]} {'processes of 1 thread' if key.startswith('workers_') else 'thread(s)'}"
                 tiles.plot([int(t) for t in rows], [r["ms_per_output_mp"] for r in rows.values()], marker="o",
-                           label=f"{label.replace(chr(10), ' ')}, {key.split('_')[1]} thread(s)")
+                           label=f"{label.replace(chr(10), ' ')}, {how}")
     tiles.set_xlabel("LR tile side (px)")
     tiles.set_ylabel("ms per output megapixel (overlap counted)")
     tiles.legend(fontsize=7)

@@ -1,17 +1,20 @@
 """Which of an artifact's tile sizes a photo should go through: the fastest whose memory fits a cap.
 
 A build measures, per thread count and tile side, the time of one tile and the peak memory of a
-process that ran only that tile size (:func:`targets.latency.tile_speeds`, manifest ``tile_speed``).
+process that ran only that tile size (:func:`targets.latency.tile_speeds`, manifest ``tile_speed``), and for
+n threads also n worker processes of one thread each running tiles at once (``workers_n``).
 For a given photo the time is then known before it starts: the number of tiles of
-:func:`srcore.tiling.tile_plan` times the time of one. The memory is the measured peak plus what the
-photo itself adds: the LR image in float32, the blending bands of :func:`srcore.tiling.iter_tiled_bands`
-(``(C + 1) * 4 * tile * scale * W * scale`` bytes) and an output that cannot be streamed (JPEG, WebP).
+:func:`srcore.tiling.tile_plan` times the time of one, plus, for tiles run in this process, what blending
+them and encoding the output cost here (beside worker processes the two overlap: the longer one counts).
+The memory is the measured peak plus what the photo itself adds: the LR image in float32, the blending
+bands of :func:`srcore.tiling.iter_tiled_bands` (``(C + 1) * 4 * tile * scale * W * scale`` bytes) and an
+output that cannot be streamed (JPEG, WebP).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from pipeline.evaluate import Upscaler
@@ -32,9 +35,11 @@ class TileOption:
     seconds: float
     memory_mb: float
     fits: bool
+    workers: int = 1
 
     def describe(self) -> str:
-        return (f"{self.tile} px: {self.tiles} tiles (overlap {self.overlap}), about {self.seconds:.0f} s, "
+        how = f", {self.workers} processes of 1 thread" if self.workers > 1 else ""
+        return (f"{self.tile} px{how}: {self.tiles} tiles (overlap {self.overlap}), about {self.seconds:.0f} s, "
                 f"about {self.memory_mb:.0f} MB{'' if self.fits else ' (over the cap)'}")
 
 
@@ -48,12 +53,19 @@ class TileSizes:
             ``default`` side is used.
         default: the artifact's own tile side.
         measured: where the speeds come from, for the printed choice.
+        workers_for: (tile side, n) -> an upscaler running tiles in n processes of one thread each, with a
+            ``map`` and used as a context manager (:class:`targets.tile_workers.TileWorkers`); None: no such mode.
+        worker_speeds: n -> the same table as ``speeds`` for n such processes (``median_ms``: per tile, all busy).
+        forced_workers: the processes asked for (``pipeline upscale --workers``); None: chosen by the speeds.
     """
 
     upscaler_for: Callable[[int], Upscaler]
     speeds: dict[str, dict[str, float]] | None
     default: int
     measured: str = ""
+    workers_for: Callable[[int, int], Any] | None = None
+    worker_speeds: dict[int, dict[str, dict[str, float]]] = field(default_factory=dict)
+    forced_workers: int | None = None
 
 
 def measured_threads(tile_speed: dict[str, Any], threads: int | None) -> int:
@@ -66,33 +78,46 @@ def measured_threads(tile_speed: dict[str, Any], threads: int | None) -> int:
 
 def choose_tile(speeds: dict[str, dict[str, float]], height: int, width: int, channels: int, scale: int,
                 max_memory_mb: float, fixed_mb: float = 0.0, overlap: int | None = None,
-                ) -> tuple[TileOption, list[TileOption]]:
-    """The fastest tile side for an ``height x width`` LR photo whose predicted memory fits ``max_memory_mb``.
+                worker_speeds: dict[int, dict[str, dict[str, float]]] | None = None, tile: int | None = None,
+                writing_s_per_mp: float = 0.0) -> tuple[TileOption, list[TileOption]]:
+    """The fastest tile side (and number of worker processes) for an ``height x width`` LR photo whose
+    predicted memory fits ``max_memory_mb``.
 
     Args:
-        speeds: tile side (str) -> ``{"median_ms", "peak_rss_mb"}`` for one thread count.
+        speeds: tile side (str) -> ``{"median_ms", "peak_rss_mb"}`` for one thread count, in this process.
         channels: channels run through the model per pass (3; an alpha run by the model adds a pass).
         fixed_mb: memory the photo needs whatever the tile (e.g. an output that cannot be streamed).
         overlap: LR overlap; None: :func:`srcore.tiling.default_overlap` of each tile.
+        worker_speeds: n -> the same for n worker processes of one thread each (:class:`TileSizes`), with
+            ``start_s``, the seconds they take to start, added to their time.
+        tile: only this tile side (the modes are still compared).
+        writing_s_per_mp: what blending the tiles and encoding the output take in this process, per SR
+            megapixel: added to the tiles' time when they run here too, overlapping it with worker processes.
 
     Returns:
-        The chosen option and every option, smallest tile first.
+        The chosen option and every option, smallest tile first (in-process before workers).
 
     Raises:
         ValueError: no tile side fits the cap (the smallest need is given).
     """
     options = []
-    for key, measured in sorted(speeds.items(), key=lambda item: int(item[0])):
-        tile = int(key)
-        tile_overlap = default_overlap(tile) if overlap is None else overlap
-        count = len(tile_plan(height, width, tile, tile_overlap))
-        bands = (channels + 1) * 4 * min(tile, height) * scale * width * scale
-        memory = measured["peak_rss_mb"] + (height * width * channels * 4 + bands) / MB + fixed_mb
-        options.append(TileOption(tile, tile_overlap, count, count * measured["median_ms"] / 1e3, memory,
-                                  memory <= max_memory_mb))
+    for workers, table in [(1, speeds), *sorted((worker_speeds or {}).items())]:
+        for key, measured in sorted(table.items(), key=lambda item: int(item[0])):
+            side = int(key)
+            if tile is not None and side != tile:
+                continue
+            side_overlap = default_overlap(side) if overlap is None else overlap
+            count = len(tile_plan(height, width, side, side_overlap))
+            bands = (channels + 1) * 4 * min(side, height) * scale * width * scale
+            memory = measured["peak_rss_mb"] + (height * width * channels * 4 + bands) / MB + fixed_mb
+            tiles_s, writing_s = count * measured["median_ms"] / 1e3, height * width * scale**2 / 1e6 * writing_s_per_mp
+            seconds = measured.get("start_s", 0.0) + max(tiles_s, writing_s) if workers > 1 else tiles_s + writing_s
+            options.append(TileOption(side, side_overlap, count, seconds, memory, memory <= max_memory_mb, workers))
+    if not options:
+        raise ValueError(f"no speed measured for {tile} px tiles")
     fitting = [option for option in options if option.fits]
     if not fitting:
         least = min(options, key=lambda option: option.memory_mb)
         raise ValueError(f"no tile size fits --max-memory {max_memory_mb:.0f} MB: the smallest need is "
                          f"{least.memory_mb:.0f} MB ({least.describe()}); raise --max-memory")
-    return min(fitting, key=lambda option: (option.seconds, option.tile)), options
+    return min(fitting, key=lambda option: (option.seconds, option.tile, option.workers)), options

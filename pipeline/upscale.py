@@ -17,7 +17,10 @@ no partial file. The apps run the same plan (``apps/golden/`` holds the shared v
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import enum
+import io
 import itertools
 import logging
 import os
@@ -30,11 +33,12 @@ from typing import BinaryIO
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from numpy.lib.stride_tricks import sliding_window_view
 from tqdm import tqdm
 
 from pipeline.evaluate import Upscaler
-from pipeline.photo_writer import output_format, output_memory, photo_spec, write_photo
+from pipeline.photo_writer import PhotoSpec, output_format, output_memory, photo_spec, write_photo
 from pipeline.tile_choice import TileSizes, choose_tile
 from srcore.images import Photo, load_photo
 from srcore.imresize import imresize
@@ -90,6 +94,8 @@ class UpscaleReport:
     seconds: float
     peak_rss_mb: float
     notes: tuple[str, ...] = ()
+    workers: int = 1
+    """Processes the tiles ran in; above 1, ``peak_rss_mb`` is the peak PSS of this process and its workers."""
 
 
 def _to_lr(samples: np.ndarray) -> torch.Tensor:
@@ -200,9 +206,11 @@ def upscale_file(upscaler: Upscaler | TileSizes, src: str | os.PathLike, dst: st
                     needed_mb)
     for note in notes:
         logger.warning("%s: %s", src.name, note)
+    workers = 1
     if isinstance(upscaler, TileSizes):
-        upscaler, tile, overlap = _pick(upscaler, src.name, (h, w, channels + (photo.alpha is not None)), scale, tile,
-                                        overlap, config.max_memory_mb, needed_mb)
+        writing = _writing_seconds_per_mp(photo, spec, scale, upscaler.default, config) if upscaler.worker_speeds else 0.0
+        upscaler, tile, overlap, workers = _pick(upscaler, src.name, (h, w, channels + (photo.alpha is not None)),
+                                                 scale, tile, overlap, config.max_memory_mb, needed_mb, writing)
     elif tile is None:
         raise ValueError("a tile side is needed: only an artifact's TileSizes can choose one")
     overlap = default_overlap(tile) if overlap is None else overlap
@@ -210,28 +218,61 @@ def upscale_file(upscaler: Upscaler | TileSizes, src: str | os.PathLike, dst: st
     start = time.perf_counter()
     partial, f = _open_partial(dst)
     try:
-        with f, torch.inference_mode(), tqdm(total=len(plan) * (1 + (photo.alpha is not None)), unit="tile",
-                                            desc=src.name, disable=not progress, leave=False) as bar:
-            write_photo(f, spec, _output_bands(upscaler, photo, scale, tile, overlap, config, bar.update))
+        with contextlib.ExitStack() as stack:
+            if workers > 1:
+                stack.enter_context(upscaler)  # stops the worker processes however this ends
+            with f, torch.inference_mode(), tqdm(total=len(plan) * (1 + (photo.alpha is not None)), unit="tile",
+                                                desc=src.name, disable=not progress, leave=False) as bar:
+                write_photo(f, spec, _output_bands(upscaler, photo, scale, tile, overlap, config, bar.update))
+            peak_mb = upscaler.peak_memory_mb() if workers > 1 else None
         os.replace(partial, dst)
     except BaseException:
         partial.unlink(missing_ok=True)
         raise
-    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    if peak_mb is None:
+        peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return UpscaleReport((h, w), (h * scale, w * scale), len(plan), tile, overlap, time.perf_counter() - start,
-                         peak_kb / 1024, tuple(notes))
+                         peak_mb, tuple(notes), workers)
+
+
+def _writing_seconds_per_mp(photo: Photo, spec: PhotoSpec, scale: int, tile: int, config: UpscaleConfig) -> float:
+    """Seconds this process spends per SR megapixel blending tiles and encoding the output, timed on a corner of
+    the photo itself (at most ``tile`` x ``4 * tile`` LR px, bilinear-upscaled so the encoder sees its content).
+
+    Tiles run in this process wait for it; worker processes run beside it (:func:`pipeline.tile_choice.choose_tile`).
+    """
+    rows, cols = min(photo.pixels.shape[0], tile), min(photo.pixels.shape[1], 4 * tile)
+    corner = dataclasses.replace(photo, pixels=photo.pixels[:rows, :cols],
+                                 alpha=None if photo.alpha is None else photo.alpha[:rows, :cols])
+    corner_spec = dataclasses.replace(spec, height=rows * scale, width=cols * scale)
+
+    def bilinear(lr: torch.Tensor) -> torch.Tensor:
+        return F.interpolate(lr, scale_factor=scale, mode="bilinear")
+
+    start = time.perf_counter()
+    with torch.inference_mode():
+        write_photo(io.BytesIO(), corner_spec, _output_bands(bilinear, corner, scale, tile, default_overlap(tile),
+                                                             config, lambda _: None))
+    return (time.perf_counter() - start) / (rows * cols * scale**2 / 1e6)
 
 
 def _pick(sizes: TileSizes, name: str, shape: tuple[int, int, int], scale: int, tile: int | None,
-          overlap: int | None, max_memory_mb: float, fixed_mb: float) -> tuple[Upscaler, int, int | None]:
-    """The upscaler, tile and overlap for one photo from an artifact's sizes (see :func:`upscale_file`)."""
-    if tile is None and sizes.speeds is None:
-        logger.info("%s: tile %d px, the artifact's own (its manifest holds no speed per tile size)", name, sizes.default)
-        tile = sizes.default
-    elif tile is None:
-        chosen, options = choose_tile(sizes.speeds, *shape, scale, max_memory_mb, fixed_mb, overlap)
-        logger.info("%s: tile %d px, the fastest of the artifact's sizes within --max-memory %d MB (%s):\n%s", name,
-                    chosen.tile, max_memory_mb, sizes.measured,
+          overlap: int | None, max_memory_mb: float, fixed_mb: float,
+          writing_s_per_mp: float = 0.0) -> tuple[Upscaler, int, int | None, int]:
+    """The upscaler, tile, overlap and worker processes for one photo from an artifact's sizes (see :func:`upscale_file`)."""
+    workers = sizes.forced_workers or 1
+    if sizes.speeds is None and not sizes.worker_speeds:
+        if tile is None:
+            tile = sizes.default
+            logger.info("%s: tile %d px, the artifact's own (its manifest holds no speed for this choice)", name, tile)
+    else:
+        chosen, options = choose_tile(sizes.speeds or {}, *shape, scale, max_memory_mb, fixed_mb, overlap,
+                                      sizes.worker_speeds, tile, writing_s_per_mp)
+        logger.info("%s: tile %d px%s, the fastest %swithin --max-memory %d MB (%s):\n%s", name, chosen.tile,
+                    f" in {chosen.workers} processes" if chosen.workers > 1 else "",
+                    "of the artifact's sizes " if tile is None else "way to run it ", max_memory_mb, sizes.measured,
                     "\n".join(f"  {'->' if o is chosen else '  '} {o.describe()}" for o in options))
-        tile, overlap = chosen.tile, chosen.overlap
-    return sizes.upscaler_for(tile), tile, overlap
+        tile, overlap, workers = chosen.tile, chosen.overlap, chosen.workers
+    if workers > 1:
+        return sizes.workers_for(tile, workers), tile, overlap, workers
+    return sizes.upscaler_for(tile), tile, overlap, workers

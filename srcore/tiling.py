@@ -249,6 +249,8 @@ def iter_tiled_bands(
 
     ``fn`` is called once per tile of :func:`tile_plan` in its row-major order, with a
     contiguous (1, C, th, tw) slice of ``lr``; gradients/inference mode are the caller's business.
+    An ``fn`` with a ``map(tiles)`` method (a pool of worker processes, say) gets all the
+    tiles through it instead, and must yield their outputs in the same order (it may run them in parallel).
 
     Args:
         fn: maps (1, C, h, w) to (1, C, h*scale, w*scale); any float dtype, any device.
@@ -289,12 +291,14 @@ def _iter_bands(
                  h, w, len(plan), len(row_tops), plan[0].width, plan[0].height, overlap, scale)
 
     acc = _BandAccumulator(c, w * scale, lr.device)
+    tiles = (lr[:, :, t.y0 : t.y1, t.x0 : t.x1].contiguous() for t in plan)
+    outputs = fn.map(tiles) if callable(getattr(fn, "map", None)) else map(fn, tiles)
     for r, row_top in enumerate(row_tops):
         row = [t for t in plan if t.y0 == row_top]
         acc.extend_to(row[0].y1 * scale)
         wy = edge_weights_1d(row[0].height * scale, row[0].y0 > 0, row[0].y1 < h, overlap_sr).to(lr.device)
         for t in row:
-            out = fn(lr[:, :, t.y0 : t.y1, t.x0 : t.x1].contiguous())
+            out = next(outputs)
             expected = (1, c, t.height * scale, t.width * scale)
             if not isinstance(out, torch.Tensor) or tuple(out.shape) != expected:
                 got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__

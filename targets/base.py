@@ -469,6 +469,8 @@ class Target(abc.ABC):
             the calibrated grid itself.
         simulation: what :meth:`simulate` models, in a line.
         runtime: what executes the artifact on this host (:meth:`runner`); None: it cannot run here.
+        runtime_modules: what :meth:`runner` imports, for worker processes to import once before they fork
+            (:mod:`targets.tile_workers`).
         has_baseline: the build also lowers an FP32 baseline of the same graph (:meth:`lower_baseline`).
         deploy_mode: how the runtime computes activations, the mode calibration should have used
             (:class:`calibration.config.DeployMode`); the build warns when the bounds were made in another.
@@ -480,6 +482,7 @@ class Target(abc.ABC):
     container: ClassVar[str | None] = None
     simulation: ClassVar[str] = "PyTorch fp32, fake-quantized weights, float activations"
     runtime: ClassVar[str | None] = None
+    runtime_modules: ClassVar[tuple[str, ...]] = ()
     has_baseline: ClassVar[bool] = False
     deploy_mode: ClassVar[DeployMode]
 

@@ -398,6 +398,7 @@ class ExecuTorchTarget(IntegerTarget):
     simulation = ("PyTorch fp32, weights codes*scale, Linear inputs dynamic int8 per token (XNNPACK qd8), "
                   "bias tables and convolution filters as stored (ExecuTorchConfig.bias_tables, conv_weights)")
     runtime = "ExecuTorch runtime (Python bindings) with the XNNPACK delegate, this host's CPU"
+    runtime_modules = ("executorch.runtime",)
 
     def lower(self, deploy: nn.Module, weights: list[PalettizedWeight], tile: int, artifact: Path,
               convs: Sequence[ChannelGrid] = ()) -> dict[str, Any]:

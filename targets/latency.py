@@ -151,12 +151,15 @@ def tile_speeds(target: str, artifact: Path, tiles, scale: int, threads, runs: i
     """Each tile side of ``artifact`` per thread count: ms per tile, ms per output megapixel, peak memory.
 
     Every (threads, tile) pair is a fresh process (:func:`measure`), so each peak memory belongs to that
-    tile size alone. ``ms_per_output_mp`` counts only the output a tile adds inside a large photo, the
+    tile size alone. Each count n > 1 also gets ``workers_n``: n processes of one thread each running tiles
+    at once (:mod:`targets.tile_workers`), ms per tile as their throughput, memory as the process tree's peak
+    (PSS on Linux: the parent, the fork server and the workers). ``ms_per_output_mp`` counts only the output a tile adds inside a large photo, the
     ``(tile - overlap)^2 * scale^2`` pixels past its overlap with the tiles before it: what a bigger
     tile saves in recomputed overlap and per-call cost shows up there (overlap: :func:`srcore.tiling.default_overlap`).
     """
     table: dict[str, Any] = {"how": f"median of {runs} runs after {warmup} warm-up, one fresh process per thread "
-                                    f"count and tile; {PEAK_RSS_WHAT}"}
+                                    f"count and tile; {PEAK_RSS_WHAT}; workers_n: n processes of one thread "
+                                    "each at once, ms per tile of their throughput, peak PSS of the process tree"}
     for count in threads:
         rows = {}
         for tile in tiles:
@@ -166,7 +169,24 @@ def tile_speeds(target: str, artifact: Path, tiles, scale: int, threads, runs: i
             rows[str(tile)] = {"median_ms": stats["median_ms"], "overlap": overlap,
                                "ms_per_output_mp": stats["median_ms"] * 1e6 / added, "peak_rss_mb": stats["peak_rss_mb"]}
         table[f"threads_{count}"] = rows
+        if count > 1:
+            table[f"workers_{count}"] = {str(tile): _worker_speed(target, artifact, tile, count, runs, warmup, scale)
+                                         for tile in tiles}
     return table
+
+
+def _worker_speed(target: str, artifact: Path, tile: int, workers: int, runs: int, warmup: int,
+                  scale: int) -> dict[str, Any]:
+    """One tile side through ``workers`` processes of one thread each (:mod:`targets.tile_workers`), in a fresh
+    process: ms per tile (wall time over tiles, all workers busy), the seconds it took them to start (the time
+    to the first tile, less one tile) and the process tree's peak memory."""
+    command = [sys.executable, "-m", "targets.tile_workers", "--target", target, "--artifact", str(artifact),
+               "--tile", str(tile), "--workers", str(workers), "--runs", str(runs), "--warmup", str(warmup)]
+    got = json_from_child(command, f"timing {artifact} in {workers} worker processes")
+    overlap = default_overlap(tile)
+    return {"median_ms": got["ms_per_tile"], "overlap": overlap,
+            "ms_per_output_mp": got["ms_per_tile"] * 1e6 / ((tile - overlap) ** 2 * scale**2),
+            "peak_rss_mb": got["peak_memory_mb"], "workers": workers, "start_s": got["start_s"]}
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -465,6 +465,7 @@ class TFLiteTarget(IntegerTarget):
     simulation = ("PyTorch fp32, weights codes*scale, Linear inputs dynamic int8 per token (hybrid FULLY_CONNECTED), "
                   "bias tables as stored (TFLiteConfig.bias_tables)")
     runtime = "LiteRT interpreter (ai-edge-litert) with its XNNPACK delegate, this host's CPU"
+    runtime_modules = ("ai_edge_litert.interpreter",)
 
     def container_for(self, bits: int) -> str:
         """INT2 for 2-bit grids in the exact form, whose codes ``k - 2`` fill [-2, 1] and whose offset rows hold

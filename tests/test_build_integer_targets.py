@@ -395,6 +395,25 @@ def test_upscale_runs_the_artifact_in_its_runtime_and_prints_its_tile_choice(bui
     assert main(["upscale", str(src), str(tmp_path / "x.png"), "--artifact", str(result.folder), "--tile", "40"]) == 2
 
 
+def test_worker_processes_run_the_artifact_to_the_same_image_and_are_timed(built, tmp_path, capsys):
+    """``--workers 2``: tiles in two processes of one runtime thread each give the image of one process; the
+    build's timing of that mode (``workers_n`` rows of ``tile_speed``) runs the same processes."""
+    from srcore.images import load_rgb
+    from targets.latency import tile_speeds
+
+    backend, result = built
+    src = next(write_wave_images((tmp_path / "in").mkdir() or tmp_path / "in", 1, 60, 41).glob("*.png"))
+    for workers in ("1", "2"):
+        assert main(["upscale", str(src), str(tmp_path / f"sr-{workers}.png"), "--artifact", str(result.folder),
+                     "--workers", workers, "--tile", str(TILES[backend][0]), "--quiet"]) == 0
+    assert ", 2 processes), peak memory (PSS)" in capsys.readouterr().out
+    np.testing.assert_array_equal(load_rgb(tmp_path / "sr-2.png"), load_rgb(tmp_path / "sr-1.png"))
+    tile = TILES[backend][0]
+    speeds = tile_speeds(backend, result.folder / result.manifest["artifact"], (tile,), 2, (2,), runs=2, warmup=1)
+    row = speeds["workers_2"][str(tile)]
+    assert row["workers"] == 2 and row["median_ms"] > 0 and row["peak_rss_mb"] > speeds["threads_2"][str(tile)]["peak_rss_mb"]
+
+
 def test_every_tile_size_runs_from_one_artifact_verified_and_scored(built, tiny):
     """One method (ExecuTorch) or signature (TFLite) per size, every one's int4 weights read back, one shared copy
     stored; the FP32 baseline is built the same way."""

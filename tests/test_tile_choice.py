@@ -69,3 +69,29 @@ def test_upscale_file_runs_only_the_chosen_size(tmp_path, caplog):
     assert upscale_file(unmeasured, photo, tmp_path / "sr.png", 2, None, progress=False).tile == 64
     with pytest.raises(ValueError, match="a tile side is needed"):
         upscale_file(plain, photo, tmp_path / "sr.png", 2, None, progress=False)
+
+
+WORKERS = {2: {"64": {"median_ms": 70.0, "peak_rss_mb": 700.0}, "128": {"median_ms": 280.0, "peak_rss_mb": 800.0}}}
+
+
+def test_worker_processes_are_an_option_whose_tile_time_overlaps_the_writing():
+    """Tiles in this process wait for the blending and encoding (here 0.1 s per SR MP, 48 MP: 4.8 s); beside
+    worker processes the longer of the two counts."""
+    chosen, options = choose_tile(SPEEDS, 1500, 2000, 3, 4, max_memory_mb=1024, worker_speeds=WORKERS,
+                                  writing_s_per_mp=0.1)
+    assert [(o.tile, o.workers) for o in options] == [(64, 1), (128, 1), (192, 1), (64, 2), (128, 2)]
+    assert [o.seconds for o in options] == pytest.approx([1302 * 0.08 + 4.8, 252 * 0.3 + 4.8, 108 * 0.65 + 4.8,
+                                                          1302 * 0.07, 252 * 0.28])
+    assert (chosen.tile, chosen.workers) == (128, 2) and "128 px, 2 processes of 1 thread" in chosen.describe()
+    chosen, options = choose_tile(SPEEDS, 1500, 2000, 3, 4, max_memory_mb=1024, worker_speeds=WORKERS, tile=192,
+                                  writing_s_per_mp=0.1)  # --tile: the ways to run that size only
+    assert [(o.tile, o.workers) for o in options] == [(192, 1)] and chosen.tile == 192
+    slow = {2: {"128": {"median_ms": 280.0, "peak_rss_mb": 800.0}}}
+    chosen, _ = choose_tile(SPEEDS, 1500, 2000, 3, 4, max_memory_mb=1024, worker_speeds=slow, tile=128,
+                            writing_s_per_mp=2.0)  # writing 96 s, longer than the tiles: it sets the time
+    assert chosen.workers == 2 and chosen.seconds == pytest.approx(96.0)
+    chosen, _ = choose_tile(SPEEDS, 1500, 2000, 3, 4, max_memory_mb=850, worker_speeds=WORKERS, tile=128)
+    assert chosen.workers == 1  # the workers' 800 MB plus the photo's buffers exceed the cap
+    starting = {2: {"128": {"median_ms": 280.0, "peak_rss_mb": 800.0, "start_s": 3.0}}}
+    chosen, options = choose_tile(SPEEDS, 100, 100, 3, 4, max_memory_mb=1024, worker_speeds=starting, tile=128)
+    assert [o.seconds for o in options] == pytest.approx([0.3, 3.28]) and chosen.workers == 1  # one tile: start-up wins
