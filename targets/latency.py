@@ -153,7 +153,9 @@ def tile_speeds(target: str, artifact: Path, tiles, scale: int, threads, runs: i
     Every (threads, tile) pair is a fresh process (:func:`measure`), so each peak memory belongs to that
     tile size alone. Each count n > 1 also gets ``workers_n``: n processes of one thread each running tiles
     at once (:mod:`targets.tile_workers`), ms per tile as their throughput, memory as the process tree's peak
-    (PSS on Linux: the parent, the fork server and the workers). ``ms_per_output_mp`` counts only the output a tile adds inside a large photo, the
+    (PSS on Linux: the parent, the fork server and the workers).
+
+    ``ms_per_output_mp`` counts only the output a tile adds inside a large photo, the
     ``(tile - overlap)^2 * scale^2`` pixels past its overlap with the tiles before it: what a bigger
     tile saves in recomputed overlap and per-call cost shows up there (overlap: :func:`srcore.tiling.default_overlap`).
     """
