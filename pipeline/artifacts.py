@@ -77,16 +77,20 @@ class Artifact:
         ``baseline``: through the FP32 baseline instead, which runs only :attr:`tile`.
         """
         tile = self.tile if tile is None else tile
+        path = self._runnable(tile, baseline)
+        return fixed_shape_upscaler(get_target(self.target).runner(path, threads=threads, tile=tile), tile, self.scale)
+
+    def _runnable(self, tile: int, baseline: bool = False) -> Path:
+        """The file that runs ``tile`` px tiles here (the artifact or its FP32 baseline); why not, as an error."""
         if tile not in self.tiles or (baseline and tile != self.tile):
             raise BuildFolderError(f"{self.folder} runs LR tiles of {', '.join(map(str, self.tiles))} px"
                                    f"{f' (its FP32 baseline only {self.tile})' if baseline else ''}, not {tile}")
         path = self.baseline if baseline else self.artifact
         if path is None:
             raise BuildFolderError(f"{self.folder} has no FP32 baseline ({self.target} builds keep none)")
-        backend = get_target(self.target)
-        if backend.runtime is None:
+        if get_target(self.target).runtime is None:
             raise BuildFolderError(f"{self.target} artifacts cannot run on this host")
-        return fixed_shape_upscaler(backend.runner(path, threads=threads, tile=tile), tile, self.scale)
+        return path
 
     def tile_sizes(self, threads: int | None = None, workers: int | None = None) -> TileSizes:
         """Every tile size with an upscaler each and the speeds the build measured with ``threads`` (or the most
@@ -114,9 +118,7 @@ class Artifact:
 
     def workers(self, tile: int, count: int) -> TileWorkers:
         """``count`` worker processes, each running the artifact at ``tile`` on one thread (tiles up to that size)."""
-        if tile not in self.tiles:
-            raise BuildFolderError(f"{self.folder} runs LR tiles of {', '.join(map(str, self.tiles))} px, not {tile}")
-        factory = functools.partial(_fixed_shape_runner, self.target, str(self.artifact), tile, self.scale)
+        factory = functools.partial(_fixed_shape_runner, self.target, str(self._runnable(tile)), tile, self.scale)
         return TileWorkers(factory, count, runtime_preload(self.target))
 
     def run(self, lr: torch.Tensor) -> torch.Tensor:

@@ -166,10 +166,7 @@ def tile_speeds(target: str, artifact: Path, tiles, scale: int, threads, runs: i
         rows = {}
         for tile in tiles:
             stats = measure(target, artifact, tile, count, runs, warmup)["artifact"]
-            overlap = default_overlap(tile)
-            added = (tile - overlap) ** 2 * scale**2
-            rows[str(tile)] = {"median_ms": stats["median_ms"], "overlap": overlap,
-                               "ms_per_output_mp": stats["median_ms"] * 1e6 / added, "peak_rss_mb": stats["peak_rss_mb"]}
+            rows[str(tile)] = _speed_row(stats["median_ms"], stats["peak_rss_mb"], tile, scale)
         table[f"threads_{count}"] = rows
         if count > 1:
             table[f"workers_{count}"] = {str(tile): _worker_speed(target, artifact, tile, count, runs, warmup, scale)
@@ -185,10 +182,15 @@ def _worker_speed(target: str, artifact: Path, tile: int, workers: int, runs: in
     command = [sys.executable, "-m", "targets.tile_workers", "--target", target, "--artifact", str(artifact),
                "--tile", str(tile), "--workers", str(workers), "--runs", str(runs), "--warmup", str(warmup)]
     got = json_from_child(command, f"timing {artifact} in {workers} worker processes")
+    return {**_speed_row(got["ms_per_tile"], got["peak_memory_mb"], tile, scale), "workers": workers,
+            "start_s": got["start_s"]}
+
+
+def _speed_row(ms_per_tile: float, peak_mb: float, tile: int, scale: int) -> dict[str, float]:
+    """A ``tile_speed`` row: the time per tile also per output megapixel past the tile's overlap."""
     overlap = default_overlap(tile)
-    return {"median_ms": got["ms_per_tile"], "overlap": overlap,
-            "ms_per_output_mp": got["ms_per_tile"] * 1e6 / ((tile - overlap) ** 2 * scale**2),
-            "peak_rss_mb": got["peak_memory_mb"], "workers": workers, "start_s": got["start_s"]}
+    return {"median_ms": ms_per_tile, "overlap": overlap,
+            "ms_per_output_mp": ms_per_tile * 1e6 / ((tile - overlap) ** 2 * scale**2), "peak_rss_mb": peak_mb}
 
 
 def main(argv: list[str] | None = None) -> None:
