@@ -54,6 +54,7 @@ from targets.base import (
 )
 from targets.config import ConvWeights, Precision
 from targets.dependency_bitsets import bitset_dependency_views
+from targets.pte_program import SEGMENT_ALIGNMENT, compact_program
 from targets.xnnpack_convs import PatchConv, conv_codes, int8_patch_filters
 from targets.xnnpack_payloads import compact_xnnpack_payloads
 from targets.xnnpack_pieces import one_constant_per_piece, piecewise_xnnpack_partitioner
@@ -209,7 +210,7 @@ def _lower(methods: dict[str, tuple[nn.Module, torch.Tensor]], artifact: Path, p
     from executorch.backends.xnnpack.partition.xnnpack_partitioner import (
         XnnpackPartitioner,
     )
-    from executorch.exir import to_edge_transform_and_lower
+    from executorch.exir import ExecutorchBackendConfig, to_edge_transform_and_lower
     from executorch.exir.passes.cse_pass import CSEPass
 
     start = time.perf_counter()
@@ -228,7 +229,8 @@ def _lower(methods: dict[str, tuple[nn.Module, torch.Tensor]], artifact: Path, p
         partitions[name] = sum("executorch_call_delegate" in str(n.target) for n in calls)
         outside.update(str(n.target).replace("<EdgeOpOverload: ", "").split(">")[0].split(":")[0] for n in calls
                        if "executorch_call_delegate" not in str(n.target) and "getitem" not in str(n.target))
-    program = lowered.to_executorch()
+    with compact_program():
+        program = lowered.to_executorch(ExecutorchBackendConfig(segment_alignment=SEGMENT_ALIGNMENT))
     artifact.write_bytes(program.buffer)
     return {"xnnpack_partitions": max(partitions.values()),  # in any one method
             "xnnpack_graphs_stored": len(program.executorch_program.backend_delegate_data),  # equal ones once

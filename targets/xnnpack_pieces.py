@@ -142,11 +142,17 @@ def _partitioner_class() -> type:
             # (``create_submodule_from_nodes``: ``legalize_graph``, breadth first), so a piece cut out before any
             # other would keep the traced order of its nodes and differ from the pieces cut out after it.
             tags = dict(sorted(tags.items(), key=lambda item: "_piece" in item[0]))
-            for node in graph.nodes:  # constants go with their users (one piece's, one_constant_per_piece)
-                if node.op == "placeholder" and "delegation_tag" in node.meta:
-                    users = sorted({u.meta["delegation_tag"] for u in node.users if "delegation_tag" in u.meta})
-                    if users:
-                        node.meta["delegation_tag"] = users[0]
+            # Every constant read only inside partitions goes into one of them, the first by tag (ExecuTorch
+            # copies it into the others, _maybe_duplicate_constant_nodes; XNNPACK stores its bytes once): the
+            # XNNPACK partitioner takes only the weights of the ops it lowers, and any other constant (a LayerNorm's
+            # affine, a scalar operand) would be a tensor of the program passed to every call (686 in the x4
+            # 128 px method). Those read outside (the fp16 tables the portable runtime widens) stay out.
+            for node in _constant_placeholders(exported_program):
+                users = {u.meta.get("delegation_tag") for u in node.users}
+                if "delegation_tag" in node.meta and users - {None}:  # a weight: with its op's piece or stage
+                    node.meta["delegation_tag"] = min(users - {None})
+                elif users and None not in users:
+                    node.meta["delegation_tag"] = min(users)
             return PartitionResult(tagged_exported_program=result.tagged_exported_program, partition_tags=tags)
 
     return PiecewiseXnnpackPartitioner

@@ -565,6 +565,37 @@ def test_executorch_shared_pieces_are_stored_once_and_run_as_simulated(lowered, 
         ExecuTorchConfig(window_chunk=None, shared_pieces=True)
 
 
+@pytest.mark.parametrize("lowered", ["executorch"], indirect=True)
+def test_executorch_program_holds_no_constant_an_xnnpack_graph_could_hold(lowered):
+    """Every constant an XNNPACK graph reads is inside that graph, not a tensor record of the program passed to each
+    call (LayerNorms' affines, scalar operands: 686 records, about 60 KB, in the x4 128 px method); the program
+    flatbuffer stores each equal vector once (smaller than ExecuTorch's own packing of the same program) and the
+    segments start on 16 bytes, not 128."""
+    import executorch.exir._serialize._program as pte_format
+    from executorch.exir._serialize._flatbuffer_program import _flatbuffer_to_program, _program_to_flatbuffer
+
+    from targets.pte_program import SEGMENT_ALIGNMENT, compacted_program
+
+    _, _, artifact, _, _, _ = lowered
+    data = artifact.read_bytes()
+    header = pte_format._ExtendedHeader.from_bytes(data[8:])
+    flatbuffer = data[:header.program_size]
+    program = _flatbuffer_to_program(flatbuffer)
+    for plan in program.execution_plan:
+        constants = {i for i, value in enumerate(plan.values)
+                     if type(value.val).__name__ == "Tensor" and value.val.data_buffer_idx}
+        calls = [i.instr_args for i in plan.chains[0].instructions if type(i.instr_args).__name__ == "DelegateCall"]
+        assert calls and not [a for call in calls for a in call.args if a in constants], plan.name
+        # What stays outside: the fp16 tables the portable runtime widens before the first graph (export_graph).
+        assert len(constants) <= 4, plan.name
+    plain = _program_to_flatbuffer(program).data  # ExecuTorch's packing of the same tables
+    assert len(flatbuffer) < 0.9 * len(plain)
+    assert _flatbuffer_to_program(plain) == program == _flatbuffer_to_program(compacted_program(plain))
+    ends = sorted((s.offset, s.offset + s.size) for s in program.segments)
+    assert all(start % SEGMENT_ALIGNMENT == 0 for start, _ in ends)
+    assert all(start - end < SEGMENT_ALIGNMENT for (_, end), (start, _) in zip(ends, ends[1:]))
+
+
 @pytest.fixture(scope="module", params=BACKENDS)
 def lowered(request, tiny, bounds, tmp_path_factory):
     """One lowering at every tile size, no build around it (no baseline, scoring or timing): what the cheap

@@ -110,6 +110,14 @@ MUTANTS = [
     ("targets/executorch.py", "    with bitset_dependency_views(), compact_xnnpack_payloads():",
      "    with bitset_dependency_views():",
      "tests/test_xnnpack_payloads.py::test_compact_payload_is_the_same_graph_in_fewer_bytes"),
+    # The .pte's program: constants inside the XNNPACK graphs, equal vectors once, segments on 16 bytes.
+    ("targets/xnnpack_pieces.py", "                elif users and None not in users:", "                elif False:",
+     "tests/test_build_integer_targets.py::test_executorch_program_holds_no_constant_an_xnnpack_graph_could_hold"),
+    ("targets/pte_program.py", "    _program._program_to_flatbuffer = compact\n", "",
+     "tests/test_build_integer_targets.py::test_executorch_program_holds_no_constant_an_xnnpack_graph_could_hold"),
+    ("targets/executorch.py", "lowered.to_executorch(ExecutorchBackendConfig(segment_alignment=SEGMENT_ALIGNMENT))",
+     "lowered.to_executorch()",
+     "tests/test_build_integer_targets.py::test_executorch_program_holds_no_constant_an_xnnpack_graph_could_hold"),
     # int8 convolution codes keep each kernel's sum (nearest rounding darkens the output and lays a 4x4 pattern on it).
     ("targets/base.py", "_sum_preserving_round(exact) if keep_sums else torch.round(exact)", "torch.round(exact)",
      "tests/test_build_coreml.py::test_channel_grid_is_int8_with_fp16_scales_and_idempotent"),
