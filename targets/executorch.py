@@ -307,7 +307,7 @@ def _weights_in(pte, graphs: list[tuple[str, Any]]) -> dict[str, list[dict[str, 
             data = graph["constant_data"][tensor["constant_buffer_idx"]]
             raw = _named_constant(pte, data["named_key"])
             if datatype == "xnn_datatype_qcint4":
-                packed = np.frombuffer(raw, dtype=np.uint8)[: data["size"]]
+                packed = np.frombuffer(raw, dtype=np.uint8)
                 codes = np.stack([packed & 0xF, packed >> 4], axis=1).reshape(-1)[: int(np.prod(dims))]
                 codes = codes.astype(np.int16).reshape(dims) - 8
             else:  # a 3x3 convolution's patch filter (targets.xnnpack_convs.PatchConv)

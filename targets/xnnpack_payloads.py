@@ -59,11 +59,14 @@ def _graph_api() -> ModuleType:
 
 def compacted(payload: bytes) -> bytes:
     """An XNNGraph flatbuffer re-packed with each distinct vector and string once (same tables, same values), its
-    nodes' debug handles counted from its first node's.
+    nodes' debug handles counted from its first node's, its named constants without offset and size.
 
     A debug handle numbers a node of the whole method; counted from the graph's first, the graphs of equal
     pieces (:mod:`targets.xnnpack_pieces`) are equal bytes, which ExecuTorch then stores once. Only profiling
-    reads them, to tell the nodes of one graph apart.
+    reads them, to tell the nodes of one graph apart. A constant with a name is read from the program's named
+    data by that name alone: the runtime reads ``offset`` and ``size`` only for unnamed ones (``XNNCompiler.cpp``,
+    ``getConstantDataPtr``, the same in ExecuTorch 1.0 to 1.5), so they are left at 0, which flatbuffers does not
+    store: 16 bytes less per constant reference.
     """
     api = _graph_api()
     if not api.XNNGraph.XNNGraphBufferHasIdentifier(payload, 0):
@@ -72,6 +75,9 @@ def compacted(payload: bytes) -> bytes:
     first = min((node.debugHandle for node in graph.xnodes or ()), default=0)
     for node in graph.xnodes or ():
         node.debugHandle -= first
+    for constant in graph.constantData or ():
+        if constant.namedKey:
+            constant.offset = constant.size = 0
     return packed(graph, bytes(payload[4:8]))
 
 

@@ -105,6 +105,8 @@ MUTANTS = [
     ("targets/executorch.py", "        programs = {name: one_constant_per_piece(program) for name, program in programs.items()}",
      "        pass",
      "tests/test_build_integer_targets.py::test_executorch_shared_pieces_are_stored_once_and_run_as_simulated"),
+    ("targets/xnnpack_payloads.py", "            constant.offset = constant.size = 0\n", "            pass\n",
+     "tests/test_xnnpack_payloads.py::test_compact_payload_is_the_same_graph_in_fewer_bytes"),
     ("targets/xnnpack_payloads.py", "    node_visitor.hashlib = _ShortDigests()\n", "",
      "tests/test_xnnpack_payloads.py::test_the_patch_applies_only_inside_the_context"),
     ("targets/executorch.py", "    with bitset_dependency_views(), compact_xnnpack_payloads():",
