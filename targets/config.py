@@ -184,9 +184,11 @@ class ExecuTorchConfig(IntegerConfig):
     Args:
         tiles: further LR tile sides the same .pte runs, one method each (``forward`` runs ``tile``,
             ``tile_<n>`` the others). XNNPACK keys its weights by content, so the methods share one
-            copy, but each size adds its own XNNPACK graph: 0.56 MB at x4 for 128 px in window chunks (each
-            piece adds its ops; reports/artifact_sizes.md). Default 64 and 128: without window chunks, 96, 128
-            and 192 px cost 16%, 19% and 15% less time per output pixel than 64 with the 16 px overlap a photo
+            copy, but each size adds its own XNNPACK graphs: 0.06 MB at x4 for 128 px, whose Swin blocks run
+            in pieces that are the 64 px graph's blocks, stored once (``shared_pieces``; the 64 + 128 px W4 .pte
+            of reports/artifact_sizes.md against the 64 px one of reports/conv_weights_executorch.md). Default 64
+            and 128: without window chunks, 96, 128 and 192 px cost 16%, 19% and 15% less time per output pixel
+            than 64 with the 16 px overlap a photo
             needs (a bigger tile recomputes less overlap, but its memory-bound ops slowed down per pixel), so one
             extra size, 128, took the most of the gain for one graph; with them, 128 px costs 39% less
             (reports/upscale_photo.md, 2 threads).

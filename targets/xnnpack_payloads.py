@@ -9,6 +9,10 @@ While lowering, :func:`compact_xnnpack_payloads` re-packs each graph with its eq
 (:mod:`targets.flatbuffer_sharing`) and names constants by the first 16 hex digits (64 bits) of the same digest:
 names stay content keys, so the methods of one program still share one copy of each weight, and two different
 constants under one name would stop the build (ExecuTorch's ``NamedDataStore.add_named_data`` refuses them).
+Not fewer than 64 bits: ExecuTorch's Android and Apple builds turn on its XNNPACK weights cache
+(``tools/cmake/preset/android.cmake``, ``apple_common.cmake``), which finds packed weights by these names across
+every program an app loads (``backends/xnnpack/runtime/XNNWeightsCache.cpp``, ``look_up``): a name two programs
+shared would be a wrong weight there, not an error.
 """
 
 from __future__ import annotations
