@@ -96,8 +96,10 @@ def test_compact_payload_is_the_same_graph_in_fewer_bytes(tmp_path, monkeypatch)
     def graph_bytes(pte):
         return sum(len(blob.data) for blob in pte.program.backend_delegate_data)
 
-    assert graph_bytes(compact_pte) < 0.85 * graph_bytes(plain_pte)
-    assert compact.stat().st_size < plain.stat().st_size - 0.15 * graph_bytes(plain_pte)
+    # On these graphs equal vectors written once alone make 0.80 of the bytes, named constants without offset and
+    # size alone 0.825, both 0.75: the bound holds only with both.
+    assert graph_bytes(compact_pte) < 0.78 * graph_bytes(plain_pte)
+    assert compact.stat().st_size < plain.stat().st_size - 0.22 * graph_bytes(plain_pte)
     for ours, theirs in zip(_outputs(compact), _outputs(plain)):
         assert torch.equal(ours, theirs)
 
