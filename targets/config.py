@@ -188,10 +188,9 @@ class ExecuTorchConfig(IntegerConfig):
             in pieces that are the 64 px graph's blocks, stored once (``shared_pieces``; the 64 + 128 px W4 .pte
             of reports/artifact_sizes.md against the 64 px one of reports/conv_weights_executorch.md). Default 64
             and 128: without window chunks, 96, 128 and 192 px cost 16%, 19% and 15% less time per output pixel
-            than 64 with the 16 px overlap a photo
-            needs (a bigger tile recomputes less overlap, but its memory-bound ops slowed down per pixel), so one
-            extra size, 128, took the most of the gain for one graph; with them, 128 px costs 39% less
-            (reports/upscale_photo.md, 2 threads).
+            than 64 with the 16 px overlap a photo needs (a bigger tile recomputes less overlap, but its
+            memory-bound ops slowed down per pixel), so one extra size, 128, took the most of the gain for one
+            graph; with them, 128 px costs 39% less (reports/upscale_photo.md, 2 threads).
         window_chunk: 64 windows by default, a 64 px tile's count, so the 64 px graph runs each block whole
             and a 128 px one in 4 pieces. On the shipped x4 W4 build (reports/upscale_photo.md, this 2-core host) a
             128 px tile then runs 1.33x / 1.30x as fast as the whole tile at once (paired, 1 / 2 threads); the

@@ -69,8 +69,8 @@ def compacted(payload: bytes) -> bytes:
     pieces (:mod:`targets.xnnpack_pieces`) are equal bytes, which ExecuTorch then stores once. Only profiling
     reads them, to tell the nodes of one graph apart. A constant with a name is read from the program's named
     data by that name alone: the runtime reads ``offset`` and ``size`` only for unnamed ones (``XNNCompiler.cpp``,
-    ``getConstantDataPtr``, the same in ExecuTorch 1.0 to 1.5), so they are left at 0, which flatbuffers does not
-    store: 16 bytes less per constant reference.
+    ``getConstantDataPtr``, the same from ExecuTorch 1.0 to its main of August 2026), so they are left at 0, which
+    flatbuffers does not store: 16 bytes less per constant reference.
     """
     api = _graph_api()
     if not api.XNNGraph.XNNGraphBufferHasIdentifier(payload, 0):
