@@ -473,8 +473,8 @@ def build_parser() -> argparse.ArgumentParser:
     bu.add_argument("--tiles", type=int, nargs="+", default=None,
                     help="further LR tile sides the same artifact runs, one ExecuTorch method, TFLite signature or "
                          "Core ML function each, sharing the weights but each adding its graph: at x4 0.06 MB "
-                         "(ExecuTorch 128 px, whose Swin-block pieces are the 64 px graphs), 0.15 MB (TFLite), "
-                         "0.24 MB (Core ML) "
+                         "(ExecuTorch 128 px, whose Swin-block pieces are the 64 px graphs; 96 and 192 px together "
+                         "0.13 MB), 0.15 MB (TFLite), 0.24 MB (Core ML) "
                          "(default ExecuTorch 64 128, TFLite and Core ML none; `pipeline upscale` picks the fastest "
                          "for each photo; reports/upscale_photo.md measures them)")
     bu.add_argument("--calib", nargs="+", type=Path, default=None,

@@ -355,6 +355,7 @@ class SwinTransformerBlock(nn.Module):
         self.mlp = Mlp(dim, int(dim * mlp_ratio))
         self.piece = WindowPiece()
         self.window_chunk: int | None = None  # set for export graphs by SwinIR.freeze_shape
+        self.equal_pieces = False  # likewise: every piece exactly window_chunk windows
 
     def forward(self, x: torch.Tensor, hw: tuple[int, int], mask: torch.Tensor | None,
                 bias: torch.Tensor | None = None) -> torch.Tensor:
@@ -379,18 +380,27 @@ class SwinTransformerBlock(nn.Module):
         """:meth:`forward` of one image with the whole block (norms, attention, MLP, residuals) in window order,
         ``window_chunk`` windows at a time, one piece after another: the same values, since all but the
         attention work token by token. Each piece's tensors then stay in the CPU's cache: a 128 px x4 tile's
-        attention logits alone are 25 MB in fp32 (reports/upscale_photo.md measures the gain in XNNPACK)."""
+        attention logits alone are 25 MB in fp32 (reports/upscale_photo.md measures the gain in XNNPACK).
+        With ``equal_pieces`` a last piece of fewer windows starts earlier instead, recomputing windows of the
+        piece before it and dropping them: every piece is then one graph, stored once (a 96 px tile's 144
+        windows as 3 pieces of 64 for the 64 px tile's graph, :mod:`targets.xnnpack_pieces`)."""
         h, w = hw
         c, ws, step = x.shape[2], self.window_size, self.window_chunk
         y = x.view(1, h, w, c)
         if self.shift:
             y = cyclic_shift(y, -self.shift)
         windows = window_partition(y, ws)  # nW, N, C
-        if step >= len(windows):  # one piece (SwinIR.freeze_shape with always_pieces)
+        count = len(windows)
+        if step >= count:  # one piece (SwinIR.freeze_shape with always_pieces)
             pieces = [self.piece(self, windows, mask, bias)]
         else:
-            pieces = [self.piece(self, windows[start : start + step], None if mask is None else mask[start : start + step],
-                                 bias) for start in range(0, len(windows), step)]
+            starts = list(range(0, count, step))
+            if self.equal_pieces:
+                starts[-1] = count - step
+            pieces = [self.piece(self, windows[start : start + step],
+                                 None if mask is None else mask[start : start + step], bias) for start in starts]
+            if self.equal_pieces and count % step:
+                pieces[-1] = pieces[-1][step - count % step :]
         y = window_reverse(torch.cat(pieces) if len(pieces) > 1 else pieces[0], ws, h, w)
         if self.shift:
             y = cyclic_shift(y, self.shift)
@@ -546,8 +556,9 @@ class SwinIR(nn.Module):
         (``SwinTransformerBlock._forward_in_window_chunks``: faster on CPUs once a tile's tensors outgrow
         the cache; None: the whole image at once, also when it has no more windows than that, since one
         piece would only add slices: 7.6 KB of TFLite graph at 64 px). ``always_pieces``: such an image
-        runs as one piece too, in window order, so that its pieces are the same graphs as a larger tile's
-        (:mod:`targets.xnnpack_pieces`).
+        runs as one piece too, in window order, and a larger one's pieces all have ``window_chunk`` windows, the
+        last overlapping the one before when the count leaves a remainder, so that every piece is the same
+        graph as a smaller tile's (:mod:`targets.xnnpack_pieces`).
         """
         ws = self.config.window_size
         if h % ws or w % ws:
@@ -558,7 +569,7 @@ class SwinIR(nn.Module):
         split = window_chunk if window_chunk and ((h // ws) * (w // ws) > window_chunk or always_pieces) else None
         for block in self.modules():
             if isinstance(block, SwinTransformerBlock):
-                block.window_chunk = split
+                block.window_chunk, block.equal_pieces = split, always_pieces
         # Each window's regions numbered by rank (0..m-1): windows that mask alike get the same row.
         ranks = torch.stack([row.unique(return_inverse=True)[1] for row in window_regions(h, w, ws, ws // 2)])
         patterns, which = torch.unique(ranks, dim=0, return_inverse=True)

@@ -186,11 +186,15 @@ class ExecuTorchConfig(IntegerConfig):
             ``tile_<n>`` the others). XNNPACK keys its weights by content, so the methods share one
             copy, but each size adds its own XNNPACK graphs: 0.06 MB at x4 for 128 px, whose Swin blocks run
             in pieces that are the 64 px graph's blocks, stored once (``shared_pieces``; the 64 + 128 px W4 .pte
-            of reports/artifact_sizes.md against the 64 px one of reports/conv_weights_executorch.md). Default 64
-            and 128: without window chunks, 96, 128 and 192 px cost 16%, 19% and 15% less time per output pixel
-            than 64 with the 16 px overlap a photo needs (a bigger tile recomputes less overlap, but its
-            memory-bound ops slowed down per pixel), so one extra size, 128, took the most of the gain for one
-            graph; with them, 128 px costs 39% less (reports/upscale_photo.md, 2 threads).
+            of reports/artifact_sizes.md against the 64 px one of reports/conv_weights_executorch.md); 96 and
+            192 px together 0.13 MB (their pieces are the 64 px graph's blocks too, a 96 px tile's last one
+            overlapping the one before; W4 64 + 96 + 128 + 192 px: 1.31 MB). Default 64 and 128, the four sizes
+            taking the lowering from about 330 to 1330 s and its peak from 3.7 to 8.1 GB, for 192 px 8-11% faster
+            per output pixel than 128 and 96 px no faster than 64 (README, issue 17). Without window chunks, 96,
+            128 and 192 px cost 16%, 19% and 15% less time per output pixel than 64 with the 16 px overlap a photo
+            needs (a bigger tile recomputes less overlap, but its memory-bound ops slowed down per pixel), so one
+            extra size, 128, took the most of the gain for one graph; with them, 128 px costs 39% less
+            (reports/upscale_photo.md, 2 threads).
         window_chunk: 64 windows by default, a 64 px tile's count, so the 64 px graph runs each block whole
             and a 128 px one in 4 pieces. On the shipped x4 W4 build (reports/upscale_photo.md, this 2-core host) a
             128 px tile then runs 1.33x / 1.30x as fast as the whole tile at once (paired, 1 / 2 threads); the

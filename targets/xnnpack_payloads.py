@@ -63,11 +63,15 @@ def _graph_api() -> ModuleType:
 
 def compacted(payload: bytes) -> bytes:
     """An XNNGraph flatbuffer re-packed with each distinct vector and string once (same tables, same values), its
-    nodes' debug handles counted from its first node's, its named constants without offset and size.
+    nodes' debug handles numbered by rank (0, 1, 2, ... in the same order, equal ones equal), its named constants
+    without offset and size.
 
-    A debug handle numbers a node of the whole method; counted from the graph's first, the graphs of equal
-    pieces (:mod:`targets.xnnpack_pieces`) are equal bytes, which ExecuTorch then stores once. Only profiling
-    reads them, to tell the nodes of one graph apart. A constant with a name is read from the program's named
+    A debug handle numbers a node of the whole method; by rank within the graph, the graphs of equal pieces and
+    of equal stages between them (:mod:`targets.xnnpack_pieces`) are equal bytes, which ExecuTorch then stores
+    once. Counting from the graph's first handle was not enough for the stages: their nodes' handles interleave
+    with those of the pieces around them, whose count differs with the tile (the x4 192 px method's stages
+    between blocks were 25 distinct graphs, 97 KB, instead of 7). The runtime reads them only to name a node in
+    its logs and errors, and profiling to tell the nodes of one graph apart. A constant with a name is read from the program's named
     data by that name alone: the runtime reads ``offset`` and ``size`` only for unnamed ones (``XNNCompiler.cpp``,
     ``getConstantDataPtr``, the same from ExecuTorch 1.0 to its main of August 2026), so they are left at 0, which
     flatbuffers does not store: 16 bytes less per constant reference.
@@ -76,9 +80,9 @@ def compacted(payload: bytes) -> bytes:
     if not api.XNNGraph.XNNGraphBufferHasIdentifier(payload, 0):
         raise ValueError("not an XNNPACK graph flatbuffer (no XN01 identifier)")
     graph = api.XNNGraphT.InitFromObj(api.XNNGraph.GetRootAs(payload, 0))
-    first = min((node.debugHandle for node in graph.xnodes or ()), default=0)
+    rank = {handle: i for i, handle in enumerate(sorted({node.debugHandle for node in graph.xnodes or ()}))}
     for node in graph.xnodes or ():
-        node.debugHandle -= first
+        node.debugHandle = rank[node.debugHandle]
     for constant in graph.constantData or ():
         if constant.namedKey:
             constant.offset = constant.size = 0

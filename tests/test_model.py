@@ -13,7 +13,7 @@ from srcore.checkpoint import (
     read_state_dict,
     save_official,
 )
-from srcore.model import SwinIR, SwinTransformerBlock, build_model, mirror_pad, shifted_window_mask
+from srcore.model import SwinIR, SwinTransformerBlock, WindowPiece, build_model, mirror_pad, shifted_window_mask
 
 TOLERANCE = 1e-5
 
@@ -193,6 +193,13 @@ def test_blocks_in_window_chunks_compute_the_same_values():
             piece = copy.deepcopy(model).freeze_shape(24, 32, window_chunk=chunk, always_pieces=True).double()
             assert {m.window_chunk for m in piece.modules() if isinstance(m, SwinTransformerBlock)} == {chunk}
             assert torch.equal(piece(x), whole), chunk
+        for chunk in (4, 5, 8):  # and a larger tile's pieces all have `chunk` windows, the last one overlapping
+            equal = copy.deepcopy(model).freeze_shape(24, 32, window_chunk=chunk, always_pieces=True).double()
+            sizes = []
+            hooks = [m.register_forward_hook(lambda _, args, out: sizes.append((len(args[1]), len(out))))
+                     for m in equal.modules() if isinstance(m, WindowPiece)]
+            assert torch.equal(equal(x), whole), chunk
+            assert set(sizes) == {(chunk, chunk)} and len(sizes) == -(-12 // chunk) * len(hooks), (chunk, sizes)
         batch = torch.rand(2, 3, 24, 32)
         chunked = copy.deepcopy(model).freeze_shape(24, 32, window_chunk=5)
         assert torch.equal(chunked(batch), model(batch))
