@@ -71,10 +71,10 @@ def compacted(payload: bytes) -> bytes:
     once. Counting from the graph's first handle was not enough for the stages: their nodes' handles interleave
     with those of the pieces around them, whose count differs with the tile (the x4 192 px method's stages
     between blocks were 25 distinct graphs, 97 KB, instead of 7). The runtime reads them only to name a node in
-    its logs and errors, and profiling to tell the nodes of one graph apart. A constant with a name is read from the program's named
-    data by that name alone: the runtime reads ``offset`` and ``size`` only for unnamed ones (``XNNCompiler.cpp``,
-    ``getConstantDataPtr``, the same from ExecuTorch 1.0 to its main of August 2026), so they are left at 0, which
-    flatbuffers does not store: 16 bytes less per constant reference.
+    its logs and errors, and profiling to tell the nodes of one graph apart. A constant with a name is read from
+    the program's named data by that name alone: the runtime reads ``offset`` and ``size`` only for unnamed ones
+    (``XNNCompiler.cpp``, ``getConstantDataPtr``, the same from ExecuTorch 1.0 to its main of August 2026), so
+    they are left at 0, which flatbuffers does not store: 16 bytes less per constant reference.
     """
     api = _graph_api()
     if not api.XNNGraph.XNNGraphBufferHasIdentifier(payload, 0):

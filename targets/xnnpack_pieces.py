@@ -3,15 +3,15 @@
 A 128 px tile runs each Swin block in 4 pieces of 64 windows (``IntegerConfig.window_chunk``), a 192 px one in
 9, a 96 px one's 144 windows in 3 (the last over windows 80-143, dropping the 48 the piece before computed), and
 a 64 px tile is one such piece (``SwinIR.freeze_shape(always_pieces=True)``): the same ops on the same shapes
-with the same weights, in every piece of a block and in every method. In one XNNPACK partition per method, each piece
-adds its nodes again (the 128 px graph was 0.56 MB of the default W4 .pte). ExecuTorch's emitter keeps one
-copy of byte-identical delegate payloads (``exir/emit/_emitter.py``, ``_emit_delegate``:
+with the same weights, in every piece of a block and in every method. In one XNNPACK partition per method,
+each piece adds its nodes again (the 128 px graph was 0.56 MB of the default W4 .pte). ExecuTorch's emitter
+keeps one copy of byte-identical delegate payloads (``exir/emit/_emitter.py``, ``_emit_delegate``:
 ``backend_delegate_data_cache`` by sha256), so :func:`piecewise_xnnpack_partitioner` lowers each piece
 (a :class:`srcore.model.WindowPiece` call) as a partition of its own and the ops between pieces (window
 partition and reverse, shifts, slices, convolutions) as partitions by stage, and the payloads are written with
 debug handles numbered by rank within each graph (:mod:`targets.xnnpack_payloads`), so equal pieces, and equal
-stages between them, are equal bytes. Intermediate tensors between partitions live in ExecuTorch's planned memory; XNNPACK's workspace is
-shared by all partitions in the Python wheel and in ExecuTorch's Android and Apple builds
+stages between them, are equal bytes. Intermediate tensors between partitions live in ExecuTorch's planned
+memory; XNNPACK's workspace is shared by all partitions in the Python wheel and in ExecuTorch's Android and Apple builds
 (``EXECUTORCH_XNNPACK_SHARED_WORKSPACE``, ``tools/cmake/preset/android.cmake``, ``apple_common.cmake``).
 """
 

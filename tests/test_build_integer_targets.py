@@ -558,8 +558,9 @@ def test_executorch_shared_pieces_are_stored_once_and_run_as_simulated(lowered, 
     assert len(pieces["forward"]) == len(set(pieces["forward"])) == blocks  # one piece per block, distinct weights
     assert len(pieces["tile_24"]) == 3 * blocks and set(pieces["tile_24"]) == set(pieces["forward"])
     calls = sum(len(plan.delegates) for plan in pte.program.execution_plan)
-    # ExecuTorch writes each distinct payload once (``_extract_delegate_payloads``; read back, one per call)
-    assert len({bytes(data.data) for data in pte.program.backend_delegate_data}) <= calls - 3 * blocks  # each block once
+    # ExecuTorch writes each distinct payload once (``_extract_delegate_payloads``; read back, one per call): each
+    # block's pieces once
+    assert len({bytes(data.data) for data in pte.program.backend_delegate_data}) <= calls - 3 * blocks
     # Each piece's slice of the shift mask (windows, 1, N, N) is made once for all shifted blocks (CSEPass),
     # not once per block: each is a value of ExecuTorch's planned memory between partitions.
     plan = next(plan for plan in pte.program.execution_plan if plan.name == "tile_24")
