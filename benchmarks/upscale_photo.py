@@ -49,8 +49,9 @@ from srcore.weights import load_model
 from targets.latency import measure, tile_speeds
 
 
-def run_upscale(args: list[str]) -> tuple[float, float, str, list[str]]:
-    """(seconds, peak memory MB, printed line, logged tile choice) of one ``python -m pipeline upscale`` process."""
+def run_upscale(args: list[str]) -> tuple[float, float, float | None, str, list[str]]:
+    """(seconds, peak memory MB, the memory it predicted (None: no measured speeds to choose from), printed line,
+    logged tile choice) of one ``python -m pipeline upscale`` process."""
     start = time.perf_counter()
     done = subprocess.run([sys.executable, "-m", "pipeline", "upscale", *args, "--quiet"], capture_output=True, text=True)
     if done.returncode:
@@ -59,7 +60,9 @@ def run_upscale(args: list[str]) -> tuple[float, float, str, list[str]]:
     log = done.stderr.splitlines()
     first = next((i for i, text in enumerate(log) if "the fastest of the artifact's sizes" in text), None)
     choice = [] if first is None else [log[first]] + [t for t in log[first + 1:] if t.startswith("  ")]
-    return time.perf_counter() - start, float(re.search(r"peak (?:RSS|memory \(PSS\)) (\d+) MB", line).group(1)), line, choice
+    chosen = next((re.search(r"about (\d+) MB", t) for t in log if t.startswith("  -> ")), None)
+    peak = float(re.search(r"peak (?:RSS|memory \(PSS\)) (\d+) MB", line).group(1))
+    return time.perf_counter() - start, peak, chosen and float(chosen.group(1)), line, choice
 
 
 def seam_row(model, lr: torch.Tensor, whole: np.ndarray, tile: int, border: int, align: int) -> str:
@@ -108,12 +111,13 @@ def main(argv: list[str] | None = None) -> None:
         outputs = {}
         for label, size, build, extra in runs:
             out_path = Path(tmp, f"sr-{size}-{len(rows)}.png")
-            wall, rss, line, chosen = run_upscale([str(paths[size]), str(out_path), "--artifact", str(build.folder),
-                                                   *threads, *extra])
+            wall, rss, predicted, line, chosen = run_upscale([str(paths[size]), str(out_path), "--artifact",
+                                                              str(build.folder), *threads, *extra])
             seconds.setdefault((label, size), []).append(wall)
             outputs.setdefault(label, out_path)
             rows.append(f"| {label} (`{build.folder}`{' ' + ' '.join(extra) if extra else ''}) | {size} | "
-                        f"{wall:.0f} s | **{rss:.0f} MB** | {out_path.stat().st_size / 1e6:.1f} MB | `{line}` |")
+                        f"{wall:.0f} s | **{rss:.0f} MB** | {'-' if predicted is None else f'{predicted:.0f} MB'} | "
+                        f"{out_path.stat().st_size / 1e6:.1f} MB | `{line}` |")
             print(rows[-1], flush=True)
             if size == "2000x1500" and not extra:
                 choice = chosen or choice
@@ -157,8 +161,8 @@ def main(argv: list[str] | None = None) -> None:
         "",
         "## The whole photo (`python -m pipeline upscale IN OUT --artifact ...`, one fresh process each)",
         "",
-        "| code and artifact | input | wall time | peak memory | output PNG | what the command printed |",
-        "|---|---|---|---|---|---|",
+        "| code and artifact | input | wall time | peak memory | predicted | output PNG | what the command printed |",
+        "|---|---|---|---|---|---|---|",
         *rows,
         "",
         f"Before / now on the 2000x1500 photo, medians of {args.rounds} rounds run in turn (the command's own choice: "
@@ -166,7 +170,10 @@ def main(argv: list[str] | None = None) -> None:
         " (the issue asks 1.6x). Worker processes run one runtime thread each and take tiles as they finish; the "
         f"SR images of both ways are equal (largest difference {same} levels of 255). The SR image is "
         "8000x6000 (144 MB as uint8); it is never held in memory: bands are blended and encoded as tiles finish; "
-        "with workers, peak memory is the PSS of all the command's processes.",
+        "with workers, peak memory is the PSS of all the command's processes. Predicted: what the command "
+        "expected before it started (the tile size's peak measured by the build plus "
+        "`pipeline.upscale.photo_memory_mb`), the bound `--max-memory` is checked against; - where the build "
+        "measured no speeds.",
         "",
         "What the command chose, and why (its log):",
         "",

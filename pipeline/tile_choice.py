@@ -6,9 +6,8 @@ n threads also n worker processes of one thread each running tiles at once (``wo
 For a given photo the time is then known before it starts: the number of tiles of
 :func:`srcore.tiling.tile_plan` times the time of one, plus, for tiles run in this process, what blending
 them and encoding the output cost here (beside worker processes the two overlap: the longer one counts).
-The memory is the measured peak plus what the photo itself adds: the LR image in float32, the blending
-bands of :func:`srcore.tiling.iter_tiled_bands` (``(C + 1) * 4 * tile * scale * W * scale`` bytes) and an
-output that cannot be streamed (JPEG, WebP).
+The memory is the measured peak plus what the photo itself adds for that tile side, which the caller
+knows (:func:`pipeline.upscale.photo_memory_mb`).
 """
 
 from __future__ import annotations
@@ -21,8 +20,6 @@ from pipeline.evaluate import Upscaler
 from srcore.tiling import default_overlap, tile_plan
 
 __all__ = ["TileOption", "TileSizes", "choose_tile", "measured_threads"]
-
-MB = 2**20
 
 
 @dataclass(frozen=True)
@@ -76,8 +73,8 @@ def measured_threads(tile_speed: dict[str, Any], threads: int | None) -> int:
     return threads if threads in counts else counts[-1]
 
 
-def choose_tile(speeds: dict[str, dict[str, float]], height: int, width: int, channels: int, scale: int,
-                max_memory_mb: float, fixed_mb: float = 0.0, overlap: int | None = None,
+def choose_tile(speeds: dict[str, dict[str, float]], height: int, width: int, scale: int, max_memory_mb: float,
+                photo_mb: Callable[[int], float], overlap: int | None = None,
                 worker_speeds: dict[int, dict[str, dict[str, float]]] | None = None, tile: int | None = None,
                 writing_s_per_mp: float = 0.0) -> tuple[TileOption, list[TileOption]]:
     """The fastest tile side (and number of worker processes) for an ``height x width`` LR photo whose
@@ -85,8 +82,8 @@ def choose_tile(speeds: dict[str, dict[str, float]], height: int, width: int, ch
 
     Args:
         speeds: tile side (str) -> ``{"median_ms", "peak_rss_mb"}`` for one thread count, in this process.
-        channels: channels run through the model per pass (3; an alpha run by the model adds a pass).
-        fixed_mb: memory the photo needs whatever the tile (e.g. an output that cannot be streamed).
+        photo_mb: tile side -> MB the photo adds to a process running tiles of that side (its image, the
+            blending buffers, an output that cannot be streamed).
         overlap: LR overlap; None: :func:`srcore.tiling.default_overlap` of each tile.
         worker_speeds: n -> the same for n worker processes of one thread each (:class:`TileSizes`), with
             ``start_s``, the seconds they take to start, added to their time.
@@ -108,8 +105,7 @@ def choose_tile(speeds: dict[str, dict[str, float]], height: int, width: int, ch
                 continue
             side_overlap = default_overlap(side) if overlap is None else overlap
             count = len(tile_plan(height, width, side, side_overlap))
-            bands = (channels + 1) * 4 * min(side, height) * scale * width * scale
-            memory = measured["peak_rss_mb"] + (height * width * channels * 4 + bands) / MB + fixed_mb
+            memory = measured["peak_rss_mb"] + photo_mb(side)
             tiles_s, writing_s = count * measured["median_ms"] / 1e3, height * width * scale**2 / 1e6 * writing_s_per_mp
             seconds = measured.get("start_s", 0.0) + max(tiles_s, writing_s) if workers > 1 else tiles_s + writing_s
             options.append(TileOption(side, side_overlap, count, seconds, memory, memory <= max_memory_mb, workers))

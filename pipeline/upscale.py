@@ -7,10 +7,10 @@ outputs is written. The alpha channel runs through the same plan in lockstep (MA
 the upscaler on alpha replicated to RGB), and where all LR alpha within 2 px (the bicubic support)
 is fully transparent or fully opaque, the SR alpha is set exactly so.
 
-Memory: the LR image as float32 (4 bytes per channel and pixel, alpha included) plus one band of
-tiles per channel group (:func:`srcore.tiling.iter_tiled_bands`: ``(C + 1) * 4 * tile * scale * W * scale``
-bytes). PNG output is encoded band by band, so the full SR image is never held; JPEG and WebP
-hold it once (:func:`pipeline.photo_writer.output_memory`, refused above ``max_memory_mb``).
+Memory (:func:`photo_memory_mb`): the LR image, its float32 copy, the blending accumulators of one row
+of tiles (:func:`srcore.tiling.iter_tiled_bands`) and one band of output samples. PNG output is encoded
+band by band, so the full SR image is never held; JPEG and WebP hold it once
+(:func:`pipeline.photo_writer.output_memory`, refused above ``max_memory_mb``).
 The output is written to a temporary sibling and renamed at the end: a failure or Ctrl-C leaves
 no partial file. The apps run the same plan (``apps/golden/`` holds the shared vectors).
 """
@@ -21,12 +21,11 @@ import contextlib
 import dataclasses
 import enum
 import io
-import itertools
 import logging
 import os
 import resource
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -44,7 +43,7 @@ from srcore.images import Photo, load_photo
 from srcore.imresize import imresize
 from srcore.tiling import ProgressFn, default_overlap, iter_tiled_bands, tile_plan
 
-__all__ = ["AlphaMethod", "UpscaleConfig", "UpscaleReport", "upscale_file"]
+__all__ = ["AlphaMethod", "UpscaleConfig", "UpscaleReport", "photo_memory_mb", "upscale_file"]
 
 logger = logging.getLogger(__name__)
 
@@ -104,11 +103,14 @@ def _to_lr(samples: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(samples.transpose(2, 0, 1).astype(np.float32)).div_(maxval).unsqueeze(0)
 
 
-def _quantize(band: torch.Tensor, bit_depth: int) -> np.ndarray:
-    """(1, C, h, w) float -> (h, w, C) uint8/uint16: :func:`to_uint8`'s clamp and round at any depth."""
-    maxval = 2**bit_depth - 1
-    t = band[0].float().nan_to_num(0.0).clamp(0.0, 1.0).mul(maxval).round()
-    return t.permute(1, 2, 0).numpy().astype(np.uint16 if bit_depth == 16 else np.uint8)
+def _quantize(band: torch.Tensor, bit_depth: int, into: np.ndarray) -> None:
+    """(1, C, h, w) float32 -> ``into`` (h, w, C) uint8/uint16: :func:`to_uint8`'s clamp and round at any depth.
+
+    Overwrites ``band``: it is the blending accumulator's rows (:func:`srcore.tiling.iter_tiled_bands`'s
+    ``finish``), so no float temporary of a band (tens of MB for a large photo) is made.
+    """
+    t = band[0].nan_to_num_(0.0).clamp_(0.0, 1.0).mul_(2**bit_depth - 1).round_()
+    np.copyto(into, t.permute(1, 2, 0).numpy(), casting="unsafe")  # whole numbers in range: exact
 
 
 def _all_near(mask: np.ndarray, radius: int) -> np.ndarray:
@@ -127,27 +129,67 @@ def _alpha_fn(upscaler: Upscaler, method: AlphaMethod, scale: int) -> Upscaler:
 
 def _output_bands(upscaler: Upscaler, photo: Photo, scale: int, tile: int, overlap: int, config: UpscaleConfig,
                   progress: ProgressFn) -> Iterator[tuple[int, np.ndarray]]:
-    """``(y0, (rows, W*scale, C) samples)`` of the SR photo, top to bottom, C = gray/RGB (+ alpha)."""
-    gray = photo.pixels.shape[2] == 1
+    """``(y0, (rows, W*scale, C) samples)`` of the SR photo, top to bottom, C = gray/RGB (+ alpha).
+
+    Every band is the same reused array, valid until the next is asked for (:func:`write_photo` is done with
+    it by then): a new one each row fragmented the heap by tens of MB over a large photo.
+    """
+    h, w, channels = photo.pixels.shape
+    band = np.empty((min(tile, h) * scale, w * scale, channels + (photo.alpha is not None)),
+                    np.uint16 if config.bit_depth == 16 else np.uint8)
+
+    def colour_samples(sr: torch.Tensor) -> np.ndarray:
+        rows = band[: sr.shape[2]]
+        _quantize(sr.mean(dim=1, keepdim=True) if channels == 1 else sr, config.bit_depth, rows[:, :, :channels])
+        return rows
+
     lr = _to_lr(photo.pixels).expand(-1, 3, -1, -1)
-    colour = iter_tiled_bands(upscaler, lr, scale, tile, overlap, progress=progress)
+    colour = iter_tiled_bands(upscaler, lr, scale, tile, overlap, progress=progress, finish=colour_samples)
     if photo.alpha is None:
-        alphas = itertools.repeat(None)
-    else:
-        maxval = np.iinfo(photo.alpha.dtype).max
-        clear, opaque = (_all_near(photo.alpha == v, _ALPHA_SUPPORT) for v in (0, maxval))
-        cols = np.arange(photo.alpha.shape[1] * scale) // scale
-        alpha_fn = _alpha_fn(upscaler, config.alpha, scale)
-        alphas = iter_tiled_bands(alpha_fn, _to_lr(photo.alpha[:, :, None]), scale, tile, overlap, progress=progress)
-    for (y0, band), alpha in zip(colour, alphas):
-        out = _quantize(band.mean(dim=1, keepdim=True) if gray else band, config.bit_depth)
-        if alpha is not None:
-            a = _quantize(alpha[1], config.bit_depth)[:, :, 0]
-            rows = np.arange(y0, y0 + a.shape[0]) // scale
-            a[clear[rows][:, cols]] = 0
-            a[opaque[rows][:, cols]] = 2**config.bit_depth - 1
-            out = np.concatenate([out, a[:, :, None]], axis=2)
-        yield y0, out
+        yield from colour
+        return
+    maxval = np.iinfo(photo.alpha.dtype).max
+    clear, opaque = (_all_near(photo.alpha == v, _ALPHA_SUPPORT) for v in (0, maxval))
+    cols = np.arange(w * scale) // scale
+
+    def alpha_samples(sr: torch.Tensor) -> np.ndarray:
+        _quantize(sr, config.bit_depth, band[: sr.shape[2], :, channels:])
+        return band[: sr.shape[2], :, channels]
+
+    alphas = iter_tiled_bands(_alpha_fn(upscaler, config.alpha, scale), _to_lr(photo.alpha[:, :, None]), scale, tile,
+                              overlap, progress=progress, finish=alpha_samples)
+    for (y0, rows), (_, a) in zip(colour, alphas):
+        lr_rows = np.arange(y0, y0 + a.shape[0]) // scale
+        a[clear[lr_rows][:, cols]] = 0
+        a[opaque[lr_rows][:, cols]] = 2**config.bit_depth - 1
+        yield y0, rows
+
+
+UNITEMIZED_MB = 80
+"""What upscaling a photo adds beyond the buffers :func:`photo_memory_mb` itemizes: freed blocks the allocator
+keeps (glibc serves blocks under 32 MB from a heap it rarely returns), the PNG compressor, Python objects, tile
+outputs in flight between processes. Measured on this project's 2-core x86 host with the ExecuTorch W4 .pte at
+x4, 2000x600 and 2000x1500 photos, 64 and 128 px tiles: 18-35 MB in one process, 50-55 MB with 2 worker
+processes; 80 leaves a margin. ``tests/test_upscale_memory.py`` checks the whole prediction against real runs."""
+
+
+def photo_memory_mb(photo: Photo, scale: int, tile: int, bit_depth: int) -> float:
+    """MB that upscaling ``photo`` with ``tile`` px tiles adds to the process running the tiles (or, beside
+    worker processes, blending them), as :func:`_output_bands` allocates it.
+
+    The photo's samples and their float32 copy (alpha included); the accumulators of one row of tiles, each
+    ``sum w*out`` and ``sum w`` (4 float rows for colour, which runs as RGB, 2 for alpha); one band of output
+    samples, for gray also the mean of the RGB band, for alpha the mask snapping it; per channel group two
+    tile outputs with their weight (the one blended and the one computed meanwhile); and :data:`UNITEMIZED_MB`.
+    """
+    h, w, channels = photo.pixels.shape
+    alpha = photo.alpha is not None
+    rows, sr_width, tile_px = min(tile, h) * scale, w * scale, min(tile, h) * min(tile, w) * scale**2
+    image = h * w * (channels + alpha) * (photo.pixels.itemsize + 4)
+    accumulators = (4 + 2 * alpha) * 4 * rows * sr_width
+    samples = ((channels + alpha) * (bit_depth // 8) + 4 * (channels == 1) + alpha) * rows * sr_width
+    tiles = 2 * (1 + alpha) * (3 + 1) * 4 * tile_px
+    return (image + accumulators + samples + tiles) / 2**20 + UNITEMIZED_MB
 
 
 def _open_partial(dst: Path) -> tuple[Path, BinaryIO]:
@@ -209,8 +251,9 @@ def upscale_file(upscaler: Upscaler | TileSizes, src: str | os.PathLike, dst: st
     workers = 1
     if isinstance(upscaler, TileSizes):
         writing = _writing_seconds_per_mp(photo, spec, scale, upscaler.default, config) if upscaler.worker_speeds else 0.0
-        upscaler, tile, overlap, workers = _pick(upscaler, src.name, (h, w, channels + (photo.alpha is not None)),
-                                                 scale, tile, overlap, config.max_memory_mb, needed_mb, writing)
+        upscaler, tile, overlap, workers = _pick(
+            upscaler, src.name, (h, w), scale, tile, overlap, config.max_memory_mb,
+            lambda side: photo_memory_mb(photo, scale, side, config.bit_depth) + needed_mb, writing)
     elif tile is None:
         raise ValueError("a tile side is needed: only an artifact's TileSizes can choose one")
     overlap = default_overlap(tile) if overlap is None else overlap
@@ -256,8 +299,8 @@ def _writing_seconds_per_mp(photo: Photo, spec: PhotoSpec, scale: int, tile: int
     return (time.perf_counter() - start) / (rows * cols * scale**2 / 1e6)
 
 
-def _pick(sizes: TileSizes, name: str, shape: tuple[int, int, int], scale: int, tile: int | None,
-          overlap: int | None, max_memory_mb: float, fixed_mb: float,
+def _pick(sizes: TileSizes, name: str, shape: tuple[int, int], scale: int, tile: int | None,
+          overlap: int | None, max_memory_mb: float, photo_mb: Callable[[int], float],
           writing_s_per_mp: float = 0.0) -> tuple[Upscaler, int, int | None, int]:
     """The upscaler, tile, overlap and worker processes for one photo from an artifact's sizes (see :func:`upscale_file`)."""
     workers = sizes.forced_workers or 1
@@ -266,7 +309,7 @@ def _pick(sizes: TileSizes, name: str, shape: tuple[int, int, int], scale: int, 
             tile = sizes.default
             logger.info("%s: tile %d px, the artifact's own (its manifest holds no speed for this choice)", name, tile)
     else:
-        chosen, options = choose_tile(sizes.speeds or {}, *shape, scale, max_memory_mb, fixed_mb, overlap,
+        chosen, options = choose_tile(sizes.speeds or {}, *shape, scale, max_memory_mb, photo_mb, overlap,
                                       sizes.worker_speeds, tile, writing_s_per_mp)
         logger.info("%s: tile %d px%s, the fastest %swithin --max-memory %d MB (%s):\n%s", name, chosen.tile,
                     f" in {chosen.workers} processes" if chosen.workers > 1 else "",

@@ -151,6 +151,11 @@ MUTANTS = [
      "    return min(fitting, key=lambda option: (option.seconds, option.tile, option.workers)), options",
      "    return min(fitting, key=lambda option: (option.tile, option.workers)), options", "tests/test_tile_choice.py"),
     ("pipeline/tile_choice.py", "memory <= max_memory_mb, workers))", "True, workers))", "tests/test_tile_choice.py"),
+    # A photo's memory: the prediction counts the blending accumulators, and the bands make no float temporaries.
+    ("pipeline/upscale.py", "    accumulators = (4 + 2 * alpha) * 4 * rows * sr_width", "    accumulators = 0",
+     "tests/test_upscale_memory.py"),
+    ("pipeline/upscale.py", "band[0].nan_to_num_(0.0).clamp_(0.0, 1.0).mul_(2**bit_depth - 1).round_()",
+     "band[0].nan_to_num(0.0).clamp(0.0, 1.0).mul(2**bit_depth - 1).round()", "tests/test_upscale_memory.py"),
     # Worker processes: their tiles overlap this process's blending and encoding; outputs come back in order.
     ("pipeline/tile_choice.py",
      'seconds = measured.get("start_s", 0.0) + max(tiles_s, writing_s) if workers > 1 else tiles_s + writing_s',

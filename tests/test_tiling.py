@@ -299,7 +299,7 @@ def test_tall_image_streams_with_bounded_accumulator(monkeypatch: pytest.MonkeyP
         assert accumulators[0].height <= tile * scale
     assert seen == n_rows
     assert len(accumulators) == 1
-    assert accumulators[0].peak_height == tile * scale
+    assert accumulators[0].num.shape[1] == tile * scale
 
 
 # ---------------------------------------------------------------------------------------------
