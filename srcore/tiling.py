@@ -70,8 +70,8 @@ logger = logging.getLogger(__name__)
 UpscaleFn = Callable[[torch.Tensor], torch.Tensor]
 """Maps a (1, C, h, w) float tensor to its (1, C, h*scale, w*scale) upscaled version."""
 ProgressFn = Callable[[int], object]
-T = TypeVar("T")
 """Called with 1 after each tile (``tqdm.update`` fits)."""
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
