@@ -55,9 +55,11 @@ from targets.base import (
 from targets.config import ConvWeights, Precision
 from targets.dependency_bitsets import bitset_dependency_views
 from targets.pte_program import SEGMENT_ALIGNMENT, compact_program
+from targets.shared_provenance import shared_node_provenance
 from targets.xnnpack_convs import PatchConv, conv_codes, int8_patch_filters
 from targets.xnnpack_payloads import compact_xnnpack_payloads
 from targets.xnnpack_pieces import one_constant_per_piece, piecewise_xnnpack_partitioner
+from targets.xnnpack_preprocess_cache import preprocess_equal_partitions_once
 
 __all__ = ["ExecuTorchTarget", "LinearMeanLayerNorm", "conv_filter_types", "export_graph",
            "fp16_conv_filters", "stored_constants", "stored_weights"]
@@ -205,7 +207,9 @@ def _lower(methods: dict[str, tuple[nn.Module, torch.Tensor]], artifact: Path, p
     partition per Swin-block piece, equal ones stored once (:mod:`targets.xnnpack_pieces`). Equal ops run once
     (ExecuTorch's ``CSEPass``): each shifted block slices the same pieces of the shift mask, and with pieces
     each slice is a tensor of ExecuTorch's planned memory, all made before the first block (the 128 px
-    method's plan: 65 -> 24 MB, peak RSS 463 -> 420 MB).
+    method's plan: 65 -> 24 MB, peak RSS 463 -> 420 MB). Faster, the same bytes: provenance records share their
+    chains (:mod:`targets.shared_provenance`), equal partitions are preprocessed once
+    (:mod:`targets.xnnpack_preprocess_cache`).
     """
     from executorch.backends.xnnpack.partition.xnnpack_partitioner import (
         XnnpackPartitioner,
@@ -214,25 +218,30 @@ def _lower(methods: dict[str, tuple[nn.Module, torch.Tensor]], artifact: Path, p
     from executorch.exir.passes.cse_pass import CSEPass
 
     start = time.perf_counter()
-    programs = {name: torch.export.export(model, (example,)) for name, (model, example) in methods.items()}
-    for program in programs.values():  # equal ops once: the shifted blocks' equal slices of the mask (44 at 128 px)
-        CSEPass()(program.graph_module)
-    if pieces:
-        programs = {name: one_constant_per_piece(program) for name, program in programs.items()}
-    # The partitioners' node sets grow as the square of the graph: bitset_dependency_views.
-    with bitset_dependency_views(), compact_xnnpack_payloads():
-        lowered = to_edge_transform_and_lower(programs, partitioner=[
-            piecewise_xnnpack_partitioner() if pieces else XnnpackPartitioner()])
-    partitions, outside = {}, collections.Counter()
-    for name in programs:
-        calls = [n for n in lowered.exported_program(name).graph_module.graph.nodes if n.op == "call_function"]
-        partitions[name] = sum("executorch_call_delegate" in str(n.target) for n in calls)
-        outside.update(str(n.target).replace("<EdgeOpOverload: ", "").split(">")[0].split(":")[0] for n in calls
-                       if "executorch_call_delegate" not in str(n.target) and "getitem" not in str(n.target))
-    with compact_program():
-        program = lowered.to_executorch(ExecutorchBackendConfig(segment_alignment=SEGMENT_ALIGNMENT))
+    with shared_node_provenance():  # each pass's provenance records share the chains before them, not copy them
+        programs = {name: torch.export.export(model, (example,)) for name, (model, example) in methods.items()}
+        for program in programs.values():  # equal ops once: the shifted blocks' equal slices of the mask
+            CSEPass()(program.graph_module)
+        if pieces:
+            programs = {name: one_constant_per_piece(program) for name, program in programs.items()}
+        # The partitioners' node sets grow as the square of the graph: bitset_dependency_views; equal pieces are
+        # preprocessed once (their compacted payloads are equal bytes).
+        with (bitset_dependency_views(), compact_xnnpack_payloads(),
+              preprocess_equal_partitions_once() as preprocessed):
+            lowered = to_edge_transform_and_lower(programs, partitioner=[
+                piecewise_xnnpack_partitioner() if pieces else XnnpackPartitioner()])
+        partitions, outside = {}, collections.Counter()
+        for name in programs:
+            calls = [n for n in lowered.exported_program(name).graph_module.graph.nodes if n.op == "call_function"]
+            partitions[name] = sum("executorch_call_delegate" in str(n.target) for n in calls)
+            outside.update(str(n.target).replace("<EdgeOpOverload: ", "").split(">")[0].split(":")[0] for n in calls
+                           if "executorch_call_delegate" not in str(n.target) and "getitem" not in str(n.target))
+        with compact_program():
+            program = lowered.to_executorch(ExecutorchBackendConfig(segment_alignment=SEGMENT_ALIGNMENT))
     artifact.write_bytes(program.buffer)
     return {"xnnpack_partitions": max(partitions.values()),  # in any one method
+            "xnnpack_partitions_lowered": sum(partitions.values()),  # in all methods, and preprocessed of them:
+            "xnnpack_partitions_preprocessed": preprocessed.get("preprocessed"),  # one per fingerprint
             "xnnpack_graphs_stored": len(program.executorch_program.backend_delegate_data),  # equal ones once
             "ops_outside_xnnpack": dict(outside), "lowering_seconds": round(time.perf_counter() - start, 1)}
 

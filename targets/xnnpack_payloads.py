@@ -29,9 +29,10 @@ from types import ModuleType, SimpleNamespace
 
 from targets.flatbuffer_sharing import packed
 
-__all__ = ["KEY_DIGITS", "compact_xnnpack_payloads", "compacted"]
+__all__ = ["KEY_DIGITS", "compact_xnnpack_payloads", "compacted", "compacting"]
 
 KEY_DIGITS = 16  # hex digits of sha256 kept in a constant's name: 64 bits
+_active: list[bool] = []  # one entry per compact_xnnpack_payloads being inside
 
 
 @functools.cache
@@ -107,7 +108,14 @@ def compact_xnnpack_payloads() -> Iterator[None]:
     convert, digests = serialize.convert_to_flatbuffer, node_visitor.hashlib
     serialize.convert_to_flatbuffer = lambda graph: compacted(convert(graph))
     node_visitor.hashlib = _ShortDigests()
+    _active.append(True)
     try:
         yield
     finally:
         serialize.convert_to_flatbuffer, node_visitor.hashlib = convert, digests
+        _active.pop()
+
+
+def compacting() -> bool:
+    """Whether XNNPACK graphs are being written by :func:`compacted` (inside :func:`compact_xnnpack_payloads`)."""
+    return bool(_active)

@@ -535,7 +535,7 @@ def test_executorch_shared_pieces_are_stored_once_and_run_as_simulated(lowered, 
     partition per method)."""
     from targets.executorch import _decoded
 
-    _, target, artifact, deploy, _, _ = lowered
+    _, target, artifact, deploy, _, _, _ = lowered
     assert target.config.shared_pieces and target.config.window_chunk == WINDOW_CHUNK == 4  # 4 and 9 windows
     pte, graphs = _decoded(artifact)
     graphs = iter(graphs)  # one per delegate call, in plan order
@@ -587,7 +587,7 @@ def test_executorch_program_holds_no_constant_an_xnnpack_graph_could_hold(lowere
 
     from targets.pte_program import SEGMENT_ALIGNMENT, compacted_program
 
-    _, _, artifact, _, _, _ = lowered
+    _, _, artifact, _, _, _, _ = lowered
     data = artifact.read_bytes()
     header = pte_format._ExtendedHeader.from_bytes(data[8:])
     flatbuffer = data[:header.program_size]
@@ -609,6 +609,23 @@ def test_executorch_program_holds_no_constant_an_xnnpack_graph_could_hold(lowere
     assert all(start - end < SEGMENT_ALIGNMENT for (_, end), (start, _) in zip(ends, ends[1:]))
 
 
+@pytest.mark.parametrize("lowered", ["executorch"], indirect=True)
+def test_executorch_lowering_shortcuts_write_the_same_pte(lowered, monkeypatch, tmp_path):
+    """Provenance records sharing their chains (targets.shared_provenance) and XNNPACK's preprocessing once per
+    distinct partition (targets.xnnpack_preprocess_cache) write the .pte that ExecuTorch's own way writes, byte
+    for byte, with fewer partitions preprocessed than lowered."""
+    import contextlib
+
+    from targets import executorch
+
+    _, target, artifact, deploy, weights, convs, info = lowered
+    assert info["xnnpack_partitions_preprocessed"] < info["xnnpack_partitions_lowered"]
+    for shortcut in ("shared_node_provenance", "preprocess_equal_partitions_once"):
+        monkeypatch.setattr(executorch, shortcut, lambda: contextlib.nullcontext({}))
+    target.lower(deploy, weights, TILE, plain := tmp_path / "plain.pte", convs=convs)
+    assert plain.read_bytes() == artifact.read_bytes()
+
+
 @pytest.fixture(scope="module", params=BACKENDS)
 def lowered(request, tiny, bounds, tmp_path_factory):
     """One lowering at every tile size, no build around it (no baseline, scoring or timing): what the cheap
@@ -617,8 +634,8 @@ def lowered(request, tiny, bounds, tmp_path_factory):
     deploy, weights = _deploy(tiny, bounds, "snapped")
     deploy, convs = _convs(backend, deploy)
     target, artifact = get_target(_config(backend)), tmp_path_factory.mktemp(backend) / f"model.{backend}"
-    target.lower(deploy, weights, TILE, artifact, convs=convs)
-    return backend, target, artifact, deploy, weights, convs
+    info = target.lower(deploy, weights, TILE, artifact, convs=convs)
+    return backend, target, artifact, deploy, weights, convs, info
 
 
 def test_lowered_artifact_has_no_redundant_bytes(lowered, tiny, tmp_path):
@@ -631,7 +648,7 @@ def test_lowered_artifact_has_no_redundant_bytes(lowered, tiny, tmp_path):
     """
     from targets.base import export_copy, size_breakdown
 
-    backend, target, artifact, deploy, weights, _ = lowered
+    backend, target, artifact, deploy, weights, _, _ = lowered
     exports = torch.nn.ModuleList([export_copy(deploy, tile) for tile in TILES[backend]])
     sizes = size_breakdown(artifact.stat().st_size, target.stored_constants(artifact, weights), exports)
     assert sizes["other constants"] < SHAPE_CONSTANT_BYTES * len(TILES[backend]), sizes
@@ -676,7 +693,7 @@ def test_lowered_artifact_has_no_redundant_bytes(lowered, tiny, tmp_path):
 def test_lowered_graph_is_rank_4_and_every_method_is_read_back(lowered):
     """The lowered graph alone (``test_no_tensor_above_rank_4`` checks the built artifact and its baseline):
     no tensor above rank 4; ExecuTorch's verification reads back every tile method, not only the first."""
-    backend, target, artifact, _, weights, convs = lowered
+    backend, target, artifact, _, weights, convs, _ = lowered
     graph = target.graph_summary(artifact)
     assert graph["max_rank"] <= 4 and graph["above_rank_4"] == {}, graph
     verified = target.verify(artifact, weights, convs=convs)
@@ -843,7 +860,7 @@ def test_executorch_verify_reads_back_the_filters_precision(lowered):
 
     from targets.executorch import conv_filter_types, fp16_conv_filters
 
-    _, target, artifact, deploy, weights, convs = lowered
+    _, target, artifact, deploy, weights, convs, _ = lowered
     count = sum(isinstance(m, torch.nn.Conv2d) for m in deploy.modules())
     assert target.verify(artifact, weights, convs)["convolution_filters"] == {"fp16": count}
     assert all(types == ["xnn_datatype_fp16"] * count for types in conv_filter_types(artifact).values())

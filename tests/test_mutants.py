@@ -116,9 +116,13 @@ MUTANTS = [
      "tests/test_xnnpack_payloads.py::test_compact_payload_is_the_same_graph_in_fewer_bytes"),
     ("targets/xnnpack_payloads.py", "    node_visitor.hashlib = _ShortDigests()\n", "",
      "tests/test_xnnpack_payloads.py::test_the_patch_applies_only_inside_the_context"),
-    ("targets/executorch.py", "    with bitset_dependency_views(), compact_xnnpack_payloads():",
-     "    with bitset_dependency_views():",
+    ("targets/executorch.py", "with (bitset_dependency_views(), compact_xnnpack_payloads(),\n"
+     "              preprocess_equal_partitions_once() as preprocessed):",
+     "with bitset_dependency_views(), contextlib.nullcontext({}) as preprocessed:",
      "tests/test_xnnpack_payloads.py::test_compact_payload_is_the_same_graph_in_fewer_bytes"),
+    # Equal partitions preprocessed once: equal constants' bytes too.
+    ("targets/xnnpack_preprocess_cache.py", "            content = _tensor_key(tensor)", "            content = None",
+     "tests/test_build_integer_targets.py::test_executorch_lowering_shortcuts_write_the_same_pte"),
     # The .pte's program: constants inside the XNNPACK graphs, equal vectors once, segments on 16 bytes.
     ("targets/xnnpack_pieces.py", "                elif users and None not in users:", "                elif False:",
      "tests/test_build_integer_targets.py::test_executorch_program_holds_no_constant_an_xnnpack_graph_could_hold"),

@@ -10,6 +10,7 @@ from torch import nn
 
 import targets.executorch as executorch_target
 from targets.xnnpack_payloads import KEY_DIGITS, compact_xnnpack_payloads
+from targets.xnnpack_preprocess_cache import preprocess_equal_partitions_once
 
 pytest.importorskip("executorch")
 
@@ -47,8 +48,9 @@ def _lowered(compact: bool, folder: Path, monkeypatch) -> Path:
         methods[name] = (convert_pt2e(prepared), example)
     path = folder / f"{'compact' if compact else 'plain'}.pte"
     with monkeypatch.context() as patch:
-        if not compact:
+        if not compact:  # and no preprocessing once per fingerprint, which counts on its debug handles by rank
             patch.setattr(executorch_target, "compact_xnnpack_payloads", contextlib.nullcontext)
+            patch.setattr(executorch_target, "preprocess_equal_partitions_once", lambda: contextlib.nullcontext({}))
         executorch_target._lower(methods, path)
     return path
 
@@ -114,3 +116,17 @@ def test_the_patch_applies_only_inside_the_context():
         assert node_visitor.hashlib.sha256(b"x").hexdigest() == "2d711642b726b044"
         raise RuntimeError("a failed lowering")
     assert (serialize.convert_to_flatbuffer, node_visitor.hashlib) == before
+
+
+def test_preprocessing_once_per_fingerprint_only_with_compact_payloads():
+    """Equal pieces differ in their debug handles until the compact payloads number them by rank: the cache of
+    XNNPACK's preprocessing refuses to run without them, and restores ``preprocess`` on the way out."""
+    from executorch.backends.xnnpack.xnnpack_preprocess import XnnpackBackend
+
+    before = XnnpackBackend.__dict__["preprocess"]
+    with pytest.raises(RuntimeError, match="needs compact_xnnpack_payloads"), preprocess_equal_partitions_once():
+        pass
+    with pytest.raises(KeyError), compact_xnnpack_payloads(), preprocess_equal_partitions_once() as counts:
+        assert XnnpackBackend.__dict__["preprocess"] is not before and counts == {"preprocessed": 0, "reused": 0}
+        raise KeyError("a failed lowering")
+    assert XnnpackBackend.__dict__["preprocess"] is before
