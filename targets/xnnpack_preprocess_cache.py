@@ -47,9 +47,11 @@ def _value_key(value: Any) -> Any:
 
 
 def _arg_key(arg: Any, index: dict[torch.fx.Node, int]) -> Any:
-    """An argument with each node replaced by its position in the graph."""
+    """An argument with each node replaced by its position in the graph (a tensor by its bytes: its repr elides)."""
     if isinstance(arg, torch.fx.Node):
         return "node", index[arg]
+    if isinstance(arg, torch.Tensor):
+        return "tensor", _tensor_key(arg)
     if isinstance(arg, (list, tuple)):
         return type(arg).__name__, tuple(_arg_key(a, index) for a in arg)
     if isinstance(arg, dict):
