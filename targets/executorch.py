@@ -54,6 +54,7 @@ from targets.base import (
 )
 from targets.config import ConvWeights, Precision
 from targets.dependency_bitsets import bitset_dependency_views
+from targets.partition_cuts import cuts_sorted_in_place
 from targets.pte_program import SEGMENT_ALIGNMENT, compact_program
 from targets.shared_provenance import shared_node_provenance
 from targets.xnnpack_convs import PatchConv, conv_codes, int8_patch_filters
@@ -209,7 +210,8 @@ def _lower(methods: dict[str, tuple[nn.Module, torch.Tensor]], artifact: Path, p
     each slice is a tensor of ExecuTorch's planned memory, all made before the first block (the 128 px
     method's plan: 65 -> 24 MB, peak RSS 463 -> 420 MB). Faster, the same bytes: provenance records share their
     chains (:mod:`targets.shared_provenance`), equal partitions are preprocessed once
-    (:mod:`targets.xnnpack_preprocess_cache`).
+    (:mod:`targets.xnnpack_preprocess_cache`), a method's graph is re-sorted in place after each partition is cut
+    out of it and its code regenerated once (:mod:`targets.partition_cuts`).
     """
     from executorch.backends.xnnpack.partition.xnnpack_partitioner import (
         XnnpackPartitioner,
@@ -225,8 +227,9 @@ def _lower(methods: dict[str, tuple[nn.Module, torch.Tensor]], artifact: Path, p
         if pieces:
             programs = {name: one_constant_per_piece(program) for name, program in programs.items()}
         # The partitioners' node sets grow as the square of the graph: bitset_dependency_views; equal pieces are
-        # preprocessed once (their compacted payloads are equal bytes).
-        with (bitset_dependency_views(), compact_xnnpack_payloads(),
+        # preprocessed once (their compacted payloads are equal bytes); a method is re-sorted in place after each
+        # partition cut out of it, not copied and recompiled.
+        with (bitset_dependency_views(), compact_xnnpack_payloads(), cuts_sorted_in_place(),
               preprocess_equal_partitions_once() as preprocessed):
             lowered = to_edge_transform_and_lower(programs, partitioner=[
                 piecewise_xnnpack_partitioner() if pieces else XnnpackPartitioner()])

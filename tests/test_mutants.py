@@ -117,10 +117,16 @@ MUTANTS = [
      "tests/test_xnnpack_payloads.py::test_compact_payload_is_the_same_graph_in_fewer_bytes"),
     ("targets/xnnpack_payloads.py", "    node_visitor.hashlib = _ShortDigests()\n", "",
      "tests/test_xnnpack_payloads.py::test_the_patch_applies_only_inside_the_context"),
-    ("targets/executorch.py", "with (bitset_dependency_views(), compact_xnnpack_payloads(),\n"
+    ("targets/executorch.py", "with (bitset_dependency_views(), compact_xnnpack_payloads(), cuts_sorted_in_place(),\n"
      "              preprocess_equal_partitions_once() as preprocessed):",
      "with bitset_dependency_views(), contextlib.nullcontext({}) as preprocessed:",
      "tests/test_xnnpack_payloads.py::test_compact_payload_is_the_same_graph_in_fewer_bytes"),
+    # Partitions cut out of a method: its graph re-sorted in place as legalize_graph sorts a copy (users listed in
+    # the new order), its code regenerated once after the last cut, not never.
+    ("targets/partition_cuts.py", "        node.users.update(dict.fromkeys(users))\n", "        node.users.update(dict.fromkeys(users[::-1]))\n",
+     "tests/test_partition_cuts.py::test_the_in_place_sort_is_legalize_graphs_sort"),
+    ("targets/partition_cuts.py", "            tagged_graph_module.recompile()\n", "            pass\n",
+     "tests/test_partition_cuts.py::test_a_method_is_recompiled_once_after_its_partitions_are_cut"),
     # Equal partitions preprocessed once: equal constants' bytes too.
     ("targets/xnnpack_preprocess_cache.py", "            content = _tensor_key(tensor)", "            content = None",
      "tests/test_build_integer_targets.py::test_executorch_lowering_shortcuts_write_the_same_pte"),
