@@ -555,10 +555,18 @@ class PairStream:
         return CropSampler._batch(lr), CropSampler._batch(hr)
 
     def close(self) -> None:
+        """Let the batches drawn ahead finish, then stop the workers.
+
+        Not ``Pool.terminate``: a worker it kills while writing a batch to the result pipe keeps the pipe's
+        lock forever, and the pool's task thread then waits for it in ``terminate`` (it hung CI once; a loop of
+        draw-one-then-close hung within 10 tries on this host). The batches ahead are at most 2 per worker.
+        """
         if self._pool is not None:
-            self._pool.terminate()
-            self._pool.join()
-            self._pool = None
+            pool, self._pool = self._pool, None
+            while self._pending:
+                self._pending.popleft().wait()
+            pool.close()
+            pool.join()
 
     def __enter__(self) -> PairStream:
         return self

@@ -54,6 +54,16 @@ def test_resume_is_bit_identical(hr_folder, tmp_path, monkeypatch, one_thread):
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_closing_a_stream_lets_its_workers_finish(hr_folder):
+    """Pool.terminate killed workers, one of them at times while it wrote a batch to the result pipe, whose
+    lock it then kept: terminate itself waited for that lock forever (a CI run hung there)."""
+    stream = PairStream(dict(hr_folders=[str(hr_folder)], scale=2, lr_size=16, seed=3), 3, workers=2)
+    next(stream)  # and 3 more batches drawn ahead
+    workers = list(stream._pool._pool)
+    stream.close()
+    assert [worker.exitcode for worker in workers] == [0, 0]  # they ended on their own, not killed
+
+
 def test_worker_processes_draw_the_same_batches(hr_folder):
     args = dict(hr_folders=[str(hr_folder)], scale=2, lr_size=16, seed=3)
     with PairStream(args, 3, start=7) as inline, PairStream(args, 3, start=7, workers=2) as pooled:
