@@ -14,6 +14,7 @@ tracer fields a new graph has), so the graph is the one ``legalize_graph`` makes
 Nothing runs or reads the module's code while its partitions are cut (``_create_partitions_in_graph_module``
 and what it calls work on the graph), so the code is regenerated once, when the cutting ends. A test compares
 the re-sort with ``legalize_graph`` node by node, and one lowers the tiny model with and without: equal bytes.
+The default x4 W4 .pte lowers in 177 s instead of 201, the 4-size one in 631 s instead of 794 (README).
 """
 
 from __future__ import annotations
