@@ -54,6 +54,7 @@ from targets.base import (
 )
 from targets.config import ConvWeights, Precision
 from targets.dependency_bitsets import bitset_dependency_views
+from targets.edge_decompositions import one_decomposition_when_every_kept_op_passes
 from targets.partition_cuts import cuts_sorted_in_place
 from targets.pte_program import SEGMENT_ALIGNMENT, compact_program
 from targets.shared_provenance import shared_node_provenance
@@ -211,7 +212,8 @@ def _lower(methods: dict[str, tuple[nn.Module, torch.Tensor]], artifact: Path, p
     method's plan: 65 -> 24 MB, peak RSS 463 -> 420 MB). Faster, the same bytes: provenance records share their
     chains (:mod:`targets.shared_provenance`), equal partitions are preprocessed once
     (:mod:`targets.xnnpack_preprocess_cache`), a method's graph is re-sorted in place after each partition is cut
-    out of it and its code regenerated once (:mod:`targets.partition_cuts`).
+    out of it and its code regenerated once (:mod:`targets.partition_cuts`), and decomposed once, not twice, when
+    XNNPACK keeps every instance of the ops it asks to keep (:mod:`targets.edge_decompositions`).
     """
     from executorch.backends.xnnpack.partition.xnnpack_partitioner import (
         XnnpackPartitioner,
@@ -228,9 +230,10 @@ def _lower(methods: dict[str, tuple[nn.Module, torch.Tensor]], artifact: Path, p
             programs = {name: one_constant_per_piece(program) for name, program in programs.items()}
         # The partitioners' node sets grow as the square of the graph: bitset_dependency_views; equal pieces are
         # preprocessed once (their compacted payloads are equal bytes); a method is re-sorted in place after each
-        # partition cut out of it, not copied and recompiled.
+        # partition cut out of it, not copied and recompiled, and decomposed once where XNNPACK keeps every op it
+        # asked to keep.
         with (bitset_dependency_views(), compact_xnnpack_payloads(), cuts_sorted_in_place(),
-              preprocess_equal_partitions_once() as preprocessed):
+              one_decomposition_when_every_kept_op_passes(), preprocess_equal_partitions_once() as preprocessed):
             lowered = to_edge_transform_and_lower(programs, partitioner=[
                 piecewise_xnnpack_partitioner() if pieces else XnnpackPartitioner()])
         partitions, outside = {}, collections.Counter()

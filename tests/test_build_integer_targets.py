@@ -612,16 +612,18 @@ def test_executorch_program_holds_no_constant_an_xnnpack_graph_could_hold(lowere
 @pytest.mark.parametrize("lowered", ["executorch"], indirect=True)
 def test_executorch_lowering_shortcuts_write_the_same_pte(lowered, monkeypatch, tmp_path):
     """Provenance records sharing their chains (targets.shared_provenance), XNNPACK's preprocessing once per
-    distinct partition (targets.xnnpack_preprocess_cache) and a method re-sorted in place after each partition
-    cut out of it (targets.partition_cuts) write the .pte that ExecuTorch's own way writes, byte for byte,
-    with fewer partitions preprocessed than lowered."""
+    distinct partition (targets.xnnpack_preprocess_cache), a method re-sorted in place after each partition
+    cut out of it (targets.partition_cuts) and decomposed once where XNNPACK keeps every op it asked to keep
+    (targets.edge_decompositions) write the .pte that ExecuTorch's own way writes, byte for byte, with fewer
+    partitions preprocessed than lowered."""
     import contextlib
 
     from targets import executorch
 
     _, target, artifact, deploy, weights, convs, info = lowered
     assert info["xnnpack_partitions_preprocessed"] < info["xnnpack_partitions_lowered"]
-    for shortcut in ("shared_node_provenance", "preprocess_equal_partitions_once", "cuts_sorted_in_place"):
+    for shortcut in ("shared_node_provenance", "preprocess_equal_partitions_once", "cuts_sorted_in_place",
+                     "one_decomposition_when_every_kept_op_passes"):
         monkeypatch.setattr(executorch, shortcut, lambda: contextlib.nullcontext({}))
     target.lower(deploy, weights, TILE, plain := tmp_path / "plain.pte", convs=convs)
     assert plain.read_bytes() == artifact.read_bytes()

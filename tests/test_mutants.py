@@ -55,6 +55,9 @@ MUTANTS = [
     # reciprocal and rounds a half-step tie the other way).
     ("calibration/primitives.py", "torch.full_like(span, 255.0) / span", "255.0 / span",
      "tests/test_deploy_outlier.py::test_a_half_step_tie_rounds_as_xnnpack_does"),
+    # One decomposition only where every instance of a kept op passes XNNPACK's check.
+    ("targets/edge_decompositions.py", "        return check is None or all(check(node)", "        return check is None or any(check(node)",
+     "tests/test_edge_decompositions.py::test_the_single_decomposition_is_taken_only_when_every_kept_op_passes"),
     # Training batch workers end on their own (Pool.terminate can kill one holding the result pipe's lock: a hang).
     ("srcore/data.py", "            pool.close()\n", "            pool.terminate()\n",
      "tests/test_train.py::test_closing_a_stream_lets_its_workers_finish"),
@@ -121,7 +124,7 @@ MUTANTS = [
     ("targets/xnnpack_payloads.py", "    node_visitor.hashlib = _ShortDigests()\n", "",
      "tests/test_xnnpack_payloads.py::test_the_patch_applies_only_inside_the_context"),
     ("targets/executorch.py", "with (bitset_dependency_views(), compact_xnnpack_payloads(), cuts_sorted_in_place(),\n"
-     "              preprocess_equal_partitions_once() as preprocessed):",
+     "              one_decomposition_when_every_kept_op_passes(), preprocess_equal_partitions_once() as preprocessed):",
      "with bitset_dependency_views(), contextlib.nullcontext({}) as preprocessed:",
      "tests/test_xnnpack_payloads.py::test_compact_payload_is_the_same_graph_in_fewer_bytes"),
     # Partitions cut out of a method: its graph re-sorted in place as legalize_graph sorts a copy (users listed in
