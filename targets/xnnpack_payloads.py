@@ -32,7 +32,6 @@ from targets.flatbuffer_sharing import packed
 __all__ = ["KEY_DIGITS", "compact_xnnpack_payloads", "compacted", "compacting"]
 
 KEY_DIGITS = 16  # hex digits of sha256 kept in a constant's name: 64 bits
-_active: list[bool] = []  # one entry per compact_xnnpack_payloads being inside
 
 
 @functools.cache
@@ -108,14 +107,14 @@ def compact_xnnpack_payloads() -> Iterator[None]:
     convert, digests = serialize.convert_to_flatbuffer, node_visitor.hashlib
     serialize.convert_to_flatbuffer = lambda graph: compacted(convert(graph))
     node_visitor.hashlib = _ShortDigests()
-    _active.append(True)
     try:
         yield
     finally:
         serialize.convert_to_flatbuffer, node_visitor.hashlib = convert, digests
-        _active.pop()
 
 
 def compacting() -> bool:
     """Whether XNNPACK graphs are being written by :func:`compacted` (inside :func:`compact_xnnpack_payloads`)."""
-    return bool(_active)
+    from executorch.backends.xnnpack.operators import node_visitor
+
+    return isinstance(node_visitor.hashlib, _ShortDigests)
