@@ -28,6 +28,7 @@ from collections.abc import Iterator, Sequence
 from importlib import metadata
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import numpy as np
 import torch
@@ -70,16 +71,11 @@ def _no_progress_bars():
     ``TQDM_DISABLE`` setting only at import, so the modules' own tqdm name is pointed at a disabled one meanwhile."""
     from tqdm import tqdm
 
-    saved = []
-    for module, name in _PROGRESS_BARS:
-        module = importlib.import_module(module)
-        saved.append((module, name, getattr(module, name)))
-        setattr(module, name, functools.partial(tqdm, disable=True))
-    try:
+    with contextlib.ExitStack() as patches:
+        for module, name in _PROGRESS_BARS:
+            patches.enter_context(mock.patch.object(importlib.import_module(module), name,
+                                                    functools.partial(tqdm, disable=True)))
         yield
-    finally:
-        for module, name, original in saved:
-            setattr(module, name, original)
 
 
 _INLINE_BELOW_ELEMENTS = 256
@@ -105,11 +101,8 @@ def _small_constants_inline():
     def should_use_weight_file(val, *args, **kwargs) -> bool:
         return original(val, *args, **kwargs) and np.size(val) >= _INLINE_BELOW_ELEMENTS and bool(np.any(val))
 
-    load.should_use_weight_file = should_use_weight_file
-    try:
+    with mock.patch.object(load, "should_use_weight_file", should_use_weight_file):
         yield
-    finally:
-        load.should_use_weight_file = original
 
 
 def _with_compression_buffers(deploy: nn.Module, weights: list[PalettizedWeight],

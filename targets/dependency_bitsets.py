@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from unittest import mock
 
 import numpy as np
 import torch
@@ -79,12 +80,6 @@ def bitset_dependency_views() -> Iterator[None]:
     from executorch.exir.backend.canonical_partitioners import group_partitioner
     from torch.fx.passes.infra import partitioner
 
-    modules = (partitioner, group_partitioner)
-    originals = [module._DependencyViewer for module in modules]
-    try:
-        for module in modules:
-            module._DependencyViewer = BitsetDependencyViewer
+    with (mock.patch.object(partitioner, "_DependencyViewer", BitsetDependencyViewer),
+          mock.patch.object(group_partitioner, "_DependencyViewer", BitsetDependencyViewer)):
         yield
-    finally:
-        for module, original in zip(modules, originals):
-            module._DependencyViewer = original

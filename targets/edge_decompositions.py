@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from unittest import mock
 
 __all__ = ["one_decomposition_when_every_kept_op_passes"]
 
@@ -26,15 +27,10 @@ def one_decomposition_when_every_kept_op_passes() -> Iterator[None]:
     partitioner keeps passes the partitioner's check."""
     from executorch.exir.program import _program
 
-    can_skip = _program._can_skip_using_EDGE_DO_NOT_DECOMP
-
     def every_kept_op_passes(partitioner, program) -> bool:
         kept, check = partitioner.ops_to_not_decompose(program)
         return check is None or all(check(node) for node in program.graph_module.graph.nodes
                                     if node.op == "call_function" and node.target in kept)
 
-    _program._can_skip_using_EDGE_DO_NOT_DECOMP = every_kept_op_passes
-    try:
+    with mock.patch.object(_program, "_can_skip_using_EDGE_DO_NOT_DECOMP", every_kept_op_passes):
         yield
-    finally:
-        _program._can_skip_using_EDGE_DO_NOT_DECOMP = can_skip

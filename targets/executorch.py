@@ -32,6 +32,7 @@ from collections.abc import Iterator, Sequence
 from importlib import metadata
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import numpy as np
 import torch
@@ -145,13 +146,9 @@ def fp16_conv_filters() -> Iterator[None]:
             return XNNDatatype.xnn_datatype_fp16
         return serialized_dtype(self, quant_params, node, force_fp32)
 
-    node_visitor.get_param_tensor = narrowed
-    visitor.get_serialized_buffer_index, visitor.get_serialized_dtype = buffer_index_fp16, dtype_fp16
-    try:
+    with (mock.patch.object(node_visitor, "get_param_tensor", narrowed),
+          mock.patch.multiple(visitor, get_serialized_buffer_index=buffer_index_fp16, get_serialized_dtype=dtype_fp16)):
         yield
-    finally:
-        node_visitor.get_param_tensor = get_param
-        visitor.get_serialized_buffer_index, visitor.get_serialized_dtype = buffer_index, serialized_dtype
 
 
 def _owner(node: torch.fx.Node) -> str:

@@ -24,6 +24,7 @@ import contextlib
 import copy
 import operator
 from collections.abc import Iterator
+from unittest import mock
 
 import torch
 
@@ -107,10 +108,6 @@ def cuts_sorted_in_place() -> Iterator[None]:
             partitioning.pop()
             tagged_graph_module.recompile()
 
-    lowered_backend_module.legalize_graph = legalize_in_place
-    backend_api._create_partitions_in_graph_module = create_partitions_then_recompile
-    try:
+    with (mock.patch.object(lowered_backend_module, "legalize_graph", legalize_in_place),
+          mock.patch.object(backend_api, "_create_partitions_in_graph_module", create_partitions_then_recompile)):
         yield
-    finally:
-        lowered_backend_module.legalize_graph = legalize
-        backend_api._create_partitions_in_graph_module = create_partitions

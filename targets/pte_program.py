@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from unittest import mock
 
 from targets.flatbuffer_sharing import packed
 
@@ -47,8 +48,5 @@ def compact_program() -> Iterator[None]:
         result = to_flatbuffer(*args, **kwargs)
         return _FlatbufferResult(data=compacted_program(result.data), max_alignment=result.max_alignment)
 
-    _program._program_to_flatbuffer = compact
-    try:
+    with mock.patch.object(_program, "_program_to_flatbuffer", compact):
         yield
-    finally:
-        _program._program_to_flatbuffer = to_flatbuffer

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from types import SimpleNamespace
+from unittest import mock
 
 __all__ = ["shared_node_provenance"]
 
@@ -27,9 +28,6 @@ def shared_node_provenance() -> Iterator[None]:
     same records) instead of a deep one."""
     from torch.fx import traceback as fx_traceback
 
-    original = fx_traceback.copy  # the module `copy`; NodeSource.__init__ is its only caller of deepcopy
-    fx_traceback.copy = SimpleNamespace(deepcopy=list, copy=original.copy)
-    try:
+    # fx_traceback.copy is the module `copy`; NodeSource.__init__ is its only caller of deepcopy.
+    with mock.patch.object(fx_traceback, "copy", SimpleNamespace(deepcopy=list, copy=fx_traceback.copy.copy)):
         yield
-    finally:
-        fx_traceback.copy = original

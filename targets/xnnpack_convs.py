@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator, Sequence
+from unittest import mock
 
 import numpy as np
 import torch
@@ -74,7 +75,6 @@ def int8_patch_filters(grids: Sequence[ChannelGrid]) -> Iterator[None]:
 
     scales = {patch_codes(g.weight).float().numpy().tobytes(): g.scales.float() for g in grids}
     get_param = node_visitor.get_param_tensor
-    originals = {name: vars(QuantParams)[name] for name in ("from_weights", "from_bias")}
     from_weights, from_bias = QuantParams.from_weights, QuantParams.from_bias
     found: set[bytes] = set()
 
@@ -115,14 +115,10 @@ def int8_patch_filters(grids: Sequence[ChannelGrid]) -> Iterator[None]:
         channel = bias_scales(program, node) if tensor is not None and tensor.dim() == 1 else None
         return tensor if channel is None else tensor / channel
 
-    node_visitor.get_param_tensor = param_tensor
-    QuantParams.from_weights, QuantParams.from_bias = classmethod(int8_weights), classmethod(bias_of_int8_weights)
-    try:
+    with (mock.patch.object(node_visitor, "get_param_tensor", param_tensor),
+          mock.patch.multiple(QuantParams, from_weights=classmethod(int8_weights),
+                              from_bias=classmethod(bias_of_int8_weights))):
         yield
-    finally:
-        node_visitor.get_param_tensor = get_param
-        for name, original in originals.items():
-            setattr(QuantParams, name, original)
     if len(found) != len(scales):
         raise TargetError(f"{len(scales) - len(found)} of {len(scales)} int8 convolution filters were not serialized "
                           f"as int8 (targets.xnnpack_convs.PatchConv)")

@@ -26,6 +26,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType, SimpleNamespace
+from unittest import mock
 
 from targets.flatbuffer_sharing import packed
 
@@ -104,13 +105,10 @@ def compact_xnnpack_payloads() -> Iterator[None]:
     from executorch.backends.xnnpack.operators import node_visitor
     from executorch.backends.xnnpack.serialization import xnnpack_graph_serialize as serialize
 
-    convert, digests = serialize.convert_to_flatbuffer, node_visitor.hashlib
-    serialize.convert_to_flatbuffer = lambda graph: compacted(convert(graph))
-    node_visitor.hashlib = _ShortDigests()
-    try:
+    convert = serialize.convert_to_flatbuffer
+    with (mock.patch.object(serialize, "convert_to_flatbuffer", lambda graph: compacted(convert(graph))),
+          mock.patch.object(node_visitor, "hashlib", _ShortDigests())):
         yield
-    finally:
-        serialize.convert_to_flatbuffer, node_visitor.hashlib = convert, digests
 
 
 def compacting() -> bool:

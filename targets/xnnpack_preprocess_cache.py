@@ -23,6 +23,7 @@ import copy
 import hashlib
 from collections.abc import Iterator
 from typing import Any
+from unittest import mock
 
 import torch
 
@@ -108,8 +109,5 @@ def preprocess_equal_partitions_once() -> Iterator[dict[str, int]]:
             results[key] = original.__func__(edge_program, compile_specs)
         return copy.deepcopy(results[key])
 
-    XnnpackBackend.preprocess = staticmethod(preprocess)
-    try:
+    with mock.patch.object(XnnpackBackend, "preprocess", staticmethod(preprocess)):
         yield counts
-    finally:
-        XnnpackBackend.preprocess = original

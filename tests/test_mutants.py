@@ -43,7 +43,8 @@ MUTANTS = [
      "first.setdefault(value.type.SerializeToString(), op.outputs[0].name)",
      "tests/test_build_coreml.py::test_program_compaction_is_lossless_and_shrinks_the_program"),
     # Small constants go inline (no 64-byte blob header each), zero biases are dropped.
-    ("targets/coreml.py", "    load.should_use_weight_file = should_use_weight_file\n", "",
+    ("targets/coreml.py", 'with mock.patch.object(load, "should_use_weight_file", should_use_weight_file):',
+     "with contextlib.nullcontext():",
      "tests/test_build_coreml.py::test_size_breakdown_meets_the_component_budget"),
     ("targets/coreml.py", '                    del op.inputs["bias"]', "                    pass",
      "tests/test_build_coreml.py::test_program_compaction_is_lossless_and_shrinks_the_program"),
@@ -121,7 +122,7 @@ MUTANTS = [
      "tests/test_build_integer_targets.py::test_executorch_shared_pieces_are_stored_once_and_run_as_simulated"),
     ("targets/xnnpack_payloads.py", "            constant.offset = constant.size = 0\n", "            pass\n",
      "tests/test_xnnpack_payloads.py::test_compact_payload_is_the_same_graph_in_fewer_bytes"),
-    ("targets/xnnpack_payloads.py", "    node_visitor.hashlib = _ShortDigests()\n", "",
+    ("targets/xnnpack_payloads.py", 'mock.patch.object(node_visitor, "hashlib", _ShortDigests())', "contextlib.nullcontext()",
      "tests/test_xnnpack_payloads.py::test_the_patch_applies_only_inside_the_context"),
     ("targets/executorch.py", "with (bitset_dependency_views(), compact_xnnpack_payloads(), cuts_sorted_in_place(),\n"
      "              one_decomposition_when_every_kept_op_passes(), preprocess_equal_partitions_once() as preprocessed):",
@@ -139,7 +140,8 @@ MUTANTS = [
     # The .pte's program: constants inside the XNNPACK graphs, equal vectors once, segments on 16 bytes.
     ("targets/xnnpack_pieces.py", "                elif users and None not in users:", "                elif False:",
      "tests/test_build_integer_targets.py::test_executorch_program_holds_no_constant_an_xnnpack_graph_could_hold"),
-    ("targets/pte_program.py", "    _program._program_to_flatbuffer = compact\n", "",
+    ("targets/pte_program.py", 'with mock.patch.object(_program, "_program_to_flatbuffer", compact):',
+     "with contextlib.nullcontext():",
      "tests/test_build_integer_targets.py::test_executorch_program_holds_no_constant_an_xnnpack_graph_could_hold"),
     ("targets/executorch.py", "lowered.to_executorch(ExecutorchBackendConfig(segment_alignment=SEGMENT_ALIGNMENT))",
      "lowered.to_executorch()",
