@@ -189,7 +189,7 @@ class ExecuTorchConfig(IntegerConfig):
             of reports/artifact_sizes.md against the 64 px one of reports/conv_weights_executorch.md); 96 and
             192 px together 0.13 MB (their pieces are the 64 px graph's blocks too, a 96 px tile's last one
             overlapping the one before; W4 64 + 96 + 128 + 192 px: 1.31 MB). Default 64 and 128, the four sizes
-            taking the lowering from about 150-180 s to 630 s and its peak from 3.5 to 7.5 GB, for 192 px 8-11% faster
+            taking the lowering from about 150 s to 525 s and its peak from 3.5 to 7.3 GB, for 192 px 8-11% faster
             per output pixel than 128 and 96 px no faster than 64 (README, issue 17). Without window chunks, 96,
             128 and 192 px cost 16%, 19% and 15% less time per output pixel than 64 with the 16 px overlap a photo
             needs (a bigger tile recomputes less overlap, but its memory-bound ops slowed down per pixel), so one
