@@ -9,7 +9,8 @@ Without a check it keeps every instance and decomposes once, not at all when not
 inside :func:`one_decomposition_when_every_kept_op_passes` ExecuTorch takes the second path then. The check
 runs here on the functionalised method, where ExecuTorch runs it after one more decomposition that keeps those
 ops: the same nodes for this model, whose methods hold only ``linear`` among them (every one XNNPACK's); a test
-lowers the tiny model with and without (equal bytes), and so did the default x4 build (``cmp``). The default x4 W4 .pte lowers in 152 s instead of 177 (README).
+lowers the tiny model with and without (equal bytes), and so did the default x4 build (``cmp``). The default x4
+W4 .pte lowers in 152 s instead of 177 (README).
 """
 
 from __future__ import annotations
